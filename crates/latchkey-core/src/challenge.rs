@@ -1,0 +1,268 @@
+//! The challenge: one engine behind every e-mail flow. A challenge carries a link token and a
+//! one-time code (both stored as keyed hashes); using either consumes the challenge.
+
+use crate::application::Application;
+use crate::email::EmailAddress;
+use crate::id::{AppId, ChallengeId, CodeId, UserId};
+use crate::pkce::CodeChallenge;
+use crate::redirect::RedirectUri;
+use crate::secret::{HashPurpose, MasterKey, OpaqueToken, Otp};
+use time::{Duration, OffsetDateTime};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Login,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "login" => Some(Self::Login),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeStatus {
+    Pending,
+    Consumed,
+    Expired,
+    Revoked,
+}
+
+impl ChallengeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Consumed => "consumed",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "consumed" => Some(Self::Consumed),
+            "expired" => Some(Self::Expired),
+            "revoked" => Some(Self::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// The longest `state` and `nonce` accepted; both come back verbatim, so they are bounded.
+pub const MAX_STATE_LEN: usize = 1024;
+/// The longest client binding strings (IP address, user agent) kept.
+pub const MAX_BINDING_LEN: usize = 512;
+
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    pub id: ChallengeId,
+    pub purpose: Purpose,
+    pub app_id: AppId,
+    pub email: EmailAddress,
+    pub redirect_uri: RedirectUri,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<CodeChallenge>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub create_user: bool,
+    pub link_hash: Vec<u8>,
+    pub otp_hash: Vec<u8>,
+    pub otp_attempts: u32,
+    pub status: ChallengeStatus,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub otp_expires_at: OffsetDateTime,
+    pub consumed_at: Option<OffsetDateTime>,
+}
+
+/// What a caller asks for, already parsed.
+#[derive(Debug, Clone)]
+pub struct ChallengeRequest {
+    pub purpose: Purpose,
+    pub email: EmailAddress,
+    pub redirect_uri: RedirectUri,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub expires_in: Option<Duration>,
+    pub code_challenge: Option<CodeChallenge>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub create_user: bool,
+}
+
+/// A new challenge and the two secrets that open it, which exist only in memory and in the
+/// e-mail (or the caller's response when it sends its own e-mail).
+#[derive(Debug)]
+pub struct IssuedChallenge {
+    pub challenge: Challenge,
+    pub link_token: OpaqueToken,
+    pub otp: Otp,
+}
+
+impl Challenge {
+    pub fn issue(
+        app: &Application,
+        req: ChallengeRequest,
+        key: &MasterKey,
+        now: OffsetDateTime,
+    ) -> IssuedChallenge {
+        let id = ChallengeId::generate();
+        let link_token = OpaqueToken::generate();
+        let otp = Otp::generate();
+        let lifetimes = &app.settings.lifetimes;
+        let expires_at = now + req.expires_in.unwrap_or_else(|| lifetimes.link());
+        let otp_expires_at = (now + lifetimes.otp()).min(expires_at);
+        let challenge = Challenge {
+            purpose: req.purpose,
+            app_id: app.id.clone(),
+            email: req.email,
+            redirect_uri: req.redirect_uri,
+            state: req.state,
+            nonce: req.nonce,
+            code_challenge: req.code_challenge,
+            client_ip: req.client_ip,
+            user_agent: req.user_agent,
+            create_user: req.create_user,
+            link_hash: key.hash(HashPurpose::LinkToken, link_token.expose()),
+            otp_hash: key.hash(HashPurpose::Otp, &otp_subject(&id, &otp)),
+            otp_attempts: 0,
+            status: ChallengeStatus::Pending,
+            created_at: now,
+            expires_at,
+            otp_expires_at,
+            consumed_at: None,
+            id,
+        };
+        IssuedChallenge { challenge, link_token, otp }
+    }
+
+    /// The status as a person sees it at `now`: a pending challenge past its expiry is expired.
+    pub fn status_at(&self, now: OffsetDateTime) -> ChallengeStatus {
+        match self.status {
+            ChallengeStatus::Pending if now >= self.expires_at => ChallengeStatus::Expired,
+            s => s,
+        }
+    }
+}
+
+/// What the one-time code's hash covers: the code is only valid for its own challenge.
+pub fn otp_subject(id: &ChallengeId, otp: &Otp) -> String {
+    format!("{id}:{}", otp.expose())
+}
+
+/// How the user proved control of the address, as the `amr` claim says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Link,
+    Otp,
+}
+
+impl AuthMethod {
+    pub fn amr(self) -> &'static str {
+        match self {
+            Self::Link => "email",
+            Self::Otp => "otp",
+        }
+    }
+
+    pub fn parse_amr(s: &str) -> Option<Self> {
+        match s {
+            "email" => Some(Self::Link),
+            "otp" => Some(Self::Otp),
+            _ => None,
+        }
+    }
+}
+
+/// Issued when a challenge is consumed through its link; exchanged once at the token endpoint.
+#[derive(Debug, Clone)]
+pub struct AuthorizationCode {
+    pub id: CodeId,
+    pub code_hash: Vec<u8>,
+    pub app_id: AppId,
+    pub challenge_id: ChallengeId,
+    pub user_id: UserId,
+    pub redirect_uri: RedirectUri,
+    pub code_challenge: Option<CodeChallenge>,
+    pub nonce: Option<String>,
+    pub auth_method: AuthMethod,
+    pub auth_time: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// The secret half of an authorization code about to be issued; the rest comes from the
+/// challenge it is issued for, inside the store's consuming transaction.
+#[derive(Debug)]
+pub struct NewAuthorizationCode {
+    pub id: CodeId,
+    pub code: OpaqueToken,
+    pub code_hash: Vec<u8>,
+    pub expires_at: OffsetDateTime,
+}
+
+impl NewAuthorizationCode {
+    pub fn generate(app: &Application, key: &MasterKey, now: OffsetDateTime) -> Self {
+        let code = OpaqueToken::generate();
+        Self {
+            id: CodeId::generate(),
+            code_hash: key.hash(HashPurpose::AuthorizationCode, code.expose()),
+            expires_at: now + app.settings.lifetimes.authorization_code(),
+            code,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::application::AppSettings;
+
+    #[test]
+    fn issue_hashes_secrets_and_sets_expiry() {
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let key = MasterKey::from_secret("0123456789abcdef0123456789abcdef").unwrap();
+        let uri = RedirectUri::parse("https://a.example/cb").unwrap();
+        let app = Application {
+            id: AppId::generate(),
+            client_id: "c".into(),
+            name: "Demo".into(),
+            public: false,
+            redirect_uris: vec![uri.clone()],
+            default_redirect_uri: None,
+            settings: AppSettings::default(),
+            created_at: now,
+            updated_at: now,
+        };
+        let req = ChallengeRequest {
+            purpose: Purpose::Login,
+            email: EmailAddress::parse("a@b.example").unwrap(),
+            redirect_uri: uri,
+            state: None,
+            nonce: None,
+            expires_in: None,
+            code_challenge: None,
+            client_ip: None,
+            user_agent: None,
+            create_user: true,
+        };
+        let issued = Challenge::issue(&app, req, &key, now);
+        let c = &issued.challenge;
+        assert!(key.verify(HashPurpose::LinkToken, issued.link_token.expose(), &c.link_hash));
+        assert!(key.verify(HashPurpose::Otp, &otp_subject(&c.id, &issued.otp), &c.otp_hash));
+        assert_eq!(c.expires_at, now + Duration::minutes(15));
+        assert_eq!(c.otp_expires_at, now + Duration::minutes(10));
+        assert_eq!(c.status_at(now), ChallengeStatus::Pending);
+        assert_eq!(c.status_at(c.expires_at), ChallengeStatus::Expired);
+    }
+}
