@@ -1,0 +1,444 @@
+//! The conformance suite: every rule of the [`Store`] contract, run against each
+//! implementation. An implementation's tests invoke [`conformance_tests!`] with an async
+//! function that returns a fresh, migrated, empty store.
+
+use crate::{ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, Store, StoredSigningKey};
+use latchkey_core::application::AppSettings;
+use latchkey_core::challenge::{ChallengeRequest, NewAuthorizationCode, Purpose};
+use latchkey_core::id::{AppId, OutboxId, SecretId};
+use latchkey_core::secret::HashPurpose;
+use latchkey_core::signing::SigningAlg;
+use latchkey_core::{Application, Challenge, ChallengeStatus, EmailAddress, MasterKey, RedirectUri};
+use std::any::Any;
+use std::sync::Arc;
+use time::{Duration, OffsetDateTime};
+
+/// A store for one test, and whatever must live as long as it (a temporary directory, a
+/// database to drop).
+pub struct TestStore {
+    pub store: Arc<dyn Store>,
+    pub guard: Box<dyn Any + Send + Sync>,
+}
+
+/// Generates one `#[tokio::test]` per conformance case for the given store factory.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!(@cases $fresh;
+            applications_round_trip,
+            secrets_find_their_application,
+            challenge_is_written_with_its_mail,
+            link_consumes_once_and_creates_a_verified_user,
+            unusable_links_say_why,
+            concurrent_link_consumption_has_one_winner,
+            authorization_code_redeems_once_for_its_own_application,
+            concurrent_code_redemption_has_one_winner,
+            outbox_leases_retries_and_settles,
+            signing_keys_round_trip,
+            deleting_an_application_removes_what_it_owns,
+        );
+    };
+    (@cases $fresh:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let t = $fresh().await;
+                $crate::conformance::$case(t.store.clone()).await;
+                drop(t);
+            }
+        )*
+    };
+}
+
+pub fn key() -> MasterKey {
+    MasterKey::from_secret("conformance-suite-master-secret-0123456789").expect("valid secret")
+}
+
+pub fn t0() -> OffsetDateTime {
+    // Whole seconds: stores keep second precision.
+    OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("valid time")
+}
+
+pub fn application(name: &str) -> Application {
+    let uri = RedirectUri::parse("https://app.example/callback").expect("valid uri");
+    Application {
+        id: AppId::generate(),
+        client_id: String::new(),
+        name: name.to_owned(),
+        public: false,
+        redirect_uris: vec![uri.clone(), RedirectUri::parse("https://app.example/other").expect("uri")],
+        default_redirect_uri: Some(uri),
+        settings: AppSettings::default(),
+        created_at: t0(),
+        updated_at: t0(),
+    }
+    .with_client_id()
+}
+
+trait WithClientId {
+    fn with_client_id(self) -> Self;
+}
+
+impl WithClientId for Application {
+    fn with_client_id(mut self) -> Self {
+        self.client_id = self.id.to_string();
+        self
+    }
+}
+
+pub fn challenge(app: &Application, email: &str, now: OffsetDateTime) -> (Challenge, String) {
+    let req = ChallengeRequest {
+        purpose: Purpose::Login,
+        email: EmailAddress::parse(email).expect("valid email"),
+        redirect_uri: app.default_redirect().expect("default").clone(),
+        state: Some("st".into()),
+        nonce: Some("n-1".into()),
+        expires_in: None,
+        code_challenge: None,
+        client_ip: Some("192.0.2.1".into()),
+        user_agent: Some("test agent".into()),
+        create_user: true,
+    };
+    let issued = Challenge::issue(app, req, &key(), now);
+    (issued.challenge, issued.link_token.expose().to_owned())
+}
+
+fn link_hash(token: &str) -> Vec<u8> {
+    key().hash(HashPurpose::LinkToken, token)
+}
+
+fn mail_for(app: &Application, c: &Challenge) -> NewOutboxMessage {
+    NewOutboxMessage {
+        id: OutboxId::generate(),
+        app_id: Some(app.id.clone()),
+        challenge_id: Some(c.id.clone()),
+        sealed: b"sealed body".to_vec(),
+        created_at: c.created_at,
+    }
+}
+
+async fn app_in(store: &dyn Store, name: &str) -> Application {
+    let app = application(name);
+    store.insert_application(&app, None).await.expect("insert application");
+    app
+}
+
+pub async fn applications_round_trip(store: Arc<dyn Store>) {
+    let mut app = application("First");
+    app.settings.branding.product_name = Some("Product".into());
+    app.settings.lifetimes.link = Some(600);
+    store.insert_application(&app, None).await.unwrap();
+    let got = store.application(&app.id).await.unwrap().expect("stored");
+    assert_eq!(got.name, "First");
+    assert_eq!(got.client_id, app.client_id);
+    assert_eq!(got.redirect_uris, app.redirect_uris);
+    assert_eq!(got.default_redirect_uri, app.default_redirect_uri);
+    assert_eq!(got.settings, app.settings);
+    assert_eq!(got.created_at, t0());
+
+    let second = app_in(&*store, "Second").await;
+    let all = store.list_applications().await.unwrap();
+    assert_eq!(all.iter().map(|a| a.id.clone()).collect::<Vec<_>>(), vec![app.id.clone(), second.id.clone()]);
+
+    app.name = "Renamed".into();
+    app.public = true;
+    app.redirect_uris.pop();
+    app.updated_at = t0() + Duration::seconds(5);
+    assert!(store.update_application(&app).await.unwrap());
+    let got = store.application(&app.id).await.unwrap().unwrap();
+    assert_eq!((got.name.as_str(), got.public, got.redirect_uris.len()), ("Renamed", true, 1));
+    assert_eq!(got.updated_at, t0() + Duration::seconds(5));
+
+    assert!(store.delete_application(&app.id).await.unwrap());
+    assert!(store.application(&app.id).await.unwrap().is_none());
+    assert!(!store.delete_application(&app.id).await.unwrap());
+    assert!(!store.update_application(&app).await.unwrap());
+}
+
+pub async fn secrets_find_their_application(store: Arc<dyn Store>) {
+    let app = application("Secretive");
+    let first = ClientSecret {
+        id: SecretId::generate(),
+        app_id: app.id.clone(),
+        hash: vec![1; 32],
+        created_at: t0(),
+    };
+    store.insert_application(&app, Some(&first)).await.unwrap();
+    let second = ClientSecret {
+        id: SecretId::generate(),
+        app_id: app.id.clone(),
+        hash: vec![2; 32],
+        created_at: t0(),
+    };
+    store.insert_client_secret(&second).await.unwrap();
+
+    for hash in [[1u8; 32], [2u8; 32]] {
+        let found = store.application_by_secret_hash(&hash).await.unwrap().expect("found by secret");
+        assert_eq!(found.id, app.id);
+    }
+    assert!(store.application_by_secret_hash(&[3; 32]).await.unwrap().is_none());
+    assert_eq!(store.client_secrets(&app.id).await.unwrap().len(), 2);
+
+    let other = app_in(&*store, "Other").await;
+    assert!(!store.delete_client_secret(&other.id, &first.id).await.unwrap(), "a foreign secret");
+    assert!(store.delete_client_secret(&app.id, &first.id).await.unwrap());
+    assert!(store.application_by_secret_hash(&[1; 32]).await.unwrap().is_none());
+    assert_eq!(store.client_secrets(&app.id).await.unwrap().len(), 1);
+
+    let duplicate = ClientSecret {
+        id: SecretId::generate(),
+        app_id: other.id.clone(),
+        hash: vec![2; 32],
+        created_at: t0(),
+    };
+    assert!(store.insert_client_secret(&duplicate).await.is_err(), "secret hashes are unique");
+}
+
+pub async fn challenge_is_written_with_its_mail(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Mail").await;
+    let (c, token) = challenge(&app, "Someone@Example.com", t0());
+    store.insert_challenge(&c, Some(&mail_for(&app, &c))).await.unwrap();
+    let rec = store.challenge(&app.id, &c.id).await.unwrap().expect("stored");
+    assert_eq!(rec.challenge.email.as_str(), "someone@example.com");
+    assert_eq!(rec.challenge.status, ChallengeStatus::Pending);
+    assert_eq!(rec.challenge.state.as_deref(), Some("st"));
+    assert_eq!(rec.challenge.expires_at, c.expires_at);
+    assert_eq!(rec.challenge.otp_hash, c.otp_hash);
+    let delivery = rec.delivery.expect("mail queued with the challenge");
+    assert_eq!((delivery.status, delivery.attempts), (DeliveryStatus::Queued, 0));
+
+    let by_link = store.challenge_by_link(&link_hash(&token)).await.unwrap().expect("by link");
+    assert_eq!(by_link.id, c.id);
+    assert!(store.challenge_by_link(&link_hash("nope")).await.unwrap().is_none());
+
+    let other = app_in(&*store, "Other").await;
+    assert!(store.challenge(&other.id, &c.id).await.unwrap().is_none(), "tenants are isolated");
+
+    let (silent, _) = challenge(&app, "quiet@example.com", t0());
+    store.insert_challenge(&silent, None).await.unwrap();
+    assert!(store.challenge(&app.id, &silent.id).await.unwrap().unwrap().delivery.is_none());
+}
+
+pub async fn link_consumes_once_and_creates_a_verified_user(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Consume").await;
+    let (c, token) = challenge(&app, "first@example.com", t0());
+    store.insert_challenge(&c, None).await.unwrap();
+    let now = t0() + Duration::seconds(30);
+    let code = NewAuthorizationCode::generate(&app, &key(), now);
+    let ConsumeOutcome::Consumed { challenge: consumed, user, code: issued } =
+        store.consume_link(&link_hash(&token), &code, now).await.unwrap()
+    else {
+        panic!("the first consumption succeeds");
+    };
+    assert_eq!(consumed.id, c.id);
+    assert_eq!(consumed.status, ChallengeStatus::Consumed);
+    assert_eq!(consumed.consumed_at, Some(now));
+    assert!(user.email_verified);
+    assert_eq!(user.email.as_str(), "first@example.com");
+    assert_eq!(issued.user_id, user.id);
+    assert_eq!(issued.redirect_uri, c.redirect_uri);
+    assert_eq!(issued.nonce.as_deref(), Some("n-1"));
+    assert_eq!(issued.auth_time, now);
+    assert_eq!(store.user_by_email(&user.email).await.unwrap().unwrap().id, user.id);
+
+    let again = NewAuthorizationCode::generate(&app, &key(), now);
+    assert!(matches!(
+        store.consume_link(&link_hash(&token), &again, now).await.unwrap(),
+        ConsumeOutcome::Gone(ChallengeStatus::Consumed)
+    ));
+
+    // A second sign-in of the same address reuses the user.
+    let (c2, token2) = challenge(&app, "FIRST@example.com", now);
+    store.insert_challenge(&c2, None).await.unwrap();
+    let code2 = NewAuthorizationCode::generate(&app, &key(), now);
+    let ConsumeOutcome::Consumed { user: user2, .. } =
+        store.consume_link(&link_hash(&token2), &code2, now).await.unwrap()
+    else {
+        panic!("second challenge consumes");
+    };
+    assert_eq!(user2.id, user.id);
+    assert_eq!(store.user(&user.id).await.unwrap().unwrap().last_sign_in_at, Some(now));
+}
+
+pub async fn unusable_links_say_why(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Unusable").await;
+    let code = |at| NewAuthorizationCode::generate(&app, &key(), at);
+
+    let (expired, expired_token) = challenge(&app, "late@example.com", t0());
+    store.insert_challenge(&expired, None).await.unwrap();
+    let late = expired.expires_at;
+    assert!(matches!(
+        store.consume_link(&link_hash(&expired_token), &code(late), late).await.unwrap(),
+        ConsumeOutcome::Gone(ChallengeStatus::Expired)
+    ));
+
+    let (revoked, revoked_token) = challenge(&app, "revoked@example.com", t0());
+    store.insert_challenge(&revoked, None).await.unwrap();
+    let other = app_in(&*store, "Other").await;
+    assert!(!store.revoke_challenge(&other.id, &revoked.id, t0()).await.unwrap(), "foreign revoke");
+    assert!(store.revoke_challenge(&app.id, &revoked.id, t0()).await.unwrap());
+    assert!(!store.revoke_challenge(&app.id, &revoked.id, t0()).await.unwrap(), "already revoked");
+    assert!(matches!(
+        store.consume_link(&link_hash(&revoked_token), &code(t0()), t0()).await.unwrap(),
+        ConsumeOutcome::Gone(ChallengeStatus::Revoked)
+    ));
+    let rec = store.challenge(&app.id, &revoked.id).await.unwrap().unwrap();
+    assert_eq!(rec.challenge.status, ChallengeStatus::Revoked);
+
+    assert!(matches!(
+        store.consume_link(&link_hash("unknown"), &code(t0()), t0()).await.unwrap(),
+        ConsumeOutcome::NotFound
+    ));
+}
+
+pub async fn concurrent_link_consumption_has_one_winner(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Race").await;
+    let (c, token) = challenge(&app, "race@example.com", t0());
+    store.insert_challenge(&c, None).await.unwrap();
+    let tasks = (0..50).map(|_| {
+        let store = store.clone();
+        let hash = link_hash(&token);
+        let code = NewAuthorizationCode::generate(&app, &key(), t0());
+        async move { store.consume_link(&hash, &code, t0()).await }
+    });
+    let results = futures_util::future::join_all(tasks).await;
+    let won = results.iter().filter(|r| matches!(r, Ok(ConsumeOutcome::Consumed { .. }))).count();
+    let lost =
+        results.iter().filter(|r| matches!(r, Ok(ConsumeOutcome::Gone(ChallengeStatus::Consumed)))).count();
+    assert_eq!((won, lost), (1, 49), "{results:?}");
+}
+
+async fn issued_code(store: &dyn Store, app: &Application, email: &str) -> String {
+    let (c, token) = challenge(app, email, t0());
+    store.insert_challenge(&c, None).await.unwrap();
+    let code = NewAuthorizationCode::generate(app, &key(), t0());
+    let plain = code.code.expose().to_owned();
+    assert!(matches!(
+        store.consume_link(&link_hash(&token), &code, t0()).await.unwrap(),
+        ConsumeOutcome::Consumed { .. }
+    ));
+    plain
+}
+
+pub async fn authorization_code_redeems_once_for_its_own_application(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Codes").await;
+    let other = app_in(&*store, "Other").await;
+    let code = issued_code(&*store, &app, "codes@example.com").await;
+    let hash = key().hash(HashPurpose::AuthorizationCode, &code);
+
+    assert!(store.redeem_authorization_code(&hash, &other.id, t0()).await.unwrap().is_none(), "foreign");
+    let redeemed = store.redeem_authorization_code(&hash, &app.id, t0()).await.unwrap().expect("redeems");
+    assert_eq!(redeemed.app_id, app.id);
+    assert!(store.redeem_authorization_code(&hash, &app.id, t0()).await.unwrap().is_none(), "single use");
+
+    let late_code = issued_code(&*store, &app, "late@example.com").await;
+    let late_hash = key().hash(HashPurpose::AuthorizationCode, &late_code);
+    let after_expiry = t0() + app.settings.lifetimes.authorization_code();
+    assert!(store.redeem_authorization_code(&late_hash, &app.id, after_expiry).await.unwrap().is_none());
+}
+
+pub async fn concurrent_code_redemption_has_one_winner(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "CodeRace").await;
+    let code = issued_code(&*store, &app, "coderace@example.com").await;
+    let hash = key().hash(HashPurpose::AuthorizationCode, &code);
+    let tasks = (0..50).map(|_| {
+        let (store, hash, id) = (store.clone(), hash.clone(), app.id.clone());
+        async move { store.redeem_authorization_code(&hash, &id, t0()).await }
+    });
+    let results = futures_util::future::join_all(tasks).await;
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let won = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+    assert_eq!(won, 1);
+}
+
+pub async fn outbox_leases_retries_and_settles(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Outbox").await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (c, _) = challenge(&app, &format!("o{i}@example.com"), t0());
+        let mail = mail_for(&app, &c);
+        ids.push((c.id.clone(), mail.id.clone()));
+        store.insert_challenge(&c, Some(&mail)).await.unwrap();
+    }
+    let lease = t0() + Duration::seconds(60);
+    let claimed = store.claim_outbox(t0(), lease, 2).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].sealed, b"sealed body");
+    let rest = store.claim_outbox(t0(), lease, 10).await.unwrap();
+    assert_eq!(rest.len(), 1, "leased messages are not handed out twice");
+    assert!(store.claim_outbox(t0(), lease, 10).await.unwrap().is_empty());
+
+    // The first is sent, the second fails once, the third fails for good.
+    store.outbox_sent(&claimed[0].id, t0()).await.unwrap();
+    let retry_at = t0() + Duration::seconds(30);
+    store.outbox_attempt_failed(&claimed[1].id, "421 try later", Some(retry_at)).await.unwrap();
+    store.outbox_attempt_failed(&rest[0].id, "550 no such user", None).await.unwrap();
+
+    assert!(store.claim_outbox(t0() + Duration::seconds(10), lease, 10).await.unwrap().is_empty());
+    let again = store.claim_outbox(retry_at, retry_at + Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id.clone(), again[0].attempts), (claimed[1].id.clone(), 1));
+
+    // A lease that ran out (a crashed worker) hands the message out again.
+    let after_lease = retry_at + Duration::seconds(61);
+    let reclaimed = store.claim_outbox(after_lease, after_lease + Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(reclaimed.len(), 1);
+
+    let status_of = |mail_id: &OutboxId| {
+        let (cid, _) = ids.iter().find(|(_, m)| m == mail_id).unwrap().clone();
+        let store = store.clone();
+        let app_id = app.id.clone();
+        async move { store.challenge(&app_id, &cid).await.unwrap().unwrap().delivery.unwrap() }
+    };
+    let sent = status_of(&claimed[0].id).await;
+    assert_eq!((sent.status, sent.attempts), (DeliveryStatus::Sent, 1));
+    let retrying = status_of(&claimed[1].id).await;
+    assert_eq!(
+        (retrying.status, retrying.last_error.as_deref()),
+        (DeliveryStatus::Queued, Some("421 try later"))
+    );
+    let failed = status_of(&rest[0].id).await;
+    assert_eq!((failed.status, failed.attempts), (DeliveryStatus::Failed, 1));
+}
+
+pub async fn signing_keys_round_trip(store: Arc<dyn Store>) {
+    assert!(store.signing_keys().await.unwrap().is_empty());
+    for (kid, alg) in [("k1", SigningAlg::ES256), ("k2", SigningAlg::EdDSA)] {
+        let key = StoredSigningKey {
+            kid: kid.into(),
+            alg,
+            sealed_pkcs8: vec![9; 40],
+            created_at: t0(),
+            retired_at: None,
+        };
+        store.insert_signing_key(&key).await.unwrap();
+    }
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(
+        keys.iter().map(|k| (k.kid.as_str(), k.alg)).collect::<Vec<_>>(),
+        [("k1", SigningAlg::ES256), ("k2", SigningAlg::EdDSA)]
+    );
+    assert_eq!(keys[0].sealed_pkcs8, vec![9; 40]);
+}
+
+pub async fn deleting_an_application_removes_what_it_owns(store: Arc<dyn Store>) {
+    let app = application("Doomed");
+    let secret = ClientSecret {
+        id: SecretId::generate(),
+        app_id: app.id.clone(),
+        hash: vec![7; 32],
+        created_at: t0(),
+    };
+    store.insert_application(&app, Some(&secret)).await.unwrap();
+    let code = issued_code(&*store, &app, "doomed@example.com").await;
+    let (c, token) = challenge(&app, "doomed2@example.com", t0());
+    store.insert_challenge(&c, Some(&mail_for(&app, &c))).await.unwrap();
+
+    assert!(store.delete_application(&app.id).await.unwrap());
+    assert!(store.application_by_secret_hash(&[7; 32]).await.unwrap().is_none());
+    assert!(store.challenge_by_link(&link_hash(&token)).await.unwrap().is_none());
+    let hash = key().hash(HashPurpose::AuthorizationCode, &code);
+    assert!(store.redeem_authorization_code(&hash, &app.id, t0()).await.unwrap().is_none());
+    let lease = t0() + Duration::seconds(60);
+    assert!(store.claim_outbox(t0(), lease, 10).await.unwrap().is_empty());
+}

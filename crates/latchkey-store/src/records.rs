@@ -1,0 +1,97 @@
+use latchkey_core::challenge::AuthorizationCode;
+use latchkey_core::id::{AppId, ChallengeId, OutboxId, SecretId};
+use latchkey_core::signing::SigningAlg;
+use latchkey_core::{Challenge, ChallengeStatus, User};
+use time::OffsetDateTime;
+
+#[derive(Debug, Clone)]
+pub struct ClientSecret {
+    pub id: SecretId,
+    pub app_id: AppId,
+    pub hash: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A challenge with the delivery state of its e-mail.
+#[derive(Debug, Clone)]
+pub struct ChallengeRecord {
+    pub challenge: Challenge,
+    pub delivery: Option<Delivery>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Queued,
+    Sent,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "queued" => Some(Self::Queued),
+            "sent" => Some(Self::Sent),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// An e-mail to queue; `sealed` is the message encrypted with the master key, because it
+/// carries a live link and code.
+#[derive(Debug, Clone)]
+pub struct NewOutboxMessage {
+    pub id: OutboxId,
+    pub app_id: Option<AppId>,
+    pub challenge_id: Option<ChallengeId>,
+    pub sealed: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A message leased for delivery.
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    pub id: OutboxId,
+    pub sealed: Vec<u8>,
+    /// Attempts before this one.
+    pub attempts: u32,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug)]
+pub enum ConsumeOutcome {
+    Consumed {
+        challenge: Box<Challenge>,
+        user: User,
+        code: Box<AuthorizationCode>,
+    },
+    /// No challenge has this link.
+    NotFound,
+    /// The challenge exists but can no longer be used (consumed, expired or revoked).
+    Gone(ChallengeStatus),
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub alg: SigningAlg,
+    /// PKCS#8, sealed with the master key.
+    pub sealed_pkcs8: Vec<u8>,
+    pub created_at: OffsetDateTime,
+    pub retired_at: Option<OffsetDateTime>,
+}

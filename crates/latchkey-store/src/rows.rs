@@ -1,0 +1,204 @@
+//! Reading records back from rows, written once for every SQL implementation: each one only
+//! says how to read a column of its row type ([`RowReader`]), and these functions build the
+//! records and check what they read.
+
+use crate::{
+    ChallengeRecord, ClientSecret, Delivery, DeliveryStatus, OutboxMessage, StoreError, StoredSigningKey,
+};
+use latchkey_core::application::AppSettings;
+use latchkey_core::challenge::{AuthMethod, AuthorizationCode, Purpose};
+use latchkey_core::id::Id;
+use latchkey_core::pkce::CodeChallenge;
+use latchkey_core::signing::SigningAlg;
+use latchkey_core::{Application, Challenge, ChallengeStatus, EmailAddress, RedirectUri, User};
+use time::OffsetDateTime;
+
+/// Column access for one row; `what` names the record for error messages.
+pub trait RowReader {
+    fn text(&self, col: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, col: &str) -> Result<Option<i64>, StoreError>;
+    fn bytes(&self, col: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn boolean(&self, col: &str) -> Result<Option<bool>, StoreError>;
+}
+
+/// Times are stored as milliseconds since the Unix epoch, in both engines.
+pub fn millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn from_millis(ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
+struct Reader<'a> {
+    row: &'a dyn RowReader,
+    what: &'static str,
+}
+
+impl Reader<'_> {
+    fn corrupt(&self) -> StoreError {
+        StoreError::Corrupt(self.what)
+    }
+    fn text(&self, col: &str) -> Result<String, StoreError> {
+        self.row.text(col)?.ok_or_else(|| self.corrupt())
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError> {
+        self.row.text(col)
+    }
+    fn int(&self, col: &str) -> Result<i64, StoreError> {
+        self.row.int(col)?.ok_or_else(|| self.corrupt())
+    }
+    fn bytes(&self, col: &str) -> Result<Vec<u8>, StoreError> {
+        self.row.bytes(col)?.ok_or_else(|| self.corrupt())
+    }
+    fn boolean(&self, col: &str) -> Result<bool, StoreError> {
+        self.row.boolean(col)?.ok_or_else(|| self.corrupt())
+    }
+    fn time(&self, col: &str) -> Result<OffsetDateTime, StoreError> {
+        from_millis(self.int(col)?).ok_or_else(|| self.corrupt())
+    }
+    fn opt_time(&self, col: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        self.row.int(col)?.map(|ms| from_millis(ms).ok_or_else(|| self.corrupt())).transpose()
+    }
+    fn id<K: latchkey_core::id::IdKind>(&self, col: &str) -> Result<Id<K>, StoreError> {
+        Ok(Id::from_trusted(self.text(col)?))
+    }
+    fn redirect(&self, col: &str) -> Result<RedirectUri, StoreError> {
+        RedirectUri::parse(&self.text(col)?).map_err(|_| self.corrupt())
+    }
+    fn count(&self, col: &str) -> Result<u32, StoreError> {
+        u32::try_from(self.int(col)?).map_err(|_| self.corrupt())
+    }
+}
+
+pub fn application(row: &dyn RowReader) -> Result<Application, StoreError> {
+    let r = Reader { row, what: "application" };
+    let uris: Vec<String> = serde_json::from_str(&r.text("redirect_uris")?).map_err(|_| r.corrupt())?;
+    let settings: AppSettings = serde_json::from_str(&r.text("settings")?).map_err(|_| r.corrupt())?;
+    Ok(Application {
+        id: r.id("id")?,
+        client_id: r.text("client_id")?,
+        name: r.text("name")?,
+        public: r.boolean("public")?,
+        redirect_uris: uris
+            .iter()
+            .map(|u| RedirectUri::parse(u).map_err(|_| r.corrupt()))
+            .collect::<Result<_, _>>()?,
+        default_redirect_uri: r
+            .opt_text("default_redirect_uri")?
+            .map(|u| RedirectUri::parse(&u).map_err(|_| r.corrupt()))
+            .transpose()?,
+        settings,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+    })
+}
+
+/// The JSON columns of an application, as written.
+pub fn application_json(app: &Application) -> (String, String) {
+    let uris: Vec<&str> = app.redirect_uris.iter().map(RedirectUri::as_str).collect();
+    (
+        serde_json::to_string(&uris).expect("strings serialise"),
+        serde_json::to_string(&app.settings).expect("settings serialise"),
+    )
+}
+
+pub fn client_secret(row: &dyn RowReader) -> Result<ClientSecret, StoreError> {
+    let r = Reader { row, what: "client secret" };
+    Ok(ClientSecret {
+        id: r.id("id")?,
+        app_id: r.id("app_id")?,
+        hash: r.bytes("hash")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+pub fn challenge(row: &dyn RowReader) -> Result<Challenge, StoreError> {
+    let r = Reader { row, what: "challenge" };
+    Ok(Challenge {
+        id: r.id("id")?,
+        purpose: Purpose::parse(&r.text("purpose")?).ok_or_else(|| r.corrupt())?,
+        app_id: r.id("app_id")?,
+        email: EmailAddress::from_trusted(r.text("email")?),
+        redirect_uri: r.redirect("redirect_uri")?,
+        state: r.opt_text("state")?,
+        nonce: r.opt_text("nonce")?,
+        code_challenge: r.opt_text("code_challenge")?.map(CodeChallenge::from_trusted),
+        client_ip: r.opt_text("client_ip")?,
+        user_agent: r.opt_text("user_agent")?,
+        create_user: r.boolean("create_user")?,
+        link_hash: r.bytes("link_hash")?,
+        otp_hash: r.bytes("otp_hash")?,
+        otp_attempts: r.count("otp_attempts")?,
+        status: ChallengeStatus::parse(&r.text("status")?).ok_or_else(|| r.corrupt())?,
+        created_at: r.time("created_at")?,
+        expires_at: r.time("expires_at")?,
+        otp_expires_at: r.time("otp_expires_at")?,
+        consumed_at: r.opt_time("consumed_at")?,
+    })
+}
+
+/// A challenge joined with its outbox row (columns `delivery_status`, `delivery_attempts`,
+/// `delivery_error`, null when no mail was queued).
+pub fn challenge_record(row: &dyn RowReader) -> Result<ChallengeRecord, StoreError> {
+    let r = Reader { row, what: "challenge" };
+    let delivery = match r.opt_text("delivery_status")? {
+        None => None,
+        Some(status) => Some(Delivery {
+            status: DeliveryStatus::parse(&status).ok_or_else(|| r.corrupt())?,
+            attempts: r.count("delivery_attempts")?,
+            last_error: r.opt_text("delivery_error")?,
+        }),
+    };
+    Ok(ChallengeRecord { challenge: challenge(row)?, delivery })
+}
+
+pub fn user(row: &dyn RowReader) -> Result<User, StoreError> {
+    let r = Reader { row, what: "user" };
+    Ok(User {
+        id: r.id("id")?,
+        email: EmailAddress::from_trusted(r.text("email")?),
+        email_verified: r.boolean("email_verified")?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+        last_sign_in_at: r.opt_time("last_sign_in_at")?,
+    })
+}
+
+pub fn authorization_code(row: &dyn RowReader) -> Result<AuthorizationCode, StoreError> {
+    let r = Reader { row, what: "authorization code" };
+    Ok(AuthorizationCode {
+        id: r.id("id")?,
+        code_hash: r.bytes("code_hash")?,
+        app_id: r.id("app_id")?,
+        challenge_id: r.id("challenge_id")?,
+        user_id: r.id("user_id")?,
+        redirect_uri: r.redirect("redirect_uri")?,
+        code_challenge: r.opt_text("code_challenge")?.map(CodeChallenge::from_trusted),
+        nonce: r.opt_text("nonce")?,
+        auth_method: AuthMethod::parse_amr(&r.text("auth_method")?).ok_or_else(|| r.corrupt())?,
+        auth_time: r.time("auth_time")?,
+        expires_at: r.time("expires_at")?,
+    })
+}
+
+pub fn outbox_message(row: &dyn RowReader) -> Result<OutboxMessage, StoreError> {
+    let r = Reader { row, what: "outbox message" };
+    Ok(OutboxMessage {
+        id: r.id("id")?,
+        sealed: r.bytes("sealed")?,
+        attempts: r.count("attempts")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+pub fn signing_key(row: &dyn RowReader) -> Result<StoredSigningKey, StoreError> {
+    let r = Reader { row, what: "signing key" };
+    Ok(StoredSigningKey {
+        kid: r.text("kid")?,
+        alg: SigningAlg::parse(&r.text("alg")?).ok_or_else(|| r.corrupt())?,
+        sealed_pkcs8: r.bytes("sealed_pkcs8")?,
+        created_at: r.time("created_at")?,
+        retired_at: r.opt_time("retired_at")?,
+    })
+}
