@@ -238,3 +238,10 @@ mod tests {
         assert!(Otp::parse("12345a").is_none());
     }
 }
+
+/// A uniform number in [0, 1] from the OS generator; for jitter, not for secrets.
+pub fn random_fraction() -> f64 {
+    let mut b = [0u8; 4];
+    rand::fill(&mut b).expect("OS random generator");
+    f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
+}

@@ -1,1 +1,20 @@
+//! E-mail: what Latchkey sends and how it gets there.
+//!
+//! A message is composed in the request ([`compose`]), sealed and written to the outbox in the
+//! same transaction as its challenge, and delivered later by the [`OutboxWorker`] through a
+//! [`Mailer`]: SMTP ([`SmtpMailer`]) or, with no SMTP configured, the [`DevMailbox`]. The
+//! [`sink`] module is a small SMTP server for tests and benchmarks.
 
+pub mod compose;
+mod dev_mailbox;
+mod email;
+mod mailer;
+mod outbox;
+pub mod sink;
+mod smtp;
+
+pub use dev_mailbox::DevMailbox;
+pub use email::Email;
+pub use mailer::{DeliveryError, Mailer};
+pub use outbox::{OutboxWorker, WorkerConfig, backoff};
+pub use smtp::{SmtpConfigError, SmtpMailer};

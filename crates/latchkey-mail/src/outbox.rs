@@ -1,0 +1,146 @@
+//! The outbox worker: leases queued messages, delivers them, and records the outcome. A
+//! message is marked sent only after the receiving server accepted it; a failure is retried
+//! with exponential backoff and jitter until the message is older than `give_up_after`.
+
+use crate::{Email, Mailer};
+use latchkey_core::secret::random_fraction;
+use latchkey_core::{Clock, MasterKey};
+use latchkey_store::{OutboxMessage, Store};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+use time::Duration;
+use tokio::sync::{Notify, watch};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub batch: u32,
+    /// How long a claimed message is ours before another worker may take it.
+    pub lease: Duration,
+    /// How often to look for due messages when nobody wakes the worker.
+    pub poll_interval: StdDuration,
+    pub first_retry: Duration,
+    pub max_retry: Duration,
+    pub give_up_after: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            batch: 32,
+            lease: Duration::minutes(2),
+            poll_interval: StdDuration::from_secs(1),
+            first_retry: Duration::seconds(10),
+            max_retry: Duration::hours(1),
+            give_up_after: Duration::hours(24),
+        }
+    }
+}
+
+/// The delay before attempt `attempts + 1`, doubling from `first` up to `max`, with ±20 % jitter
+/// so that many messages failing together do not retry together.
+pub fn backoff(config: &WorkerConfig, attempts: u32, jitter: f64) -> Duration {
+    let doubled = config.first_retry.as_seconds_f64() * 2f64.powi(attempts.min(30) as i32);
+    let capped = doubled.min(config.max_retry.as_seconds_f64());
+    Duration::seconds_f64(capped * (0.8 + 0.4 * jitter.clamp(0.0, 1.0)))
+}
+
+pub struct OutboxWorker {
+    store: Arc<dyn Store>,
+    mailer: Arc<dyn Mailer>,
+    key: MasterKey,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+    config: WorkerConfig,
+}
+
+impl OutboxWorker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        mailer: Arc<dyn Mailer>,
+        key: MasterKey,
+        clock: Arc<dyn Clock>,
+        wake: Arc<Notify>,
+        config: WorkerConfig,
+    ) -> Self {
+        Self { store, mailer, key, clock, wake, config }
+    }
+
+    /// Runs until `shutdown` turns true; the batch in hand is finished first.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let delivered = match self.run_once().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox: could not claim messages");
+                    0
+                }
+            };
+            if *shutdown.borrow() {
+                return;
+            }
+            if delivered == 0 {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+
+    /// Claims one batch of due messages and delivers it; returns how many were claimed.
+    pub async fn run_once(&self) -> Result<usize, latchkey_store::StoreError> {
+        let now = self.clock.now();
+        let batch = self.store.claim_outbox(now, now + self.config.lease, self.config.batch).await?;
+        let count = batch.len();
+        futures_util::future::join_all(batch.into_iter().map(|m| self.deliver(m))).await;
+        Ok(count)
+    }
+
+    async fn deliver(&self, message: OutboxMessage) {
+        let email = self
+            .key
+            .unseal(message.id.as_str(), &message.sealed)
+            .ok()
+            .and_then(|plain| Email::from_json(&plain));
+        let result = match &email {
+            Some(email) => self.mailer.deliver(email).await,
+            None => Err(crate::DeliveryError {
+                permanent: true,
+                message: "the queued message is unreadable".into(),
+            }),
+        };
+        let now = self.clock.now();
+        let recorded = match result {
+            Ok(()) => {
+                tracing::info!(outbox_id = %message.id, "outbox: delivered");
+                self.store.outbox_sent(&message.id, now).await
+            }
+            Err(e) => {
+                let next = (!e.permanent && now - message.created_at < self.config.give_up_after)
+                    .then(|| now + backoff(&self.config, message.attempts, random_fraction()));
+                tracing::warn!(outbox_id = %message.id, error = %e.message, retry = next.is_some(), "outbox: delivery failed");
+                self.store.outbox_attempt_failed(&message.id, &e.message, next).await
+            }
+        };
+        if let Err(e) = recorded {
+            // The lease runs out and the message is tried again: a duplicate is better than a loss.
+            tracing::error!(outbox_id = %message.id, error = %e, "outbox: could not record the delivery outcome");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let c = WorkerConfig::default();
+        assert_eq!(backoff(&c, 0, 0.5), Duration::seconds(10));
+        assert_eq!(backoff(&c, 3, 0.5), Duration::seconds(80));
+        assert_eq!(backoff(&c, 20, 0.5), Duration::hours(1));
+        assert_eq!(backoff(&c, 0, 0.0), Duration::seconds(8));
+        assert_eq!(backoff(&c, 0, 1.0), Duration::seconds(12));
+    }
+}
