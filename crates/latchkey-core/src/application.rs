@@ -126,10 +126,11 @@ impl Application {
 
     /// The explicit default, else the only allowed URI.
     pub fn default_redirect(&self) -> Option<&RedirectUri> {
-        self.default_redirect_uri.as_ref().or_else(|| match self.redirect_uris.as_slice() {
+        let only = match self.redirect_uris.as_slice() {
             [only] => Some(only),
             _ => None,
-        })
+        };
+        self.default_redirect_uri.as_ref().or(only)
     }
 
     pub fn product_name(&self) -> &str {

@@ -29,6 +29,7 @@ id_kinds! {
     CodeKind => "ac",
     OutboxKind => "msg",
     KeyKind => "key",
+    RequestKind => "req",
 }
 
 pub type AppId = Id<AppKind>;
@@ -38,6 +39,7 @@ pub type UserId = Id<UserKind>;
 pub type CodeId = Id<CodeKind>;
 pub type OutboxId = Id<OutboxKind>;
 pub type KeyId = Id<KeyKind>;
+pub type RequestId = Id<RequestKind>;
 
 pub struct Id<K> {
     value: String,

@@ -193,6 +193,13 @@ impl fmt::Debug for Otp {
     }
 }
 
+/// A uniform number in [0, 1] from the OS generator; for jitter, not for secrets.
+pub fn random_fraction() -> f64 {
+    let mut b = [0u8; 4];
+    rand::fill(&mut b).expect("OS random generator");
+    f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,11 +244,4 @@ mod tests {
         assert!(Otp::parse("12345").is_none());
         assert!(Otp::parse("12345a").is_none());
     }
-}
-
-/// A uniform number in [0, 1] from the OS generator; for jitter, not for secrets.
-pub fn random_fraction() -> f64 {
-    let mut b = [0u8; 4];
-    rand::fill(&mut b).expect("OS random generator");
-    f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
 }

@@ -1,1 +1,10 @@
+//! The [`Store`](latchkey_store::Store) on PostgreSQL, for several instances sharing one
+//! database.
+//!
+//! Single use and leases rest on row locks taken by conditional updates under READ COMMITTED;
+//! the outbox is drained with `FOR UPDATE SKIP LOCKED`, so workers never wait on each other.
 
+mod store;
+pub mod testing;
+
+pub use store::{PostgresOptions, PostgresStore};

@@ -1,1 +1,10 @@
+//! The Latchkey binary's library: configuration, wiring the parts together, and the commands.
+//! Integration tests start the server through [`run::start`], exactly as `latchkey serve` does.
 
+pub mod config;
+pub mod run;
+mod secrets;
+mod storage;
+
+pub use config::Config;
+pub use run::{Running, StartOptions, start};

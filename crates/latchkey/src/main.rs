@@ -1,1 +1,203 @@
-fn main() {}
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use latchkey::run::{StartOptions, open_core, service_for, start};
+use latchkey::{Config, config::redact_url};
+use latchkey_core::{Clock, SystemClock};
+use latchkey_server::service::ApplicationInput;
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+/// Passwordless e-mail sign-in: magic links, one-time codes, OpenID Connect tokens.
+#[derive(Parser)]
+#[command(name = "latchkey", version)]
+struct Cli {
+    /// A TOML configuration file; environment variables and flags override it.
+    #[arg(long, global = true, env = "LATCHKEY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage applications.
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Exit 0 if the server at the configured address answers /healthz.
+    Healthcheck {
+        /// Base URL of the server; default: the public URL, else the listen address.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long)]
+    listen: Option<String>,
+    #[arg(long)]
+    public_url: Option<String>,
+    #[arg(long)]
+    database_url: Option<String>,
+    #[arg(long)]
+    smtp_url: Option<String>,
+    /// Development mode: generate and print an admin token, create a demo application.
+    #[arg(long)]
+    dev: bool,
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Create an application and print its client id and secret.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// An allowed redirect URI (repeat for several); the first is the default.
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// A public client: no secret, PKCE required.
+        #[arg(long)]
+        public: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List applications.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_tracing(config: &Config) {
+    let filter = EnvFilter::try_from_env("LATCHKEY_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Command::Serve(args) = &cli.command {
+        if let Some(v) = &args.listen {
+            config.listen = v.clone();
+        }
+        if let Some(v) = &args.public_url {
+            config.public_url = Some(v.clone());
+        }
+        if let Some(v) = &args.database_url {
+            config.database_url = v.clone();
+        }
+        if let Some(v) = &args.smtp_url {
+            config.smtp_url = Some(v.clone());
+        }
+    }
+    init_tracing(&config);
+    match cli.command {
+        Command::Serve(args) => serve(config, args.dev).await,
+        Command::Migrate => {
+            open_core(&config, &SystemClock).await?;
+            println!("migrations applied to {}", redact_url(&config.database_url));
+            Ok(())
+        }
+        Command::App(cmd) => app(config, cmd).await,
+        Command::Healthcheck { url } => healthcheck(&config, url),
+    }
+}
+
+async fn serve(config: Config, dev: bool) -> anyhow::Result<()> {
+    let running = start(config.clone(), StartOptions { dev, ..StartOptions::default() }).await?;
+    let url = running.public_url.trim_end_matches('/').to_owned();
+    println!("Latchkey is listening on {} (database: {})", running.addr, redact_url(&config.database_url));
+    if running.dev_mailbox.is_some() {
+        println!("No SMTP configured: e-mails go to the development mailbox, {url}/dev/mailbox");
+    }
+    if dev {
+        if let Some(token) = &running.admin_token {
+            println!("Admin token: {token}");
+        }
+        if let Some(app) = &running.demo_app {
+            println!("Demo application: {app}");
+        }
+        println!("Try a sign-in: open {url}/dev");
+    }
+    running.run_until_signal().await;
+    Ok(())
+}
+
+async fn app(config: Config, cmd: AppCommand) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let core = open_core(&config, &*clock).await?;
+    let public = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
+    let public = url::Url::parse(&public).context("LATCHKEY_PUBLIC_URL is not a valid URL")?;
+    let service = service_for(&config, core, public, clock, Default::default());
+    match cmd {
+        AppCommand::Create { name, redirect_uris, public, json } => {
+            let input = ApplicationInput {
+                name,
+                default_redirect_uri: redirect_uris.first().cloned(),
+                redirect_uris,
+                public,
+                ..ApplicationInput::default()
+            };
+            let created = service.create_application(input).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                let body = latchkey_server::http::native_json::created_application(&created);
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                println!("client_id:     {}", created.application.client_id);
+                match &created.client_secret {
+                    Some(secret) => println!("client_secret: {secret}\n(shown once: store it now)"),
+                    None => println!("public client: no secret; use PKCE"),
+                }
+            }
+        }
+        AppCommand::List { json } => {
+            let apps = service.list_applications().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                let data: Vec<_> =
+                    apps.iter().map(|a| latchkey_server::http::native_json::application(a, &[])).collect();
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            } else {
+                for a in apps {
+                    let uris: Vec<&str> = a.redirect_uris.iter().map(|u| u.as_str()).collect();
+                    println!("{}  {}  {}", a.client_id, a.name, uris.join(" "));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A plain HTTP/1.1 GET of `/healthz`, so the command needs no HTTP client library.
+fn healthcheck(config: &Config, url: Option<String>) -> anyhow::Result<()> {
+    let base = url.or(config.public_url.clone()).unwrap_or_else(|| format!("http://{}", config.listen));
+    let parsed = url::Url::parse(&base).context("invalid URL")?;
+    anyhow::ensure!(
+        parsed.scheme() == "http",
+        "healthcheck speaks plain HTTP; give the internal address with --url"
+    );
+    let host = parsed.host_str().context("the URL has no host")?;
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let mut stream =
+        std::net::TcpStream::connect((host, port)).with_context(|| format!("cannot connect to {base}"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    write!(stream, "GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).unwrap_or_default();
+    anyhow::ensure!(status == "200", "unhealthy: /healthz answered {status:?}");
+    println!("healthy");
+    Ok(())
+}

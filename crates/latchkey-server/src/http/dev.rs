@@ -1,0 +1,212 @@
+//! Development pages (`--dev` and the development mailbox): start a sign-in for the demo
+//! application, read the mail it sent, and see the tokens it ends with. They answer only
+//! requests from loopback addresses or carrying the admin token, since they show live links.
+
+use super::error::Native;
+use super::extract::{Input, bearer};
+use super::pages::{escape, page};
+use crate::service::{MagicLinkInput, Service, ServiceError};
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Service>> {
+    Router::new()
+        .route("/dev", get(home))
+        .route("/dev/sign-in", post(sign_in))
+        .route("/dev/callback", get(callback))
+        .route("/dev/mailbox", get(mailbox))
+        .route("/dev/mailbox/{n}", get(message))
+}
+
+fn allowed(service: &Service, peer: SocketAddr, headers: &HeaderMap) -> bool {
+    peer.ip().is_loopback() || service.authenticate_admin(bearer(headers)).is_ok()
+}
+
+fn refused() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "Not allowed",
+        "<h1>Not allowed</h1><p>Development pages answer only loopback requests or the admin token.</p>",
+    )
+}
+
+fn off() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        "Not available",
+        "<h1>Not available</h1><p>Start the server with <code>--dev</code> for the development pages.</p>",
+    )
+}
+
+async fn home(
+    State(service): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if service.demo_app().is_none() {
+        return off();
+    }
+    if !allowed(&service, peer, &headers) {
+        return refused();
+    }
+    page(
+        StatusCode::OK,
+        "Latchkey development",
+        "<h1>Try a sign-in</h1><p>Enter any address: the e-mail goes to the development mailbox \
+         (or your SMTP server), the link signs you in to the demo application, and you see its tokens.</p>\
+         <form method=\"post\" action=\"/dev/sign-in\"><p><input name=\"email\" type=\"email\" required \
+         placeholder=\"you@example.com\" style=\"width:100%;padding:10px;font:inherit;box-sizing:border-box\"></p>\
+         <button type=\"submit\">Send me a sign-in link</button></form>\
+         <p><a href=\"/dev/mailbox\">Open the development mailbox</a></p>",
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct SignInForm {
+    email: String,
+}
+
+async fn sign_in(
+    State(service): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: Result<Input<SignInForm>, super::error::ApiError>,
+) -> Result<Response, Native> {
+    let Some(demo_app) = service.demo_app().cloned() else { return Ok(off()) };
+    if !allowed(&service, peer, &headers) {
+        return Ok(refused());
+    }
+    let Input(form) = form?;
+    let app = service.store().application(&demo_app).await.map_err(ServiceError::from)?;
+    let app = app.ok_or(ServiceError::NotFound("demo application"))?;
+    let input = MagicLinkInput { email: Some(form.email), ..MagicLinkInput::default() };
+    service.create_magic_link(&app, input).await?;
+    let next = if service.dev_mailbox().is_some() { "/dev/mailbox" } else { "/dev" };
+    Ok(Redirect::to(next).into_response())
+}
+
+async fn mailbox(
+    State(service): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(mailbox) = service.dev_mailbox().cloned() else { return off() };
+    if !allowed(&service, peer, &headers) {
+        return refused();
+    }
+    let rows: String = mailbox
+        .messages()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            format!(
+                "<tr><td>{}</td><td><a href=\"/dev/mailbox/{i}\">{}</a></td></tr><tr><td colspan=\"2\"><pre>{}</pre></td></tr>",
+                escape(&m.to),
+                escape(&m.subject),
+                escape(&m.text)
+            )
+        })
+        .collect();
+    let body = if rows.is_empty() {
+        "<h1>Development mailbox</h1><p>No messages yet. <a href=\"/dev\">Send one</a>.</p>".to_owned()
+    } else {
+        format!(
+            "<h1>Development mailbox</h1><p>Newest first.</p><table><tr><th>To</th><th>Subject</th></tr>{rows}</table>"
+        )
+    };
+    page(StatusCode::OK, "Development mailbox", &body)
+}
+
+/// One message's HTML part, as sent.
+async fn message(
+    State(service): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(n): Path<usize>,
+) -> Response {
+    let Some(mailbox) = service.dev_mailbox().cloned() else { return off() };
+    if !allowed(&service, peer, &headers) {
+        return refused();
+    }
+    match mailbox.messages().get(n) {
+        Some(m) => {
+            let mut response = (StatusCode::OK, m.html.clone()).into_response();
+            let h = response.headers_mut();
+            h.insert(header::CONTENT_TYPE, "text/html; charset=utf-8".parse().expect("static header"));
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:"
+                    .parse()
+                    .expect("static header"),
+            );
+            h.insert(header::CACHE_CONTROL, "no-store".parse().expect("static header"));
+            response
+        }
+        None => page(StatusCode::NOT_FOUND, "No such message", "<h1>No such message</h1>"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+}
+
+/// The demo application's redirect target: exchanges the code and shows the decoded tokens.
+async fn callback(
+    State(service): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
+    if service.demo_app().is_none() {
+        return off();
+    }
+    if !allowed(&service, peer, &headers) {
+        return refused();
+    }
+    let Some(code) = query.code else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "No code",
+            "<h1>No code</h1><p>This page is where the demo application's sign-ins land.</p>",
+        );
+    };
+    match service.exchange_code_for_demo(&code).await {
+        Ok(tokens) => {
+            let body = format!(
+                "<h1>Signed in</h1><p>The demo application exchanged its code for these tokens.</p>\
+                 <h2>id_token</h2><pre>{}</pre><h2>access_token</h2><pre>{}</pre><p><a href=\"/dev\">Again</a></p>",
+                escape(&decode_jwt(&tokens.id_token)),
+                escape(&decode_jwt(&tokens.access_token))
+            );
+            page(StatusCode::OK, "Signed in", &body)
+        }
+        Err(e) => page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            &format!(
+                "<h1>Sign-in failed</h1><p>{}</p><p><a href=\"/dev\">Try again</a></p>",
+                escape(&e.to_string())
+            ),
+        ),
+    }
+}
+
+/// The header and claims of a JWT, pretty-printed.
+fn decode_jwt(jwt: &str) -> String {
+    jwt.split('.')
+        .take(2)
+        .filter_map(|part| URL_SAFE_NO_PAD.decode(part).ok())
+        .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,82 @@
+//! The page a link opens. Looking never consumes (scanners look); only the person's POST does.
+
+use super::{Service, ServiceError};
+use latchkey_core::challenge::NewAuthorizationCode;
+use latchkey_core::secret::HashPurpose;
+use latchkey_core::{Application, ChallengeStatus, EmailAddress};
+use latchkey_store::ConsumeOutcome;
+
+#[derive(Debug)]
+pub struct LandingView {
+    pub product: String,
+    pub email: EmailAddress,
+}
+
+#[derive(Debug)]
+pub enum Landing {
+    /// The link works: show the button.
+    Ready(LandingView),
+    /// The link was used, has expired or was revoked; `back` is the application's address.
+    Gone {
+        status: ChallengeStatus,
+        product: String,
+        back: Option<String>,
+    },
+    NotFound,
+}
+
+/// The longest link token looked up; anything longer cannot be ours.
+const MAX_TOKEN_LEN: usize = 128;
+
+impl Service {
+    async fn link_target(
+        &self,
+        token: &str,
+    ) -> Result<Option<(latchkey_core::Challenge, Application)>, ServiceError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Ok(None);
+        }
+        let hash = self.key.hash(HashPurpose::LinkToken, token);
+        let Some(challenge) = self.store.challenge_by_link(&hash).await? else { return Ok(None) };
+        let Some(app) = self.store.application(&challenge.app_id).await? else { return Ok(None) };
+        Ok(Some((challenge, app)))
+    }
+
+    fn gone(status: ChallengeStatus, app: &Application, challenge: &latchkey_core::Challenge) -> Landing {
+        let uri = challenge.redirect_uri.as_str();
+        let back = url::Url::parse(uri).ok().map(|u| u.origin().ascii_serialization());
+        Landing::Gone { status, product: app.product_name().to_owned(), back }
+    }
+
+    pub async fn view_link(&self, token: &str) -> Result<Landing, ServiceError> {
+        let Some((challenge, app)) = self.link_target(token).await? else { return Ok(Landing::NotFound) };
+        Ok(match challenge.status_at(self.clock.now()) {
+            ChallengeStatus::Pending => {
+                Landing::Ready(LandingView { product: app.product_name().to_owned(), email: challenge.email })
+            }
+            status => Self::gone(status, &app, &challenge),
+        })
+    }
+
+    /// Consumes the challenge and returns where to send the browser: the application's
+    /// redirect URI with the authorization code and state.
+    pub async fn consume_link(&self, token: &str) -> Result<Result<String, Landing>, ServiceError> {
+        let Some((challenge, app)) = self.link_target(token).await? else {
+            return Ok(Err(Landing::NotFound));
+        };
+        let now = self.clock.now();
+        let code = NewAuthorizationCode::generate(&app, &self.key, now);
+        let hash = &challenge.link_hash;
+        Ok(match self.store.consume_link(hash, &code, now).await? {
+            ConsumeOutcome::Consumed { challenge: consumed, .. } => {
+                let mut params = vec![("code", code.code.expose())];
+                if let Some(state) = consumed.state.as_deref() {
+                    params.push(("state", state));
+                }
+                Ok(consumed.redirect_uri.with_params(params))
+            }
+            ConsumeOutcome::Gone(status) => Err(Self::gone(status, &app, &challenge)),
+            ConsumeOutcome::NotFound => Err(Landing::NotFound),
+        })
+    }
+}

@@ -1,0 +1,231 @@
+//! Sign-in by magic link: creating, reading and revoking challenges of an application.
+
+use super::{Service, ServiceError};
+use latchkey_core::challenge::{ChallengeRequest, IssuedChallenge, MAX_BINDING_LEN, MAX_STATE_LEN, Purpose};
+use latchkey_core::id::{ChallengeId, OutboxId};
+use latchkey_core::pkce::CodeChallenge;
+use latchkey_core::redirect::RedirectUri;
+use latchkey_core::{Application, Challenge, EmailAddress, OpaqueToken, Otp};
+use latchkey_mail::compose::{self, SignInMail};
+use latchkey_store::{ChallengeRecord, NewOutboxMessage};
+use serde::Deserialize;
+use time::{Duration, OffsetDateTime};
+
+/// The bounds of a caller-chosen link lifetime, in seconds.
+pub const EXPIRES_IN: (i64, i64) = (60, 86_400);
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct MagicLinkInput {
+    pub email: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub expires_in: Option<i64>,
+    pub send_email: Option<bool>,
+    pub organization: Option<String>,
+    pub create_user: Option<bool>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub locale: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct CreatedMagicLink {
+    pub id: ChallengeId,
+    pub email: EmailAddress,
+    pub expires_at: OffsetDateTime,
+    /// Present only when the caller sends its own e-mail.
+    pub link: Option<String>,
+    pub otp: Option<String>,
+}
+
+fn bounded(field: &'static str, value: Option<String>, max: usize) -> Result<Option<String>, ServiceError> {
+    match value {
+        Some(v) if v.len() > max => {
+            Err(ServiceError::invalid(field, format!("{field} is limited to {max} bytes")))
+        }
+        v => Ok(v),
+    }
+}
+
+impl Service {
+    /// Parses a request into the engine's terms; every refusal happens here, before anything
+    /// is stored or sent.
+    fn challenge_request(
+        &self,
+        app: &Application,
+        input: MagicLinkInput,
+    ) -> Result<ChallengeRequest, ServiceError> {
+        let email = input.email.ok_or_else(|| ServiceError::invalid("email", "email is required"))?;
+        let email = EmailAddress::parse(&email)
+            .map_err(|_| ServiceError::invalid("email", "email is not a valid e-mail address"))?;
+        if input.organization.is_some() {
+            return Err(ServiceError::invalid(
+                "organization",
+                "organizations are not supported by this server yet",
+            ));
+        }
+        let requested = input
+            .redirect_uri
+            .as_deref()
+            .map(RedirectUri::parse)
+            .transpose()
+            .map_err(|e| ServiceError::bad_request("invalid_redirect_uri", e.to_string()))?;
+        let redirect_uri = app.resolve_redirect(requested.as_ref()).map_err(|e| match e {
+            latchkey_core::application::RedirectError::NotAllowed => {
+                ServiceError::bad_request("redirect_uri_not_allowed", e.to_string())
+            }
+            latchkey_core::application::RedirectError::NoDefault => {
+                ServiceError::bad_request("redirect_uri_required", e.to_string())
+            }
+        })?;
+        let expires_in = match input.expires_in {
+            Some(s) if !(EXPIRES_IN.0..=EXPIRES_IN.1).contains(&s) => {
+                return Err(ServiceError::invalid(
+                    "expires_in",
+                    format!("expires_in must be between {} and {} seconds", EXPIRES_IN.0, EXPIRES_IN.1),
+                ));
+            }
+            s => s.map(Duration::seconds),
+        };
+        let code_challenge = match (input.code_challenge, input.code_challenge_method) {
+            (Some(c), method) => Some(
+                CodeChallenge::parse(&c, method.as_deref())
+                    .map_err(|e| ServiceError::invalid("code_challenge", e.to_string()))?,
+            ),
+            (None, Some(_)) => {
+                return Err(ServiceError::invalid(
+                    "code_challenge",
+                    "code_challenge_method needs a code_challenge",
+                ));
+            }
+            (None, None) => None,
+        };
+        if app.public && code_challenge.is_none() {
+            return Err(ServiceError::bad_request(
+                "pkce_required",
+                "a public application must send a code_challenge",
+            ));
+        }
+        Ok(ChallengeRequest {
+            purpose: Purpose::Login,
+            email,
+            redirect_uri,
+            state: bounded("state", input.state, MAX_STATE_LEN)?,
+            nonce: bounded("nonce", input.nonce, MAX_STATE_LEN)?,
+            expires_in,
+            code_challenge,
+            client_ip: bounded("client_ip", input.client_ip, MAX_BINDING_LEN)?,
+            user_agent: bounded("user_agent", input.user_agent, MAX_BINDING_LEN)?,
+            create_user: input.create_user.unwrap_or(true),
+        })
+    }
+
+    pub async fn create_magic_link(
+        &self,
+        app: &Application,
+        input: MagicLinkInput,
+    ) -> Result<CreatedMagicLink, ServiceError> {
+        let send_email = input.send_email.unwrap_or(true);
+        let req = self.challenge_request(app, input)?;
+        let now = self.clock.now();
+        if !req.create_user && self.store.user_by_email(&req.email).await?.is_none() {
+            // No account and no sign-up: answer exactly as for a known address, send nothing.
+            return Ok(self.decoy(app, req, send_email, now));
+        }
+        let IssuedChallenge { challenge, link_token, otp } = Challenge::issue(app, req, &self.key, now);
+        let link = self.url(&format!("/l/{}", link_token.expose()));
+        let mail = send_email.then(|| self.sign_in_mail(app, &challenge, &link, &otp));
+        self.store.insert_challenge(&challenge, mail.as_ref()).await?;
+        if mail.is_some() {
+            self.outbox_wake.notify_one();
+        }
+        Ok(CreatedMagicLink {
+            id: challenge.id,
+            email: challenge.email,
+            expires_at: challenge.expires_at,
+            link: (!send_email).then_some(link),
+            otp: (!send_email).then(|| otp.expose().to_owned()),
+        })
+    }
+
+    fn decoy(
+        &self,
+        app: &Application,
+        req: ChallengeRequest,
+        send_email: bool,
+        now: OffsetDateTime,
+    ) -> CreatedMagicLink {
+        let expires_at = now + req.expires_in.unwrap_or_else(|| app.settings.lifetimes.link());
+        CreatedMagicLink {
+            id: ChallengeId::generate(),
+            email: req.email,
+            expires_at,
+            link: (!send_email).then(|| self.url(&format!("/l/{}", OpaqueToken::generate().expose()))),
+            otp: (!send_email).then(|| Otp::generate().expose().to_owned()),
+        }
+    }
+
+    fn sign_in_mail(
+        &self,
+        app: &Application,
+        challenge: &Challenge,
+        link: &str,
+        otp: &Otp,
+    ) -> NewOutboxMessage {
+        let id = OutboxId::generate();
+        let branding = &app.settings.branding;
+        let from = match (&branding.sender_name, &branding.sender_email) {
+            (Some(name), Some(email)) => format!("{name} <{email}>"),
+            (None, Some(email)) => email.clone(),
+            _ => self.mail_from.clone(),
+        };
+        let minutes = ((challenge.expires_at - challenge.created_at).whole_seconds() + 59) / 60;
+        let host = self.public_url.host_str().unwrap_or("localhost");
+        let email = compose::sign_in(&SignInMail {
+            from: &from,
+            to: challenge.email.as_str(),
+            product: app.product_name(),
+            link,
+            code: otp.expose(),
+            minutes,
+            primary_color: branding.primary_color.as_deref(),
+            message_id: format!("{id}@{host}"),
+        });
+        NewOutboxMessage {
+            sealed: self.key.seal(id.as_str(), &email.to_json()),
+            id,
+            app_id: Some(app.id.clone()),
+            challenge_id: Some(challenge.id.clone()),
+            created_at: challenge.created_at,
+        }
+    }
+
+    pub async fn magic_link(&self, app: &Application, id: &str) -> Result<ChallengeRecord, ServiceError> {
+        let id = ChallengeId::parse(id).ok_or(ServiceError::NotFound("magic link"))?;
+        self.store.challenge(&app.id, &id).await?.ok_or(ServiceError::NotFound("magic link"))
+    }
+
+    pub async fn revoke_magic_link(
+        &self,
+        app: &Application,
+        id: &str,
+    ) -> Result<ChallengeRecord, ServiceError> {
+        let record = self.magic_link(app, id).await?;
+        let now = self.clock.now();
+        if !self.store.revoke_challenge(&app.id, &record.challenge.id, now).await? {
+            return Err(ServiceError::Conflict {
+                code: "not_pending",
+                message: format!("the magic link is already {}", record.challenge.status_at(now).as_str()),
+            });
+        }
+        self.magic_link(app, record.challenge.id.as_str()).await
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+}

@@ -1,0 +1,125 @@
+//! Use cases over the engine, the store and the outbox.
+
+mod applications;
+mod auth;
+mod error;
+mod keyring;
+mod landing;
+mod magic_links;
+mod tokens;
+
+pub use applications::{ApplicationInput, ApplicationPatch, CreatedApplication};
+pub use auth::ClientCredentials;
+pub use error::ServiceError;
+pub use keyring::KeyRing;
+pub use landing::{Landing, LandingView};
+pub use magic_links::{CreatedMagicLink, MagicLinkInput};
+pub use tokens::{TokenRequest, TokenResponse};
+
+use latchkey_core::id::AppId;
+use latchkey_core::secret::HashPurpose;
+use latchkey_core::{Clock, MasterKey};
+use latchkey_mail::DevMailbox;
+use latchkey_store::Store;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use url::Url;
+
+/// Settings the service needs, resolved by the binary.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The external base URL: the issuer, and the base of every link.
+    pub public_url: Url,
+    /// Default sender, `Name <address>`.
+    pub mail_from: String,
+    /// The admin API is off without a token.
+    pub admin_token: Option<String>,
+}
+
+pub struct Service {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) key: MasterKey,
+    pub(crate) keys: KeyRing,
+    pub(crate) outbox_wake: Arc<Notify>,
+    issuer: String,
+    public_url: Url,
+    mail_from: String,
+    admin_token_hash: Option<Vec<u8>>,
+    dev_mailbox: Option<Arc<DevMailbox>>,
+    demo_app: Option<AppId>,
+}
+
+impl Service {
+    pub fn new(
+        config: ServiceConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        key: MasterKey,
+        keys: KeyRing,
+        outbox_wake: Arc<Notify>,
+    ) -> Self {
+        let issuer = config.public_url.as_str().trim_end_matches('/').to_owned();
+        let admin_token_hash = config.admin_token.as_deref().map(|t| key.hash(HashPurpose::AdminToken, t));
+        Self {
+            store,
+            clock,
+            key,
+            keys,
+            outbox_wake,
+            issuer,
+            public_url: config.public_url,
+            mail_from: config.mail_from,
+            admin_token_hash,
+            dev_mailbox: None,
+            demo_app: None,
+        }
+    }
+
+    /// The development mailbox, browsable at `/dev/mailbox`.
+    pub fn with_dev_mailbox(mut self, mailbox: Arc<DevMailbox>) -> Self {
+        self.dev_mailbox = Some(mailbox);
+        self
+    }
+
+    /// `--dev`: the demo application whose sign-ins land on `/dev/callback`.
+    pub fn with_demo_app(mut self, app: AppId) -> Self {
+        self.demo_app = Some(app);
+        self
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// `scheme://host[:port]` of the public URL, as browsers send it in `Origin`.
+    pub fn issuer_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+
+    pub fn dev_mailbox(&self) -> Option<&Arc<DevMailbox>> {
+        self.dev_mailbox.as_ref()
+    }
+
+    pub fn demo_app(&self) -> Option<&AppId> {
+        self.demo_app.as_ref()
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// An absolute URL on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ready(&self) -> bool {
+        self.store.ping().await.is_ok()
+    }
+}

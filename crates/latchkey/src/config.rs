@@ -1,0 +1,174 @@
+//! Settings: defaults, then a TOML file (`--config`), then `LATCHKEY_…` environment variables,
+//! then command-line flags. Unknown keys in the file are refused; unknown `LATCHKEY_`
+//! variables are reported, since a typo would otherwise be silently ignored.
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// External base URL: the issuer and the base of every link. Default: `http://` + listen.
+    pub public_url: Option<String>,
+    /// `sqlite://PATH` or `postgres://…`.
+    pub database_url: String,
+    /// Unset: the development mailbox.
+    pub smtp_url: Option<String>,
+    /// Default sender, `Name <address>`.
+    pub mail_from: String,
+    pub admin_token: Option<String>,
+    pub admin_token_file: Option<PathBuf>,
+    pub secret_key: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
+    /// SQLite durability: `normal` survives a process crash, `full` also a power loss.
+    pub sqlite_synchronous: String,
+    /// PostgreSQL pool size per instance.
+    pub database_max_connections: u32,
+    /// PostgreSQL statement timeout, in milliseconds (0: none).
+    pub database_statement_timeout_ms: u64,
+    /// `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            database_url: "sqlite://latchkey.db".into(),
+            smtp_url: None,
+            mail_from: "Latchkey <no-reply@localhost>".into(),
+            admin_token: None,
+            admin_token_file: None,
+            secret_key: None,
+            secret_key_file: None,
+            sqlite_synchronous: "normal".into(),
+            database_max_connections: 16,
+            database_statement_timeout_ms: 5_000,
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// Redacts secrets, and the password of URLs.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("mail_from", &self.mail_from)
+            .field("admin_token", &hidden(&self.admin_token))
+            .field("secret_key", &hidden(&self.secret_key))
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+const ENV_PREFIX: &str = "LATCHKEY_";
+const KEYS: &[&str] = &[
+    "listen",
+    "public_url",
+    "database_url",
+    "smtp_url",
+    "mail_from",
+    "admin_token",
+    "admin_token_file",
+    "secret_key",
+    "secret_key_file",
+    "sqlite_synchronous",
+    "database_max_connections",
+    "database_statement_timeout_ms",
+    "log_format",
+];
+/// Variables with our prefix that are not settings of the server.
+const OTHER_VARS: &[&str] = &["test_database_url", "log"];
+
+impl Config {
+    /// Loads the layers below flags; flags are applied by the caller.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("the configuration file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).only(KEYS));
+        for (name, _) in std::env::vars() {
+            if let Some(key) = name.strip_prefix(ENV_PREFIX) {
+                let key = key.to_ascii_lowercase();
+                if !KEYS.contains(&key.as_str()) && !OTHER_VARS.contains(&key.as_str()) {
+                    eprintln!("warning: unknown environment variable {name} is ignored");
+                }
+            }
+        }
+        let mut config: Config = figment.extract().context("invalid configuration")?;
+        config.read_secret_files()?;
+        Ok(config)
+    }
+
+    fn read_secret_files(&mut self) -> anyhow::Result<()> {
+        let read = |path: &Path| -> anyhow::Result<String> {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Ok(text.trim().to_owned())
+        };
+        if let (None, Some(path)) = (&self.secret_key, &self.secret_key_file) {
+            self.secret_key = Some(read(path)?);
+        }
+        if let (None, Some(path)) = (&self.admin_token, &self.admin_token_file) {
+            self.admin_token = Some(read(path)?);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_secrets_and_passwords() {
+        let config = Config {
+            admin_token: Some("admintoken".into()),
+            secret_key: Some("supersecret".into()),
+            database_url: "postgres://u:hunter2@db/latchkey".into(),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("admintoken") && !shown.contains("supersecret") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_file_with_an_unknown_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("latchkey.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nlisten_typo = 1\n").unwrap();
+        let err = Config::load(Some(&file)).unwrap_err();
+        assert!(format!("{err:#}").contains("listen_typo"), "{err:#}");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\n").unwrap();
+        assert_eq!(Config::load(Some(&file)).unwrap().listen, "127.0.0.1:9000");
+    }
+}
