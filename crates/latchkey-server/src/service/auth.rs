@@ -25,41 +25,38 @@ impl Service {
         }
     }
 
-    /// The application whose secret this is, if any (and whose client id matches, when given).
+    /// The calling application: a confidential one by its secret (and its client id, when
+    /// given, must match); a public one by its client id alone, since it has no secret and
+    /// proves itself later with PKCE.
     pub async fn authenticate_client(&self, creds: &ClientCredentials) -> Result<Application, ServiceError> {
-        let Some(secret) = creds.client_secret.as_deref().filter(|s| !s.is_empty()) else {
-            return Err(ServiceError::Unauthenticated);
-        };
-        let hash = self.key.hash(HashPurpose::ClientSecret, secret);
-        let app = self.store.application_by_secret_hash(&hash).await?.ok_or(ServiceError::Unauthenticated)?;
-        match &creds.client_id {
-            Some(id) if *id != app.client_id => Err(ServiceError::Unauthenticated),
-            _ => Ok(app),
+        if let Some(secret) = creds.client_secret.as_deref().filter(|s| !s.is_empty()) {
+            let hash = self.key.hash(HashPurpose::ClientSecret, secret);
+            let app =
+                self.store.application_by_secret_hash(&hash).await?.ok_or(ServiceError::Unauthenticated)?;
+            return match &creds.client_id {
+                Some(id) if *id != app.client_id => Err(ServiceError::Unauthenticated),
+                _ => Ok(app),
+            };
         }
-    }
-
-    /// At the token endpoint: a confidential client must prove its secret; a public client is
-    /// named by its id alone (and must then prove PKCE).
-    pub async fn authenticate_token_client(
-        &self,
-        creds: &ClientCredentials,
-    ) -> Result<Application, ServiceError> {
-        if creds.client_secret.as_deref().is_some_and(|s| !s.is_empty()) {
-            return self.authenticate_client(creds).await.map_err(|e| match e {
-                ServiceError::Unauthenticated => ServiceError::InvalidClient("client authentication failed"),
-                other => other,
-            });
-        }
-        let Some(client_id) = creds.client_id.as_deref() else {
-            return Err(ServiceError::InvalidClient("client authentication is required"));
-        };
-        let app = match latchkey_core::id::AppId::parse(client_id) {
+        let id = creds.client_id.as_deref().and_then(latchkey_core::id::AppId::parse);
+        let app = match id {
             Some(id) => self.store.application(&id).await?,
             None => None,
         };
         match app {
             Some(app) if app.public => Ok(app),
-            _ => Err(ServiceError::InvalidClient("client authentication failed")),
+            _ => Err(ServiceError::Unauthenticated),
         }
+    }
+
+    /// The same at the token endpoint, which answers in OAuth's terms.
+    pub async fn authenticate_token_client(
+        &self,
+        creds: &ClientCredentials,
+    ) -> Result<Application, ServiceError> {
+        self.authenticate_client(creds).await.map_err(|e| match e {
+            ServiceError::Unauthenticated => ServiceError::InvalidClient("client authentication failed"),
+            other => other,
+        })
     }
 }

@@ -1,0 +1,12 @@
+//! The HTTP integration suite: one test binary, every test against a server started on port
+//! 0 with a fresh database, reading the mail it sent through a real SMTP conversation.
+//! Each test runs on SQLite, and on PostgreSQL when `LATCHKEY_TEST_DATABASE_URL` is set.
+
+mod helpers;
+
+mod applications;
+mod bad_input;
+mod dev_mode;
+mod magic_link;
+mod oidc;
+mod races;
