@@ -30,6 +30,21 @@ pub struct AppSettings {
     pub branding: Branding,
     pub default_locale: Option<String>,
     pub lifetimes: Lifetimes,
+    pub rate_limits: crate::rate_limit::RateLimits,
+    /// Refuse (`strict`) or allow a link opened in another browser than the one that asked.
+    pub binding: Binding,
+}
+
+/// What to do when a link is opened in another browser than the one the sign-in started in
+/// (a different IP address or user agent than the caller gave).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Binding {
+    /// Let the link work anywhere.
+    #[default]
+    Off,
+    /// Refuse it, and tell the person to type the code on the device they started on.
+    Strict,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -30,6 +30,9 @@ id_kinds! {
     OutboxKind => "msg",
     KeyKind => "key",
     RequestKind => "req",
+    RefreshKind => "rt",
+    FamilyKind => "fam",
+    EventKind => "evt",
 }
 
 pub type AppId = Id<AppKind>;
@@ -40,6 +43,9 @@ pub type CodeId = Id<CodeKind>;
 pub type OutboxId = Id<OutboxKind>;
 pub type KeyId = Id<KeyKind>;
 pub type RequestId = Id<RequestKind>;
+pub type RefreshTokenId = Id<RefreshKind>;
+pub type FamilyId = Id<FamilyKind>;
+pub type EventId = Id<EventKind>;
 
 pub struct Id<K> {
     value: String,

@@ -1,11 +1,15 @@
 use async_trait::async_trait;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, NewAuthorizationCode};
-use latchkey_core::id::{AppId, ChallengeId, OutboxId, SecretId, UserId};
+use latchkey_core::event::{Event, EventKind};
+use latchkey_core::id::{AppId, ChallengeId, FamilyId, OutboxId, SecretId, UserId};
+use latchkey_core::rate_limit::{self, RateLimit, RateLimited};
+use latchkey_core::refresh::RefreshToken;
+use latchkey_core::signing::SigningAlg;
 use latchkey_core::{Application, Challenge, EmailAddress, User};
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
-    ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OutboxMessage, Store, StoreError,
-    StoreResult, StoredSigningKey,
+    ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage, RotateOutcome, Store,
+    StoreError, StoreResult, StoredSigningKey,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -139,6 +143,112 @@ async fn insert_secret(conn: &mut SqliteConnection, s: &ClientSecret) -> StoreRe
     Ok(())
 }
 
+
+/// Counts one hit on each limit; on the first refusal returns it (the caller rolls back, so a
+/// refused request counts nothing).
+async fn count_hits(
+    conn: &mut SqliteConnection,
+    limits: &[RateLimit],
+    now: OffsetDateTime,
+) -> StoreResult<Result<(), RateLimited>> {
+    let now_ms = millis(now);
+    for limit in limits {
+        let (start, left_ms) = rate_limit::window(now_ms, limit.window);
+        let count: i64 = sqlx::query_scalar(
+            "INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (key) DO UPDATE SET \
+               count = CASE WHEN rate_limits.window_start = excluded.window_start THEN rate_limits.count + 1 ELSE 1 END, \
+               window_start = excluded.window_start, expires_at = excluded.expires_at \
+             RETURNING count",
+        )
+        .bind(&limit.key)
+        .bind(start)
+        .bind(now_ms + left_ms)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        if count > i64::from(limit.limit) {
+            return Ok(Err(RateLimited { retry_after: time::Duration::milliseconds(left_ms) }));
+        }
+    }
+    Ok(Ok(()))
+}
+
+async fn insert_event(conn: &mut SqliteConnection, e: &Event) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO events (id, kind, app_id, user_id, subject, detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(e.id.as_str())
+    .bind(e.kind.as_str())
+    .bind(e.app_id.as_ref().map(|a| a.as_str()))
+    .bind(e.user_id.as_ref().map(|u| u.as_str()))
+    .bind(e.subject.as_deref())
+    .bind(e.detail.as_deref())
+    .bind(millis(e.created_at))
+    .execute(conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+async fn insert_refresh(conn: &mut SqliteConnection, t: &RefreshToken) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, token_hash, family_id, app_id, user_id, auth_method, auth_time, scope, \
+         created_at, expires_at, rotated_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(t.id.as_str())
+    .bind(&t.token_hash)
+    .bind(t.family_id.as_str())
+    .bind(t.app_id.as_str())
+    .bind(t.user_id.as_str())
+    .bind(t.auth_method.amr())
+    .bind(millis(t.auth_time))
+    .bind(&t.scope)
+    .bind(millis(t.created_at))
+    .bind(millis(t.expires_at))
+    .bind(t.rotated_at.map(millis))
+    .bind(t.revoked_at.map(millis))
+    .execute(conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// After a challenge was consumed (by link or code): its user, found or created, marked
+/// verified, and the events that say so.
+async fn finish_consumption(
+    conn: &mut SqliteConnection,
+    row: &SqliteRow,
+    method: AuthMethod,
+    now: OffsetDateTime,
+) -> StoreResult<(Challenge, User)> {
+    let challenge = rows::challenge(&R(row))?;
+    let new_id = UserId::generate();
+    let user_row = sqlx::query(
+        "INSERT INTO users (id, email, email_verified, created_at, updated_at, last_sign_in_at) \
+         VALUES ($1, $2, 1, $3, $3, $3) \
+         ON CONFLICT (email) DO UPDATE SET email_verified = 1, updated_at = $3, last_sign_in_at = $3 \
+         RETURNING *",
+    )
+    .bind(new_id.as_str())
+    .bind(challenge.email.as_str())
+    .bind(millis(now))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    let user = rows::user(&R(&user_row))?;
+    let consumed = Event::new(EventKind::ChallengeConsumed, now)
+        .app(&challenge.app_id)
+        .user(&user.id)
+        .subject(challenge.id.as_str())
+        .detail(serde_json::json!({ "method": method.amr() }));
+    insert_event(conn, &consumed).await?;
+    if user.id == new_id {
+        insert_event(conn, &Event::new(EventKind::UserCreated, now).app(&challenge.app_id).user(&user.id)).await?;
+    }
+    Ok((challenge, user))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
@@ -255,8 +365,17 @@ impl Store for SqliteStore {
         one(row, rows::application)
     }
 
-    async fn insert_challenge(&self, c: &Challenge, mail: Option<&NewOutboxMessage>) -> StoreResult<()> {
+    async fn create_challenge(
+        &self,
+        c: &Challenge,
+        mail: Option<&NewOutboxMessage>,
+        limits: &[RateLimit],
+        now: OffsetDateTime,
+    ) -> StoreResult<Result<(), RateLimited>> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
+        if let Err(refused) = count_hits(&mut tx, limits, now).await? {
+            return Ok(Err(refused));
+        }
         sqlx::query(
             "INSERT INTO challenges (id, purpose, app_id, email, redirect_uri, state, nonce, code_challenge, \
              client_ip, user_agent, create_user, link_hash, otp_hash, otp_attempts, status, created_at, \
@@ -299,7 +418,92 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?;
         }
-        tx.commit().await.map_err(map_err)
+        let event = Event::new(EventKind::ChallengeCreated, c.created_at).app(&c.app_id).subject(c.id.as_str());
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Ok(()))
+    }
+
+    async fn hit_rate_limits(&self, limits: &[RateLimit], now: OffsetDateTime) -> StoreResult<Result<(), RateLimited>> {
+        if limits.is_empty() {
+            return Ok(Ok(()));
+        }
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let outcome = count_hits(&mut tx, limits, now).await?;
+        if outcome.is_ok() {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(outcome)
+    }
+
+    async fn latest_pending_challenge(
+        &self,
+        app_id: &AppId,
+        email: &EmailAddress,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Challenge>> {
+        let row = sqlx::query(
+            "SELECT * FROM challenges WHERE app_id = $1 AND email = $2 AND status = 'pending' AND expires_at > $3 \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(app_id.as_str())
+        .bind(email.as_str())
+        .bind(millis(now))
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        one(row, rows::challenge)
+    }
+
+    async fn consume_by_otp(
+        &self,
+        id: &ChallengeId,
+        otp_hash: &[u8],
+        max_attempts: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<OtpOutcome> {
+        let now_ms = millis(now);
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let consumed = sqlx::query(
+            "UPDATE challenges SET status = 'consumed', consumed_at = $3 \
+             WHERE id = $1 AND status = 'pending' AND otp_hash = $2 AND otp_expires_at > $3 AND otp_attempts < $4 \
+             RETURNING *",
+        )
+        .bind(id.as_str())
+        .bind(otp_hash)
+        .bind(now_ms)
+        .bind(i64::from(max_attempts))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if let Some(row) = consumed {
+            let (challenge, user) = finish_consumption(&mut tx, &row, AuthMethod::Otp, now).await?;
+            tx.commit().await.map_err(map_err)?;
+            return Ok(OtpOutcome::Consumed { challenge: Box::new(challenge), user });
+        }
+        let failed = sqlx::query(
+            "UPDATE challenges SET otp_attempts = otp_attempts + 1, \
+             status = CASE WHEN otp_attempts + 1 >= $3 THEN 'revoked' ELSE status END, \
+             consumed_at = CASE WHEN otp_attempts + 1 >= $3 THEN $2 ELSE consumed_at END \
+             WHERE id = $1 AND status = 'pending' AND otp_expires_at > $2 RETURNING app_id, otp_attempts",
+        )
+        .bind(id.as_str())
+        .bind(now_ms)
+        .bind(i64::from(max_attempts))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(row) = failed else { return Ok(OtpOutcome::Gone) };
+        let attempts: i64 = row.try_get("otp_attempts").map_err(map_err)?;
+        let app_id: String = row.try_get("app_id").map_err(map_err)?;
+        let event = Event::new(EventKind::ChallengeRejected, now)
+            .app(&AppId::from_trusted(app_id))
+            .subject(id.as_str())
+            .detail(serde_json::json!({ "reason": "wrong_code", "attempts": attempts }));
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(map_err)?;
+        let left = i64::from(max_attempts).saturating_sub(attempts).max(0);
+        Ok(OtpOutcome::Wrong { attempts_left: u32::try_from(left).unwrap_or(0) })
     }
 
     async fn challenge(&self, app_id: &AppId, id: &ChallengeId) -> StoreResult<Option<ChallengeRecord>> {
@@ -326,12 +530,8 @@ impl Store for SqliteStore {
         one(row, rows::challenge)
     }
 
-    async fn revoke_challenge(
-        &self,
-        app_id: &AppId,
-        id: &ChallengeId,
-        now: OffsetDateTime,
-    ) -> StoreResult<bool> {
+    async fn revoke_challenge(&self, app_id: &AppId, id: &ChallengeId, now: OffsetDateTime) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
         let done = sqlx::query(
             "UPDATE challenges SET status = 'revoked', consumed_at = $3 \
              WHERE id = $1 AND app_id = $2 AND status = 'pending'",
@@ -339,10 +539,15 @@ impl Store for SqliteStore {
         .bind(id.as_str())
         .bind(app_id.as_str())
         .bind(millis(now))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_event(&mut tx, &Event::new(EventKind::ChallengeRevoked, now).app(app_id).subject(id.as_str())).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 
     async fn consume_link(
@@ -369,20 +574,7 @@ impl Store for SqliteStore {
                 Some(c) => ConsumeOutcome::Gone(c.status_at(now)),
             });
         };
-        let challenge = rows::challenge(&R(&row))?;
-        let user_row = sqlx::query(
-            "INSERT INTO users (id, email, email_verified, created_at, updated_at, last_sign_in_at) \
-             VALUES ($1, $2, 1, $3, $3, $3) \
-             ON CONFLICT (email) DO UPDATE SET email_verified = 1, updated_at = $3, last_sign_in_at = $3 \
-             RETURNING *",
-        )
-        .bind(UserId::generate().as_str())
-        .bind(challenge.email.as_str())
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let user = rows::user(&R(&user_row))?;
+        let (challenge, user) = finish_consumption(&mut tx, &row, AuthMethod::Link, now).await?;
         let issued = AuthorizationCode {
             id: code.id.clone(),
             code_hash: code.code_hash.clone(),
@@ -481,16 +673,24 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_sent(&self, id: &OutboxId, now: OffsetDateTime) -> StoreResult<()> {
-        sqlx::query(
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let row = sqlx::query(
             "UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, sealed = NULL, \
-             lease_until = NULL, last_error = NULL WHERE id = $1",
+             lease_until = NULL, last_error = NULL WHERE id = $1 RETURNING app_id, challenge_id",
         )
         .bind(id.as_str())
         .bind(millis(now))
-        .execute(&self.writer)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
-        Ok(())
+        if let Some(row) = row {
+            let app_id: Option<String> = row.try_get("app_id").map_err(map_err)?;
+            let challenge_id: Option<String> = row.try_get("challenge_id").map_err(map_err)?;
+            let mut event = Event::new(EventKind::ChallengeDelivered, now).subject(challenge_id.unwrap_or_else(|| id.to_string()));
+            event.app_id = app_id.map(AppId::from_trusted);
+            insert_event(&mut tx, &event).await?;
+        }
+        tx.commit().await.map_err(map_err)
     }
 
     async fn outbox_attempt_failed(
@@ -540,5 +740,236 @@ impl Store for SqliteStore {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn insert_user(&self, u: &User) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, email, email_verified, name, metadata, created_at, updated_at, last_sign_in_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(u.id.as_str())
+        .bind(u.email.as_str())
+        .bind(u.email_verified)
+        .bind(u.name.as_deref())
+        .bind(rows::metadata_json(u))
+        .bind(millis(u.created_at))
+        .bind(millis(u.updated_at))
+        .bind(u.last_sign_in_at.map(millis))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn list_users(&self, after: Option<&UserId>, limit: u32) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2")
+            .bind(after.map(|a| a.as_str()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        all(&rows, rows::user)
+    }
+
+    async fn update_user(&self, u: &User) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET email = $2, name = $3, metadata = $4, updated_at = $5 WHERE id = $1",
+        )
+        .bind(u.id.as_str())
+        .bind(u.email.as_str())
+        .bind(u.name.as_deref())
+        .bind(rows::metadata_json(u))
+        .bind(millis(u.updated_at))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_user(&self, id: &UserId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
+        let mut conn = self.writer.acquire().await.map_err(map_err)?;
+        insert_refresh(&mut conn, t).await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &[u8],
+        app_id: &AppId,
+        next: &RefreshToken,
+        now: OffsetDateTime,
+    ) -> StoreResult<RotateOutcome> {
+        let now_ms = millis(now);
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let rotated = sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = $3 WHERE token_hash = $1 AND app_id = $2 \
+             AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $3 RETURNING *",
+        )
+        .bind(token_hash)
+        .bind(app_id.as_str())
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if let Some(row) = rotated {
+            let old = rows::refresh_token(&R(&row))?;
+            insert_refresh(&mut tx, next).await?;
+            tx.commit().await.map_err(map_err)?;
+            return Ok(RotateOutcome::Rotated(Box::new(old)));
+        }
+        let known = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = $1 AND app_id = $2")
+            .bind(token_hash)
+            .bind(app_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some(token) = one(known, rows::refresh_token)? else { return Ok(RotateOutcome::Invalid) };
+        if token.rotated_at.is_none() {
+            return Ok(RotateOutcome::Invalid);
+        }
+        sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
+            .bind(token.family_id.as_str())
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let event = Event::new(EventKind::RefreshReuseDetected, now)
+            .app(app_id)
+            .user(&token.user_id)
+            .subject(token.family_id.as_str());
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(RotateOutcome::Reused { family_id: token.family_id, user_id: token.user_id })
+    }
+
+    async fn refresh_token(&self, token_hash: &[u8]) -> StoreResult<Option<RefreshToken>> {
+        let row = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+        one(row, rows::refresh_token)
+    }
+
+    async fn revoke_refresh_family(&self, family_id: &FamilyId, now: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
+            .bind(family_id.as_str())
+            .bind(millis(now))
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn user_sessions(&self, user_id: &UserId, now: OffsetDateTime) -> StoreResult<Vec<RefreshToken>> {
+        let rows = sqlx::query(
+            "SELECT * FROM refresh_tokens WHERE user_id = $1 AND rotated_at IS NULL AND revoked_at IS NULL \
+             AND expires_at > $2 ORDER BY created_at, id",
+        )
+        .bind(user_id.as_str())
+        .bind(millis(now))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        all(&rows, rows::refresh_token)
+    }
+
+    async fn revoke_user_sessions(&self, user_id: &UserId, now: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL \
+             AND rotated_at IS NULL AND expires_at > $2",
+        )
+        .bind(user_id.as_str())
+        .bind(millis(now))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_event(&self, event: &Event) -> StoreResult<()> {
+        let mut conn = self.writer.acquire().await.map_err(map_err)?;
+        insert_event(&mut conn, event).await
+    }
+
+    async fn events(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<Event>> {
+        let rows = sqlx::query("SELECT * FROM events WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        all(&rows, rows::event)
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now: OffsetDateTime, until: OffsetDateTime) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $4) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+             WHERE leases.until <= $3 OR leases.holder = excluded.holder RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(millis(now))
+        .bind(millis(until))
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(row.is_some())
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let now_ms = millis(now);
+        let day_ago = millis(now - time::Duration::days(1));
+        // Small batches keep the single writer available to requests meanwhile.
+        let statements: [(&str, i64); 6] = [
+            ("DELETE FROM challenges WHERE id IN (SELECT id FROM challenges WHERE expires_at < $1 LIMIT 2000)", day_ago),
+            (
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE status <> 'queued' AND created_at < $1 LIMIT 2000)",
+                day_ago,
+            ),
+            ("DELETE FROM authorization_codes WHERE id IN (SELECT id FROM authorization_codes WHERE expires_at < $1 LIMIT 2000)", now_ms),
+            ("DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens WHERE expires_at < $1 LIMIT 2000)", now_ms),
+            ("DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE expires_at < $1 LIMIT 2000)", now_ms),
+            ("DELETE FROM leases WHERE name IN (SELECT name FROM leases WHERE until < $1 LIMIT 2000)", day_ago),
+        ];
+        let mut total = 0;
+        for (sql, cutoff) in statements {
+            loop {
+                let done = sqlx::query(sql).bind(cutoff).execute(&self.writer).await.map_err(map_err)?;
+                total += done.rows_affected();
+                if done.rows_affected() < 2000 {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    async fn retire_signing_keys(&self, alg: SigningAlg, now: OffsetDateTime) -> StoreResult<()> {
+        sqlx::query("UPDATE signing_keys SET retired_at = $2 WHERE alg = $1 AND retired_at IS NULL")
+            .bind(alg.as_str())
+            .bind(millis(now))
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn delete_signing_keys_retired_before(&self, cutoff: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1")
+            .bind(millis(cutoff))
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
     }
 }

@@ -3,7 +3,12 @@
 //! function that returns a fresh, migrated, empty store, or `None` when the database is not
 //! available to this run (the case is then skipped).
 
-use crate::{ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, Store, StoredSigningKey};
+use crate::{ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, OtpOutcome, RotateOutcome, Store, StoredSigningKey};
+use latchkey_core::challenge::{AuthMethod, otp_subject};
+use latchkey_core::event::{Event, EventKind};
+use latchkey_core::rate_limit::{RateLimit, RateLimited};
+use latchkey_core::refresh::RefreshToken;
+use latchkey_core::{Otp, User};
 use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{ChallengeRequest, NewAuthorizationCode, Purpose};
 use latchkey_core::id::{AppId, OutboxId, SecretId};
@@ -37,6 +42,14 @@ macro_rules! conformance_tests {
             outbox_leases_retries_and_settles,
             signing_keys_round_trip,
             deleting_an_application_removes_what_it_owns,
+            rate_limits_count_per_window_and_refuse_without_writing,
+            codes_consume_once_count_wrong_guesses_and_race_the_link,
+            refresh_tokens_rotate_and_reuse_revokes_the_family,
+            users_round_trip_and_paginate,
+            events_record_each_step_in_order,
+            leases_are_exclusive_until_they_expire,
+            purge_removes_only_what_expired,
+            signing_keys_retire_and_are_deleted_later,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -87,7 +100,13 @@ impl WithClientId for Application {
     }
 }
 
+/// A challenge and its link token; see [`challenge_with_otp`] for the code too.
 pub fn challenge(app: &Application, email: &str, now: OffsetDateTime) -> (Challenge, String) {
+    let (c, token, _) = challenge_with_otp(app, email, now);
+    (c, token)
+}
+
+pub fn challenge_with_otp(app: &Application, email: &str, now: OffsetDateTime) -> (Challenge, String, Otp) {
     let req = ChallengeRequest {
         purpose: Purpose::Login,
         email: EmailAddress::parse(email).expect("valid email"),
@@ -101,7 +120,7 @@ pub fn challenge(app: &Application, email: &str, now: OffsetDateTime) -> (Challe
         create_user: true,
     };
     let issued = Challenge::issue(app, req, &key(), now);
-    (issued.challenge, issued.link_token.expose().to_owned())
+    (issued.challenge, issued.link_token.expose().to_owned(), issued.otp)
 }
 
 fn link_hash(token: &str) -> Vec<u8> {
@@ -116,6 +135,10 @@ fn mail_for(app: &Application, c: &Challenge) -> NewOutboxMessage {
         sealed: b"sealed body".to_vec(),
         created_at: c.created_at,
     }
+}
+
+async fn insert(store: &dyn Store, c: &Challenge, mail: Option<&NewOutboxMessage>) {
+    store.create_challenge(c, mail, &[], c.created_at).await.expect("stored").expect("no limits to exceed");
 }
 
 async fn app_in(store: &dyn Store, name: &str) -> Application {
@@ -198,7 +221,7 @@ pub async fn secrets_find_their_application(store: Arc<dyn Store>) {
 pub async fn challenge_is_written_with_its_mail(store: Arc<dyn Store>) {
     let app = app_in(&*store, "Mail").await;
     let (c, token) = challenge(&app, "Someone@Example.com", t0());
-    store.insert_challenge(&c, Some(&mail_for(&app, &c))).await.unwrap();
+    insert(&*store, &c, Some(&mail_for(&app, &c))).await;
     let rec = store.challenge(&app.id, &c.id).await.unwrap().expect("stored");
     assert_eq!(rec.challenge.email.as_str(), "someone@example.com");
     assert_eq!(rec.challenge.status, ChallengeStatus::Pending);
@@ -216,14 +239,14 @@ pub async fn challenge_is_written_with_its_mail(store: Arc<dyn Store>) {
     assert!(store.challenge(&other.id, &c.id).await.unwrap().is_none(), "tenants are isolated");
 
     let (silent, _) = challenge(&app, "quiet@example.com", t0());
-    store.insert_challenge(&silent, None).await.unwrap();
+    insert(&*store, &silent, None).await;
     assert!(store.challenge(&app.id, &silent.id).await.unwrap().unwrap().delivery.is_none());
 }
 
 pub async fn link_consumes_once_and_creates_a_verified_user(store: Arc<dyn Store>) {
     let app = app_in(&*store, "Consume").await;
     let (c, token) = challenge(&app, "first@example.com", t0());
-    store.insert_challenge(&c, None).await.unwrap();
+    insert(&*store, &c, None).await;
     let now = t0() + Duration::seconds(30);
     let code = NewAuthorizationCode::generate(&app, &key(), now);
     let ConsumeOutcome::Consumed { challenge: consumed, user, code: issued } =
@@ -250,7 +273,7 @@ pub async fn link_consumes_once_and_creates_a_verified_user(store: Arc<dyn Store
 
     // A second sign-in of the same address reuses the user.
     let (c2, token2) = challenge(&app, "FIRST@example.com", now);
-    store.insert_challenge(&c2, None).await.unwrap();
+    insert(&*store, &c2, None).await;
     let code2 = NewAuthorizationCode::generate(&app, &key(), now);
     let ConsumeOutcome::Consumed { user: user2, .. } =
         store.consume_link(&link_hash(&token2), &code2, now).await.unwrap()
@@ -266,7 +289,7 @@ pub async fn unusable_links_say_why(store: Arc<dyn Store>) {
     let code = |at| NewAuthorizationCode::generate(&app, &key(), at);
 
     let (expired, expired_token) = challenge(&app, "late@example.com", t0());
-    store.insert_challenge(&expired, None).await.unwrap();
+    insert(&*store, &expired, None).await;
     let late = expired.expires_at;
     assert!(matches!(
         store.consume_link(&link_hash(&expired_token), &code(late), late).await.unwrap(),
@@ -274,7 +297,7 @@ pub async fn unusable_links_say_why(store: Arc<dyn Store>) {
     ));
 
     let (revoked, revoked_token) = challenge(&app, "revoked@example.com", t0());
-    store.insert_challenge(&revoked, None).await.unwrap();
+    insert(&*store, &revoked, None).await;
     let other = app_in(&*store, "Other").await;
     assert!(!store.revoke_challenge(&other.id, &revoked.id, t0()).await.unwrap(), "foreign revoke");
     assert!(store.revoke_challenge(&app.id, &revoked.id, t0()).await.unwrap());
@@ -295,7 +318,7 @@ pub async fn unusable_links_say_why(store: Arc<dyn Store>) {
 pub async fn concurrent_link_consumption_has_one_winner(store: Arc<dyn Store>) {
     let app = app_in(&*store, "Race").await;
     let (c, token) = challenge(&app, "race@example.com", t0());
-    store.insert_challenge(&c, None).await.unwrap();
+    insert(&*store, &c, None).await;
     let tasks = (0..50).map(|_| {
         let store = store.clone();
         let hash = link_hash(&token);
@@ -311,7 +334,7 @@ pub async fn concurrent_link_consumption_has_one_winner(store: Arc<dyn Store>) {
 
 async fn issued_code(store: &dyn Store, app: &Application, email: &str) -> String {
     let (c, token) = challenge(app, email, t0());
-    store.insert_challenge(&c, None).await.unwrap();
+    insert(&*store, &c, None).await;
     let code = NewAuthorizationCode::generate(app, &key(), t0());
     let plain = code.code.expose().to_owned();
     assert!(matches!(
@@ -359,7 +382,7 @@ pub async fn outbox_leases_retries_and_settles(store: Arc<dyn Store>) {
         let (c, _) = challenge(&app, &format!("o{i}@example.com"), t0());
         let mail = mail_for(&app, &c);
         ids.push((c.id.clone(), mail.id.clone()));
-        store.insert_challenge(&c, Some(&mail)).await.unwrap();
+        insert(&*store, &c, Some(&mail)).await;
     }
     let lease = t0() + Duration::seconds(60);
     let claimed = store.claim_outbox(t0(), lease, 2).await.unwrap();
@@ -433,7 +456,7 @@ pub async fn deleting_an_application_removes_what_it_owns(store: Arc<dyn Store>)
     store.insert_application(&app, Some(&secret)).await.unwrap();
     let code = issued_code(&*store, &app, "doomed@example.com").await;
     let (c, token) = challenge(&app, "doomed2@example.com", t0());
-    store.insert_challenge(&c, Some(&mail_for(&app, &c))).await.unwrap();
+    insert(&*store, &c, Some(&mail_for(&app, &c))).await;
 
     assert!(store.delete_application(&app.id).await.unwrap());
     assert!(store.application_by_secret_hash(&[7; 32]).await.unwrap().is_none());
@@ -442,4 +465,258 @@ pub async fn deleting_an_application_removes_what_it_owns(store: Arc<dyn Store>)
     assert!(store.redeem_authorization_code(&hash, &app.id, t0()).await.unwrap().is_none());
     let lease = t0() + Duration::seconds(60);
     assert!(store.claim_outbox(t0(), lease, 10).await.unwrap().is_empty());
+}
+
+pub async fn rate_limits_count_per_window_and_refuse_without_writing(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Limits").await;
+    let limits = [
+        RateLimit { key: "email:x:m".into(), window: Duration::minutes(1), limit: 2 },
+        RateLimit { key: "email:x:h".into(), window: Duration::hours(1), limit: 3 },
+    ];
+    let at = t0() + Duration::seconds(10);
+    for i in 0..2 {
+        let (c, _) = challenge(&app, &format!("l{i}@example.com"), at);
+        assert_eq!(store.create_challenge(&c, None, &limits, at).await.unwrap(), Ok(()));
+    }
+    let (refused, token) = challenge(&app, "l2@example.com", at);
+    let outcome = store.create_challenge(&refused, None, &limits, at).await.unwrap();
+    assert_eq!(outcome, Err(RateLimited { retry_after: Duration::seconds(50) }));
+    assert!(store.challenge_by_link(&link_hash(&token)).await.unwrap().is_none(), "nothing written");
+    // The refusal counted nothing: the next minute allows one more (the hour's third).
+    let next = t0() + Duration::seconds(61);
+    assert_eq!(store.hit_rate_limits(&limits, next).await.unwrap(), Ok(()));
+    let refused = store.hit_rate_limits(&limits, next).await.unwrap().unwrap_err();
+    assert_eq!(refused.retry_after, Duration::seconds(3600 - 61));
+    assert_eq!(store.hit_rate_limits(&[], next).await.unwrap(), Ok(()));
+}
+
+pub async fn codes_consume_once_count_wrong_guesses_and_race_the_link(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Codes").await;
+    let email = EmailAddress::parse("otp@example.com").unwrap();
+    let (older, _, _) = challenge_with_otp(&app, email.as_str(), t0());
+    insert(&*store, &older, None).await;
+    let later = t0() + Duration::seconds(1);
+    let (c, token, otp) = challenge_with_otp(&app, email.as_str(), later);
+    insert(&*store, &c, None).await;
+    let latest = store.latest_pending_challenge(&app.id, &email, later).await.unwrap().expect("pending");
+    assert_eq!(latest.id, c.id, "only the newest challenge takes a code");
+    let other = app_in(&*store, "Other").await;
+    assert!(store.latest_pending_challenge(&other.id, &email, later).await.unwrap().is_none());
+
+    let hash = |otp: &Otp| key().hash(HashPurpose::Otp, &otp_subject(&c.id, otp));
+    let wrong = Otp::parse("000000").filter(|w| w != &otp).unwrap_or_else(|| Otp::parse("111111").unwrap());
+    match store.consume_by_otp(&c.id, &hash(&wrong), 5, later).await.unwrap() {
+        OtpOutcome::Wrong { attempts_left } => assert_eq!(attempts_left, 4),
+        other => panic!("{other:?}"),
+    }
+    // The right code and the link race: exactly one wins.
+    let code = NewAuthorizationCode::generate(&app, &key(), later);
+    let (otp_hash, token_hash) = (hash(&otp), link_hash(&token));
+    let (by_code, by_link) = futures_util::join!(
+        store.consume_by_otp(&c.id, &otp_hash, 5, later),
+        store.consume_link(&token_hash, &code, later)
+    );
+    let code_won = matches!(by_code.unwrap(), OtpOutcome::Consumed { .. });
+    let link_won = matches!(by_link.unwrap(), ConsumeOutcome::Consumed { .. });
+    assert!(code_won ^ link_won, "code {code_won}, link {link_won}");
+    assert!(matches!(store.consume_by_otp(&c.id, &hash(&otp), 5, later).await.unwrap(), OtpOutcome::Gone));
+
+    // Five wrong codes burn a challenge, even for the right code afterwards.
+    let (burn, _, burn_otp) = challenge_with_otp(&app, "burn@example.com", t0());
+    insert(&*store, &burn, None).await;
+    let wrong_hash = key().hash(HashPurpose::Otp, &otp_subject(&burn.id, &Otp::parse("999999").unwrap()));
+    let right_hash = key().hash(HashPurpose::Otp, &otp_subject(&burn.id, &burn_otp));
+    let mut left = Vec::new();
+    for _ in 0..5 {
+        match store.consume_by_otp(&burn.id, &wrong_hash, 5, t0()).await.unwrap() {
+            OtpOutcome::Wrong { attempts_left } => left.push(attempts_left),
+            OtpOutcome::Gone => left.push(99),
+            other => panic!("{other:?}"),
+        }
+    }
+    if burn_otp.expose() != "999999" {
+        assert_eq!(left, [4, 3, 2, 1, 0]);
+        assert!(matches!(store.consume_by_otp(&burn.id, &right_hash, 5, t0()).await.unwrap(), OtpOutcome::Gone));
+        let rec = store.challenge(&app.id, &burn.id).await.unwrap().unwrap();
+        assert_eq!(rec.challenge.status, ChallengeStatus::Revoked);
+    }
+
+    // A code past its own lifetime (shorter than the link's) is gone.
+    let (late, _, late_otp) = challenge_with_otp(&app, "late@example.com", t0());
+    insert(&*store, &late, None).await;
+    let late_hash = key().hash(HashPurpose::Otp, &otp_subject(&late.id, &late_otp));
+    assert!(matches!(store.consume_by_otp(&late.id, &late_hash, 5, late.otp_expires_at).await.unwrap(), OtpOutcome::Gone));
+    let late_email = EmailAddress::parse("late@example.com").unwrap();
+    assert!(store.latest_pending_challenge(&app.id, &late_email, late.expires_at).await.unwrap().is_none());
+    let fresh = store.latest_pending_challenge(&app.id, &EmailAddress::parse("late@example.com").unwrap(), t0()).await.unwrap();
+    assert!(fresh.is_some());
+}
+
+async fn signed_in_user(store: &dyn Store, app: &Application, email: &str) -> latchkey_core::User {
+    let (c, token) = challenge(app, email, t0());
+    insert(store, &c, None).await;
+    let code = NewAuthorizationCode::generate(app, &key(), t0());
+    match store.consume_link(&link_hash(&token), &code, t0()).await.unwrap() {
+        ConsumeOutcome::Consumed { user, .. } => user,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn refresh(app: &Application, user: &latchkey_core::User, family: Option<latchkey_core::id::FamilyId>, now: OffsetDateTime) -> (RefreshToken, Vec<u8>) {
+    let (t, plain) = RefreshToken::issue(&key(), family, app.id.clone(), user.id.clone(), AuthMethod::Link, t0(), "openid email", Duration::days(30), now);
+    let hash = key().hash(HashPurpose::RefreshToken, &plain);
+    (t, hash)
+}
+
+pub async fn refresh_tokens_rotate_and_reuse_revokes_the_family(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Refresh").await;
+    let other = app_in(&*store, "Other").await;
+    let user = signed_in_user(&*store, &app, "refresh@example.com").await;
+    let (first, first_hash) = refresh(&app, &user, None, t0());
+    store.insert_refresh_token(&first).await.unwrap();
+    assert_eq!(store.user_sessions(&user.id, t0()).await.unwrap().len(), 1);
+
+    let later = t0() + Duration::hours(1);
+    let (second, second_hash) = refresh(&app, &user, Some(first.family_id.clone()), later);
+    assert!(matches!(store.rotate_refresh_token(&first_hash, &other.id, &second, later).await.unwrap(), RotateOutcome::Invalid), "foreign");
+    match store.rotate_refresh_token(&first_hash, &app.id, &second, later).await.unwrap() {
+        RotateOutcome::Rotated(old) => assert_eq!(old.id, first.id),
+        other => panic!("{other:?}"),
+    }
+    let sessions = store.user_sessions(&user.id, later).await.unwrap();
+    assert_eq!(sessions.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), vec![second.id.clone()]);
+    assert!(store.refresh_token(&first_hash).await.unwrap().unwrap().rotated_at.is_some());
+
+    // The first token again: the family is revoked, the second token with it.
+    let (third, _) = refresh(&app, &user, Some(first.family_id.clone()), later);
+    match store.rotate_refresh_token(&first_hash, &app.id, &third, later).await.unwrap() {
+        RotateOutcome::Reused { family_id, user_id } => assert_eq!((family_id, user_id), (first.family_id.clone(), user.id.clone())),
+        other => panic!("{other:?}"),
+    }
+    assert!(store.refresh_token(&second_hash).await.unwrap().unwrap().revoked_at.is_some());
+    assert!(matches!(store.rotate_refresh_token(&second_hash, &app.id, &third, later).await.unwrap(), RotateOutcome::Reused { .. } | RotateOutcome::Invalid));
+    assert!(store.user_sessions(&user.id, later).await.unwrap().is_empty());
+    let kinds: Vec<EventKind> = store.events(None, 100).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&EventKind::RefreshReuseDetected));
+
+    // Expired tokens do not rotate; revoking sessions ends the rest.
+    let (a, a_hash) = refresh(&app, &user, None, t0());
+    let (b, _) = refresh(&app, &user, None, t0());
+    store.insert_refresh_token(&a).await.unwrap();
+    store.insert_refresh_token(&b).await.unwrap();
+    let (next, _) = refresh(&app, &user, Some(a.family_id.clone()), a.expires_at);
+    assert!(matches!(store.rotate_refresh_token(&a_hash, &app.id, &next, a.expires_at).await.unwrap(), RotateOutcome::Invalid));
+    assert_eq!(store.revoke_user_sessions(&user.id, later).await.unwrap(), 2);
+    assert!(store.user_sessions(&user.id, later).await.unwrap().is_empty());
+    let (c, _) = refresh(&app, &user, None, t0());
+    store.insert_refresh_token(&c).await.unwrap();
+    assert_eq!(store.revoke_refresh_family(&c.family_id, later).await.unwrap(), 1);
+}
+
+pub async fn users_round_trip_and_paginate(store: Arc<dyn Store>) {
+    let mut users = Vec::new();
+    for i in 0..5 {
+        let mut u = User::new(EmailAddress::parse(&format!("u{i}@example.com")).unwrap(), t0());
+        u.name = Some(format!("User {i}"));
+        u.metadata.insert("plan".into(), "pro".into());
+        store.insert_user(&u).await.unwrap();
+        users.push(u);
+    }
+    let dup = User::new(EmailAddress::parse("u0@example.com").unwrap(), t0());
+    assert!(matches!(store.insert_user(&dup).await, Err(crate::StoreError::Conflict(_))));
+    let got = store.user(&users[2].id).await.unwrap().unwrap();
+    assert_eq!((got.name.as_deref(), got.metadata.get("plan").map(String::as_str), got.email_verified), (Some("User 2"), Some("pro"), false));
+
+    let page1 = store.list_users(None, 2).await.unwrap();
+    let page2 = store.list_users(Some(&page1[1].id), 2).await.unwrap();
+    let page3 = store.list_users(Some(&page2[1].id), 2).await.unwrap();
+    let ids: Vec<_> = [page1, page2, page3].concat().into_iter().map(|u| u.id).collect();
+    assert_eq!(ids, users.iter().map(|u| u.id.clone()).collect::<Vec<_>>());
+
+    let mut changed = users[1].clone();
+    changed.email = EmailAddress::parse("renamed@example.com").unwrap();
+    changed.name = None;
+    changed.updated_at = t0() + Duration::seconds(9);
+    assert!(store.update_user(&changed).await.unwrap());
+    let got = store.user(&changed.id).await.unwrap().unwrap();
+    assert_eq!((got.email.as_str(), got.name, got.updated_at), ("renamed@example.com", None, changed.updated_at));
+    changed.email = EmailAddress::parse("u3@example.com").unwrap();
+    assert!(matches!(store.update_user(&changed).await, Err(crate::StoreError::Conflict(_))));
+
+    assert!(store.delete_user(&users[0].id).await.unwrap());
+    assert!(store.user(&users[0].id).await.unwrap().is_none());
+    assert!(!store.delete_user(&users[0].id).await.unwrap());
+}
+
+pub async fn events_record_each_step_in_order(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Events").await;
+    let user = signed_in_user(&*store, &app, "events@example.com").await;
+    store.insert_event(&Event::new(EventKind::TokenIssued, t0()).app(&app.id).user(&user.id).detail(serde_json::json!({"grant": "authorization_code"}))).await.unwrap();
+    let events = store.events(None, 100).await.unwrap();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::ChallengeCreated, EventKind::ChallengeConsumed, EventKind::UserCreated, EventKind::TokenIssued]);
+    assert!(events.iter().all(|e| e.app_id.as_ref() == Some(&app.id)));
+    assert_eq!(events[3].detail.as_deref(), Some(r#"{"grant":"authorization_code"}"#));
+    let after = store.events(Some(events[1].id.as_str()), 1).await.unwrap();
+    assert_eq!(after.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::UserCreated]);
+    assert!(store.events(Some(events[3].id.as_str()), 10).await.unwrap().is_empty());
+
+    // A second sign-in of the same address creates no user.
+    signed_in_user(&*store, &app, "events@example.com").await;
+    let users_created = store.events(None, 100).await.unwrap().iter().filter(|e| e.kind == EventKind::UserCreated).count();
+    assert_eq!(users_created, 1);
+}
+
+pub async fn leases_are_exclusive_until_they_expire(store: Arc<dyn Store>) {
+    let until = t0() + Duration::seconds(30);
+    assert!(store.try_lease("purge", "a", t0(), until).await.unwrap());
+    assert!(!store.try_lease("purge", "b", t0(), until).await.unwrap());
+    assert!(store.try_lease("purge", "a", t0() + Duration::seconds(10), until + Duration::seconds(10)).await.unwrap(), "renewal");
+    assert!(store.try_lease("rotate", "b", t0(), until).await.unwrap(), "leases are per name");
+    let later = until + Duration::seconds(10);
+    assert!(store.try_lease("purge", "b", later, later + Duration::seconds(30)).await.unwrap());
+    assert!(!store.try_lease("purge", "a", later, later + Duration::seconds(30)).await.unwrap());
+}
+
+pub async fn purge_removes_only_what_expired(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Purge").await;
+    let (old, old_token) = challenge(&app, "old@example.com", t0());
+    insert(&*store, &old, Some(&mail_for(&app, &old))).await;
+    let code = issued_code(&*store, &app, "coded@example.com").await;
+    let user = store.user_by_email(&EmailAddress::parse("coded@example.com").unwrap()).await.unwrap().unwrap();
+    let (rt, rt_hash) = refresh(&app, &user, None, t0());
+    store.insert_refresh_token(&rt).await.unwrap();
+    store.hit_rate_limits(&[RateLimit { key: "k".into(), window: Duration::minutes(1), limit: 5 }], t0()).await.unwrap().unwrap();
+
+    let soon = t0() + Duration::hours(2);
+    let (young, young_token) = challenge(&app, "young@example.com", soon);
+    insert(&*store, &young, None).await;
+    assert!(store.purge_expired(soon).await.unwrap() >= 2, "the code and the rate window");
+    assert!(store.challenge_by_link(&link_hash(&old_token)).await.unwrap().is_some(), "kept a day after expiry");
+    let hash = key().hash(HashPurpose::AuthorizationCode, &code);
+    assert!(store.redeem_authorization_code(&hash, &app.id, t0()).await.unwrap().is_none());
+
+    let much_later = old.expires_at + Duration::days(1) + Duration::seconds(1);
+    store.purge_expired(much_later).await.unwrap();
+    assert!(store.challenge_by_link(&link_hash(&old_token)).await.unwrap().is_none());
+    assert!(store.challenge_by_link(&link_hash(&young_token)).await.unwrap().is_some());
+    assert!(store.refresh_token(&rt_hash).await.unwrap().is_some(), "refresh token still valid");
+    store.purge_expired(rt.expires_at + Duration::seconds(1)).await.unwrap();
+    assert!(store.refresh_token(&rt_hash).await.unwrap().is_none());
+    assert!(store.user(&user.id).await.unwrap().is_some(), "users are never purged");
+}
+
+pub async fn signing_keys_retire_and_are_deleted_later(store: Arc<dyn Store>) {
+    for (kid, alg) in [("k1", SigningAlg::ES256), ("k2", SigningAlg::EdDSA)] {
+        let key = StoredSigningKey { kid: kid.into(), alg, sealed_pkcs8: vec![1], created_at: t0(), retired_at: None };
+        store.insert_signing_key(&key).await.unwrap();
+    }
+    let at = t0() + Duration::hours(1);
+    store.retire_signing_keys(SigningAlg::ES256, at).await.unwrap();
+    let keys = store.signing_keys().await.unwrap();
+    let retired: Vec<_> = keys.iter().map(|k| (k.kid.as_str(), k.retired_at)).collect();
+    assert_eq!(retired, [("k1", Some(at)), ("k2", None)]);
+    assert_eq!(store.delete_signing_keys_retired_before(at).await.unwrap(), 0);
+    assert_eq!(store.delete_signing_keys_retired_before(at + Duration::seconds(1)).await.unwrap(), 1);
+    assert_eq!(store.signing_keys().await.unwrap().len(), 1);
 }

@@ -14,7 +14,11 @@ pub use records::*;
 
 use async_trait::async_trait;
 use latchkey_core::challenge::{AuthorizationCode, NewAuthorizationCode};
-use latchkey_core::id::{AppId, ChallengeId, OutboxId, SecretId, UserId};
+use latchkey_core::event::Event;
+use latchkey_core::id::{AppId, ChallengeId, FamilyId, OutboxId, SecretId, UserId};
+use latchkey_core::rate_limit::{RateLimit, RateLimited};
+use latchkey_core::refresh::RefreshToken;
+use latchkey_core::signing::SigningAlg;
 use latchkey_core::{Application, Challenge, EmailAddress, User};
 use time::OffsetDateTime;
 
@@ -42,12 +46,36 @@ pub trait Store: Send + Sync + 'static {
     async fn application_by_secret_hash(&self, hash: &[u8]) -> StoreResult<Option<Application>>;
 
     // Challenges.
-    /// Writes a challenge and, when given, its e-mail in one transaction.
-    async fn insert_challenge(
+    /// Counts the request against `limits` and, unless one is exceeded, writes the challenge,
+    /// its e-mail (when given) and a `challenge.created` event, all in one transaction. A
+    /// refused request counts nothing and writes nothing.
+    async fn create_challenge(
         &self,
         challenge: &Challenge,
         mail: Option<&NewOutboxMessage>,
-    ) -> StoreResult<()>;
+        limits: &[RateLimit],
+        now: OffsetDateTime,
+    ) -> StoreResult<Result<(), RateLimited>>;
+    /// Counts a request against `limits` without writing anything else.
+    async fn hit_rate_limits(&self, limits: &[RateLimit], now: OffsetDateTime) -> StoreResult<Result<(), RateLimited>>;
+    /// The newest pending, unexpired challenge of an address for an application: the only one
+    /// whose code is accepted.
+    async fn latest_pending_challenge(
+        &self,
+        app_id: &AppId,
+        email: &EmailAddress,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Challenge>>;
+    /// Consumes a pending challenge by its code, atomically, as [`Store::consume_link`] does by
+    /// its link (the two race fairly: one wins). A wrong code counts an attempt; the attempt
+    /// that reaches `max_attempts` revokes the challenge.
+    async fn consume_by_otp(
+        &self,
+        id: &ChallengeId,
+        otp_hash: &[u8],
+        max_attempts: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<OtpOutcome>;
     async fn challenge(&self, app_id: &AppId, id: &ChallengeId) -> StoreResult<Option<ChallengeRecord>>;
     async fn challenge_by_link(&self, link_hash: &[u8]) -> StoreResult<Option<Challenge>>;
     /// Revokes a pending challenge; `false` when it is not pending (or not this application's).
@@ -78,6 +106,45 @@ pub trait Store: Send + Sync + 'static {
     // Users.
     async fn user(&self, id: &UserId) -> StoreResult<Option<User>>;
     async fn user_by_email(&self, email: &EmailAddress) -> StoreResult<Option<User>>;
+    /// `Conflict` when the address is taken.
+    async fn insert_user(&self, user: &User) -> StoreResult<()>;
+    /// Users in id order (creation order), after the given id.
+    async fn list_users(&self, after: Option<&UserId>, limit: u32) -> StoreResult<Vec<User>>;
+    /// Replaces e-mail, name, metadata and `updated_at`; `Conflict` when the address is taken.
+    async fn update_user(&self, user: &User) -> StoreResult<bool>;
+    /// Deletes the user with its refresh tokens and codes.
+    async fn delete_user(&self, id: &UserId) -> StoreResult<bool>;
+
+    // Refresh tokens.
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// Rotates an active token of this application into `next` (same family), atomically. A
+    /// token already rotated out revokes its whole family and records the reuse.
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &[u8],
+        app_id: &AppId,
+        next: &RefreshToken,
+        now: OffsetDateTime,
+    ) -> StoreResult<RotateOutcome>;
+    async fn refresh_token(&self, token_hash: &[u8]) -> StoreResult<Option<RefreshToken>>;
+    /// Revokes every token of a family; returns how many were not revoked yet.
+    async fn revoke_refresh_family(&self, family_id: &FamilyId, now: OffsetDateTime) -> StoreResult<u64>;
+    /// The user's active sessions: the current token of each unrevoked, unexpired family.
+    async fn user_sessions(&self, user_id: &UserId, now: OffsetDateTime) -> StoreResult<Vec<RefreshToken>>;
+    async fn revoke_user_sessions(&self, user_id: &UserId, now: OffsetDateTime) -> StoreResult<u64>;
+
+    // Events.
+    async fn insert_event(&self, event: &Event) -> StoreResult<()>;
+    /// Events in id order after the given id, oldest first.
+    async fn events(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<Event>>;
+
+    // Background work shared by instances.
+    /// Takes or renews the named lease for `holder` until `until`; `false` while another
+    /// holder's lease runs.
+    async fn try_lease(&self, name: &str, holder: &str, now: OffsetDateTime, until: OffsetDateTime) -> StoreResult<bool>;
+    /// Deletes what has expired: challenges and their mail a day after expiry, codes, refresh
+    /// tokens and rate-limit windows once expired. Returns the rows deleted.
+    async fn purge_expired(&self, now: OffsetDateTime) -> StoreResult<u64>;
 
     // The outbox.
     /// Leases up to `limit` messages due at `now` until `lease_until`; a message leased by
@@ -101,4 +168,8 @@ pub trait Store: Send + Sync + 'static {
     // Signing keys.
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
+    /// Marks the active keys of an algorithm retired (they stay published until deleted).
+    async fn retire_signing_keys(&self, alg: SigningAlg, now: OffsetDateTime) -> StoreResult<()>;
+    /// Deletes keys retired before `cutoff`: no unexpired token can carry their signature.
+    async fn delete_signing_keys_retired_before(&self, cutoff: OffsetDateTime) -> StoreResult<u64>;
 }

@@ -1,5 +1,6 @@
 use latchkey_core::challenge::AuthorizationCode;
-use latchkey_core::id::{AppId, ChallengeId, OutboxId, SecretId};
+use latchkey_core::id::{AppId, ChallengeId, FamilyId, OutboxId, SecretId, UserId};
+use latchkey_core::refresh::RefreshToken;
 use latchkey_core::signing::SigningAlg;
 use latchkey_core::{Challenge, ChallengeStatus, User};
 use time::OffsetDateTime;
@@ -84,6 +85,25 @@ pub enum ConsumeOutcome {
     NotFound,
     /// The challenge exists but can no longer be used (consumed, expired or revoked).
     Gone(ChallengeStatus),
+}
+
+#[derive(Debug)]
+pub enum OtpOutcome {
+    Consumed { challenge: Box<Challenge>, user: User },
+    /// Wrong code; the challenge stays usable for `attempts_left` more tries.
+    Wrong { attempts_left: u32 },
+    /// The challenge can no longer be used (consumed, revoked, or its code expired).
+    Gone,
+}
+
+#[derive(Debug)]
+pub enum RotateOutcome {
+    /// The presented token, now rotated out.
+    Rotated(Box<RefreshToken>),
+    /// A token already rotated out was presented again: its family is now revoked.
+    Reused { family_id: FamilyId, user_id: UserId },
+    /// Unknown, expired, revoked, or another application's.
+    Invalid,
 }
 
 #[derive(Debug, Clone)]

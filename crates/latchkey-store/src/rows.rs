@@ -7,7 +7,9 @@ use crate::{
 };
 use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, Purpose};
+use latchkey_core::event::{Event, EventKind};
 use latchkey_core::id::Id;
+use latchkey_core::refresh::RefreshToken;
 use latchkey_core::pkce::CodeChallenge;
 use latchkey_core::signing::SigningAlg;
 use latchkey_core::{Application, Challenge, ChallengeStatus, EmailAddress, RedirectUri, User};
@@ -159,6 +161,8 @@ pub fn user(row: &dyn RowReader) -> Result<User, StoreError> {
         id: r.id("id")?,
         email: EmailAddress::from_trusted(r.text("email")?),
         email_verified: r.boolean("email_verified")?,
+        name: r.opt_text("name")?,
+        metadata: serde_json::from_str(&r.text("metadata")?).map_err(|_| r.corrupt())?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
         last_sign_in_at: r.opt_time("last_sign_in_at")?,
@@ -200,5 +204,40 @@ pub fn signing_key(row: &dyn RowReader) -> Result<StoredSigningKey, StoreError> 
         sealed_pkcs8: r.bytes("sealed_pkcs8")?,
         created_at: r.time("created_at")?,
         retired_at: r.opt_time("retired_at")?,
+    })
+}
+
+pub fn metadata_json(user: &User) -> String {
+    serde_json::to_string(&user.metadata).expect("a string map serialises")
+}
+
+pub fn refresh_token(row: &dyn RowReader) -> Result<RefreshToken, StoreError> {
+    let r = Reader { row, what: "refresh token" };
+    Ok(RefreshToken {
+        id: r.id("id")?,
+        token_hash: r.bytes("token_hash")?,
+        family_id: r.id("family_id")?,
+        app_id: r.id("app_id")?,
+        user_id: r.id("user_id")?,
+        auth_method: AuthMethod::parse_amr(&r.text("auth_method")?).ok_or_else(|| r.corrupt())?,
+        auth_time: r.time("auth_time")?,
+        scope: r.text("scope")?,
+        created_at: r.time("created_at")?,
+        expires_at: r.time("expires_at")?,
+        rotated_at: r.opt_time("rotated_at")?,
+        revoked_at: r.opt_time("revoked_at")?,
+    })
+}
+
+pub fn event(row: &dyn RowReader) -> Result<Event, StoreError> {
+    let r = Reader { row, what: "event" };
+    Ok(Event {
+        id: r.id("id")?,
+        kind: EventKind::parse(&r.text("kind")?).ok_or_else(|| r.corrupt())?,
+        app_id: r.opt_text("app_id")?.map(Id::from_trusted),
+        user_id: r.opt_text("user_id")?.map(Id::from_trusted),
+        subject: r.opt_text("subject")?,
+        detail: r.opt_text("detail")?,
+        created_at: r.time("created_at")?,
     })
 }

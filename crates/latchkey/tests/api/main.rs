@@ -8,5 +8,6 @@ mod applications;
 mod bad_input;
 mod dev_mode;
 mod magic_link;
+mod multi_instance;
 mod oidc;
 mod races;

@@ -1,0 +1,185 @@
+//! What a run found, as a readable table and as JSON with the same data.
+
+use crate::server::{Machine, Start};
+use crate::stats::StepSummary;
+use serde::Serialize;
+
+/// The server's use of the machine during one timed window.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerUse {
+    /// utime + stime spent in the window, in seconds.
+    pub cpu_seconds: f64,
+    /// The same divided by the window: how many cores the server kept busy.
+    pub cpu_cores: f64,
+    /// Server CPU per completed flow, in milliseconds.
+    pub cpu_ms_per_flow: f64,
+    /// Resident memory at the end of the window.
+    pub rss_mb: f64,
+    /// VmHWM at the end of the window: the peak since the server started (cumulative).
+    pub peak_rss_mb: f64,
+}
+
+/// Scenario (c): what reached the SMTP sink.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// Links created (each queued one e-mail).
+    pub queued: u64,
+    pub delivered: u64,
+    /// Delivered before the creation window closed.
+    pub delivered_in_window: u64,
+    /// From the end of the creation window to the last delivery.
+    pub drain_seconds: f64,
+    /// Delivered messages per second, from the window's start to the last delivery.
+    pub per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioReport {
+    pub scenario: &'static str,
+    pub title: &'static str,
+    pub engine: String,
+    pub concurrency: usize,
+    /// Challenges seeded into the database before this run (besides those of earlier runs).
+    pub seeded_challenges: u64,
+    /// 1-based, with `--repeat`.
+    pub repeat: usize,
+    /// `ok`, or `unavailable` when the server lacks what the scenario needs.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub elapsed_seconds: f64,
+    pub flows: u64,
+    pub failed_flows: u64,
+    pub flows_per_second: f64,
+    /// Requests of any step that did not get the expected answer.
+    pub errors: u64,
+    pub steps: Vec<StepSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerUse>,
+    /// The bench's own CPU in the window (it shares the machine with the server).
+    pub bench_cpu_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+}
+
+impl ScenarioReport {
+    /// The slowest p99 of the scenario's steps.
+    pub fn worst_p99_ms(&self) -> f64 {
+        self.steps.iter().map(|s| s.p99_ms).fold(0.0, f64::max)
+    }
+}
+
+/// A labelled server start.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelledStart {
+    pub label: String,
+    #[serde(flatten)]
+    pub start: Start,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub tool: &'static str,
+    pub version: &'static str,
+    /// Seconds since the Unix epoch.
+    pub started_at: u64,
+    pub machine: Machine,
+    pub engine: String,
+    /// The server binary started, or the URL given with `--url`.
+    pub target: String,
+    pub command_line: String,
+    pub duration_seconds: f64,
+    pub starts: Vec<LabelledStart>,
+    pub results: Vec<ScenarioReport>,
+}
+
+/// Prints one scenario's figures as soon as they are known.
+pub fn print_scenario(r: &ScenarioReport) {
+    println!();
+    println!(
+        "== {} · {} · {} · concurrency {} · {} seeded challenges{}",
+        r.scenario,
+        r.title,
+        r.engine,
+        r.concurrency,
+        r.seeded_challenges,
+        if r.repeat > 1 { format!(" · repeat {}", r.repeat) } else { String::new() }
+    );
+    if r.status != "ok" {
+        println!("   {}: {}", r.status.to_uppercase(), r.note.as_deref().unwrap_or(""));
+        return;
+    }
+    println!(
+        "   {} flows in {:.1} s = {:.0} flows/s; {} failed flows, {} errors",
+        r.flows, r.elapsed_seconds, r.flows_per_second, r.failed_flows, r.errors
+    );
+    if let Some(s) = &r.server {
+        println!(
+            "   server: CPU {:.2} s ({:.2} cores, {:.3} ms/flow), RSS {:.1} MB, peak RSS so far {:.1} MB; bench CPU {:.2} s",
+            s.cpu_seconds, s.cpu_cores, s.cpu_ms_per_flow, s.rss_mb, s.peak_rss_mb, r.bench_cpu_seconds
+        );
+    }
+    if let Some(d) = &r.delivery {
+        println!(
+            "   delivery: {} of {} e-mails reached the sink ({} during the window), drained {:.2} s after it, {:.0} e-mails/s",
+            d.delivered, d.queued, d.delivered_in_window, d.drain_seconds, d.per_second
+        );
+    }
+    if let Some(note) = &r.note {
+        println!("   note: {note}");
+    }
+    println!(
+        "   {:<12} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}",
+        "step", "ok", "per s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"
+    );
+    for s in &r.steps {
+        println!(
+            "   {:<12} {:>9} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+            s.step, s.count, s.per_second, s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms, s.errors
+        );
+        for sample in &s.error_samples {
+            println!("   {:<12} error: {sample}", "");
+        }
+    }
+}
+
+/// The closing summary: one line per run.
+pub fn print_summary(report: &RunReport) {
+    println!();
+    println!("== Summary ({}, {} cores: server and load generator share them)", report.engine, report.machine.cpus);
+    for s in &report.starts {
+        println!(
+            "   start ({}): healthy after {:.1} ms, idle RSS {:.1} MB, {} challenges in the database{}",
+            s.label,
+            s.start.start_to_healthy_ms,
+            s.start.idle_rss_mb,
+            s.start.challenges_in_database,
+            s.start.database_bytes.map(|b| format!(" ({:.0} MB)", b as f64 / 1e6)).unwrap_or_default()
+        );
+    }
+    println!(
+        "   {:<12} {:>5} {:>9} {:>10} {:>9} {:>7} {:>10} {:>9}",
+        "scenario", "conc", "seeded", "flows/s", "worst p99", "errors", "CPU ms/flow", "peak RSS"
+    );
+    for r in &report.results {
+        if r.status != "ok" {
+            println!("   {:<12} {:>5} {:>9} {}", r.scenario, r.concurrency, r.seeded_challenges, r.status);
+            continue;
+        }
+        let (cpu, rss) = match &r.server {
+            Some(s) => (format!("{:.3}", s.cpu_ms_per_flow), format!("{:.1} MB", s.peak_rss_mb)),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "   {:<12} {:>5} {:>9} {:>10.0} {:>9.2} {:>7} {:>10} {:>9}",
+            r.scenario,
+            r.concurrency,
+            r.seeded_challenges,
+            r.flows_per_second,
+            r.worst_p99_ms(),
+            r.errors,
+            cpu,
+            rss
+        );
+    }
+}
