@@ -56,7 +56,15 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: EventKind, now: OffsetDateTime) -> Self {
-        Self { id: EventId::generate(), kind, app_id: None, user_id: None, subject: None, detail: None, created_at: now }
+        Self {
+            id: EventId::generate(),
+            kind,
+            app_id: None,
+            user_id: None,
+            subject: None,
+            detail: None,
+            created_at: now,
+        }
     }
 
     pub fn app(mut self, id: &AppId) -> Self {

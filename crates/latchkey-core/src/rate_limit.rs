@@ -44,8 +44,18 @@ impl RateLimits {
                 out.push(RateLimit { key, window, limit });
             }
         };
-        push(format!("email:{app}:{email}:m"), minute, self.per_email_per_minute, Some(Self::EMAIL_PER_MINUTE));
-        push(format!("email:{app}:{email}:h"), Duration::hours(1), self.per_email_per_hour, Some(Self::EMAIL_PER_HOUR));
+        push(
+            format!("email:{app}:{email}:m"),
+            minute,
+            self.per_email_per_minute,
+            Some(Self::EMAIL_PER_MINUTE),
+        );
+        push(
+            format!("email:{app}:{email}:h"),
+            Duration::hours(1),
+            self.per_email_per_hour,
+            Some(Self::EMAIL_PER_HOUR),
+        );
         if let Some(ip) = client_ip {
             push(format!("ip:{app}:{ip}:m"), minute, self.per_ip_per_minute, Some(Self::IP_PER_MINUTE));
         }
@@ -71,7 +81,11 @@ mod tests {
         let email = EmailAddress::parse("a@example.com").unwrap();
         let limits = RateLimits::default().for_request(&app, &email, Some("192.0.2.1"));
         assert_eq!(limits.iter().map(|l| l.limit).collect::<Vec<_>>(), [3, 20, 30]);
-        let off = RateLimits { per_email_per_minute: Some(0), per_application_per_minute: Some(100), ..Default::default() };
+        let off = RateLimits {
+            per_email_per_minute: Some(0),
+            per_application_per_minute: Some(100),
+            ..Default::default()
+        };
         let limits = off.for_request(&app, &email, None);
         assert_eq!(limits.iter().map(|l| l.limit).collect::<Vec<_>>(), [20, 100]);
     }

@@ -1,8 +1,13 @@
 //! Signing keys and compact JWS. Keys are parsed once and kept in memory: parsing a PKCS#8
 //! document per signature would cost more than the signature itself.
 
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+    RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RsaKeyPair, UnparsedPublicKey,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -12,15 +17,17 @@ use std::fmt;
 pub enum SigningAlg {
     #[default]
     ES256,
+    RS256,
     EdDSA,
 }
 
 impl SigningAlg {
-    pub const ALL: [SigningAlg; 2] = [SigningAlg::ES256, SigningAlg::EdDSA];
+    pub const ALL: [SigningAlg; 3] = [SigningAlg::ES256, SigningAlg::RS256, SigningAlg::EdDSA];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ES256 => "ES256",
+            Self::RS256 => "RS256",
             Self::EdDSA => "EdDSA",
         }
     }
@@ -36,6 +43,7 @@ pub struct InvalidKey;
 
 enum Pair {
     Es256(EcdsaKeyPair),
+    Rs256(RsaKeyPair),
     EdDsa(Ed25519KeyPair),
 }
 
@@ -62,6 +70,11 @@ impl SigningKey {
                 .expect("P-256 key generation")
                 .as_ref()
                 .to_vec(),
+            SigningAlg::RS256 => RsaKeyPair::generate(KeySize::Rsa2048)
+                .and_then(|k| k.as_der())
+                .expect("RSA key generation")
+                .as_ref()
+                .to_vec(),
             SigningAlg::EdDSA => {
                 Ed25519KeyPair::generate_pkcs8(&rng).expect("Ed25519 key generation").as_ref().to_vec()
             }
@@ -75,6 +88,7 @@ impl SigningKey {
             SigningAlg::ES256 => Pair::Es256(
                 EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).map_err(|_| InvalidKey)?,
             ),
+            SigningAlg::RS256 => Pair::Rs256(RsaKeyPair::from_pkcs8(pkcs8).map_err(|_| InvalidKey)?),
             SigningAlg::EdDSA => Pair::EdDsa(Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| InvalidKey)?),
         };
         Ok(Self { kid, alg, pair, rng: SystemRandom::new() })
@@ -100,11 +114,32 @@ impl SigningKey {
                     "x": b64(&point[1..33]), "y": b64(&point[33..65]),
                 })
             }
+            Pair::Rs256(p) => {
+                let components = PublicKeyComponents::<Vec<u8>>::from(p.public_key());
+                serde_json::json!({
+                    "kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid,
+                    "n": b64(&components.n), "e": b64(&components.e),
+                })
+            }
             Pair::EdDsa(p) => serde_json::json!({
                 "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": self.kid,
                 "x": b64(p.public_key().as_ref()),
             }),
         }
+    }
+
+    /// Whether `signature` is this key's over `message`.
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.pair {
+            Pair::Es256(p) => UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, p.public_key().as_ref())
+                .verify(message, signature),
+            Pair::Rs256(p) => UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, p.public_key().as_ref())
+                .verify(message, signature),
+            Pair::EdDsa(p) => {
+                UnparsedPublicKey::new(&ED25519, p.public_key().as_ref()).verify(message, signature)
+            }
+        }
+        .is_ok()
     }
 
     /// A compact JWS over the JSON of `claims`, with `typ` in the header.
@@ -115,6 +150,11 @@ impl SigningKey {
         out.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialise")));
         let signature = match &self.pair {
             Pair::Es256(p) => p.sign(&self.rng, out.as_bytes()).expect("ECDSA signing").as_ref().to_vec(),
+            Pair::Rs256(p) => {
+                let mut sig = vec![0; p.public_modulus_len()];
+                p.sign(&RSA_PKCS1_SHA256, &self.rng, out.as_bytes(), &mut sig).expect("RSA signing");
+                sig
+            }
             Pair::EdDsa(p) => p.sign(out.as_bytes()).as_ref().to_vec(),
         };
         out.push('.');
@@ -123,27 +163,48 @@ impl SigningKey {
     }
 }
 
+/// A JWT this server signed, checked: its header's `kid` names one of our keys, its `alg` is
+/// that key's, and the signature holds. Claims are returned for the caller to check.
+pub fn verify_jwt<'a>(
+    token: &str,
+    key_for: impl Fn(&str) -> Option<&'a SigningKey>,
+) -> Option<(serde_json::Value, serde_json::Value)> {
+    let (signed, signature) = token.rsplit_once('.')?;
+    let (header, claims) = signed.split_once('.')?;
+    let decode = |part: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+    };
+    let header = decode(header)?;
+    let key = key_for(header["kid"].as_str()?)?;
+    if header["alg"].as_str() != Some(key.alg.as_str()) {
+        return None;
+    }
+    let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+    key.verify(signed.as_bytes(), &signature).then_some(())?;
+    Some((header, decode(claims)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ED25519, UnparsedPublicKey};
 
     fn verify(key: &SigningKey, jwt: &str) -> bool {
+        verify_jwt(jwt, |kid| (kid == key.kid()).then_some(key)).is_some()
+    }
+
+    #[test]
+    fn es256_verifies_from_the_published_jwk_alone() {
+        let (key, _) = SigningKey::generate("k1".into(), SigningAlg::ES256);
+        let jwt = key.sign_jwt("JWT", &serde_json::json!({"sub": "x"}));
+        let jwk = key.public_jwk();
+        let mut point = vec![4];
+        point.extend(URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap());
+        point.extend(URL_SAFE_NO_PAD.decode(jwk["y"].as_str().unwrap()).unwrap());
         let (signed, sig) = jwt.rsplit_once('.').unwrap();
         let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
-        let jwk = key.public_jwk();
-        let x = URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap();
-        match key.alg() {
-            SigningAlg::ES256 => {
-                let mut point = vec![4];
-                point.extend(x);
-                point.extend(URL_SAFE_NO_PAD.decode(jwk["y"].as_str().unwrap()).unwrap());
-                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
-                    .verify(signed.as_bytes(), &sig)
-                    .is_ok()
-            }
-            SigningAlg::EdDSA => UnparsedPublicKey::new(&ED25519, x).verify(signed.as_bytes(), &sig).is_ok(),
-        }
+        assert!(
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).verify(signed.as_bytes(), &sig).is_ok()
+        );
     }
 
     #[test]

@@ -44,7 +44,10 @@ pub fn check_profile(name: Option<&str>, metadata: &BTreeMap<String, String>) ->
     if metadata.len() > MAX_METADATA_ENTRIES {
         return Err("metadata is limited to 50 entries");
     }
-    if metadata.iter().any(|(k, v)| k.is_empty() || k.len() > MAX_METADATA_KEY || v.len() > MAX_METADATA_VALUE) {
+    if metadata
+        .iter()
+        .any(|(k, v)| k.is_empty() || k.len() > MAX_METADATA_KEY || v.len() > MAX_METADATA_VALUE)
+    {
         return Err("metadata keys must have 1 to 40 bytes and values at most 500");
     }
     Ok(())

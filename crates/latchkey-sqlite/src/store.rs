@@ -8,8 +8,8 @@ use latchkey_core::signing::SigningAlg;
 use latchkey_core::{Application, Challenge, EmailAddress, User};
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
-    ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage, RotateOutcome, Store,
-    StoreError, StoreResult, StoredSigningKey,
+    ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage,
+    RotateOutcome, Store, StoreError, StoreResult, StoredSigningKey,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -143,7 +143,6 @@ async fn insert_secret(conn: &mut SqliteConnection, s: &ClientSecret) -> StoreRe
     Ok(())
 }
 
-
 /// Counts one hit on each limit; on the first refusal returns it (the caller rolls back, so a
 /// refused request counts nothing).
 async fn count_hits(
@@ -244,7 +243,8 @@ async fn finish_consumption(
         .detail(serde_json::json!({ "method": method.amr() }));
     insert_event(conn, &consumed).await?;
     if user.id == new_id {
-        insert_event(conn, &Event::new(EventKind::UserCreated, now).app(&challenge.app_id).user(&user.id)).await?;
+        insert_event(conn, &Event::new(EventKind::UserCreated, now).app(&challenge.app_id).user(&user.id))
+            .await?;
     }
     Ok((challenge, user))
 }
@@ -418,13 +418,18 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?;
         }
-        let event = Event::new(EventKind::ChallengeCreated, c.created_at).app(&c.app_id).subject(c.id.as_str());
+        let event =
+            Event::new(EventKind::ChallengeCreated, c.created_at).app(&c.app_id).subject(c.id.as_str());
         insert_event(&mut tx, &event).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(Ok(()))
     }
 
-    async fn hit_rate_limits(&self, limits: &[RateLimit], now: OffsetDateTime) -> StoreResult<Result<(), RateLimited>> {
+    async fn hit_rate_limits(
+        &self,
+        limits: &[RateLimit],
+        now: OffsetDateTime,
+    ) -> StoreResult<Result<(), RateLimited>> {
         if limits.is_empty() {
             return Ok(Ok(()));
         }
@@ -530,7 +535,12 @@ impl Store for SqliteStore {
         one(row, rows::challenge)
     }
 
-    async fn revoke_challenge(&self, app_id: &AppId, id: &ChallengeId, now: OffsetDateTime) -> StoreResult<bool> {
+    async fn revoke_challenge(
+        &self,
+        app_id: &AppId,
+        id: &ChallengeId,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
         let done = sqlx::query(
             "UPDATE challenges SET status = 'revoked', consumed_at = $3 \
@@ -545,7 +555,8 @@ impl Store for SqliteStore {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        insert_event(&mut tx, &Event::new(EventKind::ChallengeRevoked, now).app(app_id).subject(id.as_str())).await?;
+        insert_event(&mut tx, &Event::new(EventKind::ChallengeRevoked, now).app(app_id).subject(id.as_str()))
+            .await?;
         tx.commit().await.map_err(map_err)?;
         Ok(true)
     }
@@ -686,7 +697,8 @@ impl Store for SqliteStore {
         if let Some(row) = row {
             let app_id: Option<String> = row.try_get("app_id").map_err(map_err)?;
             let challenge_id: Option<String> = row.try_get("challenge_id").map_err(map_err)?;
-            let mut event = Event::new(EventKind::ChallengeDelivered, now).subject(challenge_id.unwrap_or_else(|| id.to_string()));
+            let mut event = Event::new(EventKind::ChallengeDelivered, now)
+                .subject(challenge_id.unwrap_or_else(|| id.to_string()));
             event.app_id = app_id.map(AppId::from_trusted);
             insert_event(&mut tx, &event).await?;
         }
@@ -860,12 +872,14 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_refresh_family(&self, family_id: &FamilyId, now: OffsetDateTime) -> StoreResult<u64> {
-        let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
-            .bind(family_id.as_str())
-            .bind(millis(now))
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(family_id.as_str())
+        .bind(millis(now))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
         Ok(done.rows_affected())
     }
 
@@ -910,7 +924,13 @@ impl Store for SqliteStore {
         all(&rows, rows::event)
     }
 
-    async fn try_lease(&self, name: &str, holder: &str, now: OffsetDateTime, until: OffsetDateTime) -> StoreResult<bool> {
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> StoreResult<bool> {
         let row = sqlx::query(
             "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $4) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
@@ -931,15 +951,30 @@ impl Store for SqliteStore {
         let day_ago = millis(now - time::Duration::days(1));
         // Small batches keep the single writer available to requests meanwhile.
         let statements: [(&str, i64); 6] = [
-            ("DELETE FROM challenges WHERE id IN (SELECT id FROM challenges WHERE expires_at < $1 LIMIT 2000)", day_ago),
+            (
+                "DELETE FROM challenges WHERE id IN (SELECT id FROM challenges WHERE expires_at < $1 LIMIT 2000)",
+                day_ago,
+            ),
             (
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE status <> 'queued' AND created_at < $1 LIMIT 2000)",
                 day_ago,
             ),
-            ("DELETE FROM authorization_codes WHERE id IN (SELECT id FROM authorization_codes WHERE expires_at < $1 LIMIT 2000)", now_ms),
-            ("DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens WHERE expires_at < $1 LIMIT 2000)", now_ms),
-            ("DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE expires_at < $1 LIMIT 2000)", now_ms),
-            ("DELETE FROM leases WHERE name IN (SELECT name FROM leases WHERE until < $1 LIMIT 2000)", day_ago),
+            (
+                "DELETE FROM authorization_codes WHERE id IN (SELECT id FROM authorization_codes WHERE expires_at < $1 LIMIT 2000)",
+                now_ms,
+            ),
+            (
+                "DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens WHERE expires_at < $1 LIMIT 2000)",
+                now_ms,
+            ),
+            (
+                "DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE expires_at < $1 LIMIT 2000)",
+                now_ms,
+            ),
+            (
+                "DELETE FROM leases WHERE name IN (SELECT name FROM leases WHERE until < $1 LIMIT 2000)",
+                day_ago,
+            ),
         ];
         let mut total = 0;
         for (sql, cutoff) in statements {

@@ -3,18 +3,21 @@
 //! function that returns a fresh, migrated, empty store, or `None` when the database is not
 //! available to this run (the case is then skipped).
 
-use crate::{ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, OtpOutcome, RotateOutcome, Store, StoredSigningKey};
+use crate::{
+    ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, OtpOutcome, RotateOutcome, Store,
+    StoredSigningKey,
+};
+use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, otp_subject};
+use latchkey_core::challenge::{ChallengeRequest, NewAuthorizationCode, Purpose};
 use latchkey_core::event::{Event, EventKind};
+use latchkey_core::id::{AppId, OutboxId, SecretId};
 use latchkey_core::rate_limit::{RateLimit, RateLimited};
 use latchkey_core::refresh::RefreshToken;
-use latchkey_core::{Otp, User};
-use latchkey_core::application::AppSettings;
-use latchkey_core::challenge::{ChallengeRequest, NewAuthorizationCode, Purpose};
-use latchkey_core::id::{AppId, OutboxId, SecretId};
 use latchkey_core::secret::HashPurpose;
 use latchkey_core::signing::SigningAlg;
 use latchkey_core::{Application, Challenge, ChallengeStatus, EmailAddress, MasterKey, RedirectUri};
+use latchkey_core::{Otp, User};
 use std::any::Any;
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
@@ -536,7 +539,10 @@ pub async fn codes_consume_once_count_wrong_guesses_and_race_the_link(store: Arc
     }
     if burn_otp.expose() != "999999" {
         assert_eq!(left, [4, 3, 2, 1, 0]);
-        assert!(matches!(store.consume_by_otp(&burn.id, &right_hash, 5, t0()).await.unwrap(), OtpOutcome::Gone));
+        assert!(matches!(
+            store.consume_by_otp(&burn.id, &right_hash, 5, t0()).await.unwrap(),
+            OtpOutcome::Gone
+        ));
         let rec = store.challenge(&app.id, &burn.id).await.unwrap().unwrap();
         assert_eq!(rec.challenge.status, ChallengeStatus::Revoked);
     }
@@ -545,10 +551,16 @@ pub async fn codes_consume_once_count_wrong_guesses_and_race_the_link(store: Arc
     let (late, _, late_otp) = challenge_with_otp(&app, "late@example.com", t0());
     insert(&*store, &late, None).await;
     let late_hash = key().hash(HashPurpose::Otp, &otp_subject(&late.id, &late_otp));
-    assert!(matches!(store.consume_by_otp(&late.id, &late_hash, 5, late.otp_expires_at).await.unwrap(), OtpOutcome::Gone));
+    assert!(matches!(
+        store.consume_by_otp(&late.id, &late_hash, 5, late.otp_expires_at).await.unwrap(),
+        OtpOutcome::Gone
+    ));
     let late_email = EmailAddress::parse("late@example.com").unwrap();
     assert!(store.latest_pending_challenge(&app.id, &late_email, late.expires_at).await.unwrap().is_none());
-    let fresh = store.latest_pending_challenge(&app.id, &EmailAddress::parse("late@example.com").unwrap(), t0()).await.unwrap();
+    let fresh = store
+        .latest_pending_challenge(&app.id, &EmailAddress::parse("late@example.com").unwrap(), t0())
+        .await
+        .unwrap();
     assert!(fresh.is_some());
 }
 
@@ -562,8 +574,23 @@ async fn signed_in_user(store: &dyn Store, app: &Application, email: &str) -> la
     }
 }
 
-fn refresh(app: &Application, user: &latchkey_core::User, family: Option<latchkey_core::id::FamilyId>, now: OffsetDateTime) -> (RefreshToken, Vec<u8>) {
-    let (t, plain) = RefreshToken::issue(&key(), family, app.id.clone(), user.id.clone(), AuthMethod::Link, t0(), "openid email", Duration::days(30), now);
+fn refresh(
+    app: &Application,
+    user: &latchkey_core::User,
+    family: Option<latchkey_core::id::FamilyId>,
+    now: OffsetDateTime,
+) -> (RefreshToken, Vec<u8>) {
+    let (t, plain) = RefreshToken::issue(
+        &key(),
+        family,
+        app.id.clone(),
+        user.id.clone(),
+        AuthMethod::Link,
+        t0(),
+        "openid email",
+        Duration::days(30),
+        now,
+    );
     let hash = key().hash(HashPurpose::RefreshToken, &plain);
     (t, hash)
 }
@@ -578,7 +605,13 @@ pub async fn refresh_tokens_rotate_and_reuse_revokes_the_family(store: Arc<dyn S
 
     let later = t0() + Duration::hours(1);
     let (second, second_hash) = refresh(&app, &user, Some(first.family_id.clone()), later);
-    assert!(matches!(store.rotate_refresh_token(&first_hash, &other.id, &second, later).await.unwrap(), RotateOutcome::Invalid), "foreign");
+    assert!(
+        matches!(
+            store.rotate_refresh_token(&first_hash, &other.id, &second, later).await.unwrap(),
+            RotateOutcome::Invalid
+        ),
+        "foreign"
+    );
     match store.rotate_refresh_token(&first_hash, &app.id, &second, later).await.unwrap() {
         RotateOutcome::Rotated(old) => assert_eq!(old.id, first.id),
         other => panic!("{other:?}"),
@@ -590,11 +623,16 @@ pub async fn refresh_tokens_rotate_and_reuse_revokes_the_family(store: Arc<dyn S
     // The first token again: the family is revoked, the second token with it.
     let (third, _) = refresh(&app, &user, Some(first.family_id.clone()), later);
     match store.rotate_refresh_token(&first_hash, &app.id, &third, later).await.unwrap() {
-        RotateOutcome::Reused { family_id, user_id } => assert_eq!((family_id, user_id), (first.family_id.clone(), user.id.clone())),
+        RotateOutcome::Reused { family_id, user_id } => {
+            assert_eq!((family_id, user_id), (first.family_id.clone(), user.id.clone()))
+        }
         other => panic!("{other:?}"),
     }
     assert!(store.refresh_token(&second_hash).await.unwrap().unwrap().revoked_at.is_some());
-    assert!(matches!(store.rotate_refresh_token(&second_hash, &app.id, &third, later).await.unwrap(), RotateOutcome::Reused { .. } | RotateOutcome::Invalid));
+    assert!(matches!(
+        store.rotate_refresh_token(&second_hash, &app.id, &third, later).await.unwrap(),
+        RotateOutcome::Reused { .. } | RotateOutcome::Invalid
+    ));
     assert!(store.user_sessions(&user.id, later).await.unwrap().is_empty());
     let kinds: Vec<EventKind> = store.events(None, 100).await.unwrap().into_iter().map(|e| e.kind).collect();
     assert!(kinds.contains(&EventKind::RefreshReuseDetected));
@@ -605,7 +643,10 @@ pub async fn refresh_tokens_rotate_and_reuse_revokes_the_family(store: Arc<dyn S
     store.insert_refresh_token(&a).await.unwrap();
     store.insert_refresh_token(&b).await.unwrap();
     let (next, _) = refresh(&app, &user, Some(a.family_id.clone()), a.expires_at);
-    assert!(matches!(store.rotate_refresh_token(&a_hash, &app.id, &next, a.expires_at).await.unwrap(), RotateOutcome::Invalid));
+    assert!(matches!(
+        store.rotate_refresh_token(&a_hash, &app.id, &next, a.expires_at).await.unwrap(),
+        RotateOutcome::Invalid
+    ));
     assert_eq!(store.revoke_user_sessions(&user.id, later).await.unwrap(), 2);
     assert!(store.user_sessions(&user.id, later).await.unwrap().is_empty());
     let (c, _) = refresh(&app, &user, None, t0());
@@ -625,7 +666,10 @@ pub async fn users_round_trip_and_paginate(store: Arc<dyn Store>) {
     let dup = User::new(EmailAddress::parse("u0@example.com").unwrap(), t0());
     assert!(matches!(store.insert_user(&dup).await, Err(crate::StoreError::Conflict(_))));
     let got = store.user(&users[2].id).await.unwrap().unwrap();
-    assert_eq!((got.name.as_deref(), got.metadata.get("plan").map(String::as_str), got.email_verified), (Some("User 2"), Some("pro"), false));
+    assert_eq!(
+        (got.name.as_deref(), got.metadata.get("plan").map(String::as_str), got.email_verified),
+        (Some("User 2"), Some("pro"), false)
+    );
 
     let page1 = store.list_users(None, 2).await.unwrap();
     let page2 = store.list_users(Some(&page1[1].id), 2).await.unwrap();
@@ -639,7 +683,10 @@ pub async fn users_round_trip_and_paginate(store: Arc<dyn Store>) {
     changed.updated_at = t0() + Duration::seconds(9);
     assert!(store.update_user(&changed).await.unwrap());
     let got = store.user(&changed.id).await.unwrap().unwrap();
-    assert_eq!((got.email.as_str(), got.name, got.updated_at), ("renamed@example.com", None, changed.updated_at));
+    assert_eq!(
+        (got.email.as_str(), got.name, got.updated_at),
+        ("renamed@example.com", None, changed.updated_at)
+    );
     changed.email = EmailAddress::parse("u3@example.com").unwrap();
     assert!(matches!(store.update_user(&changed).await, Err(crate::StoreError::Conflict(_))));
 
@@ -651,10 +698,26 @@ pub async fn users_round_trip_and_paginate(store: Arc<dyn Store>) {
 pub async fn events_record_each_step_in_order(store: Arc<dyn Store>) {
     let app = app_in(&*store, "Events").await;
     let user = signed_in_user(&*store, &app, "events@example.com").await;
-    store.insert_event(&Event::new(EventKind::TokenIssued, t0()).app(&app.id).user(&user.id).detail(serde_json::json!({"grant": "authorization_code"}))).await.unwrap();
+    store
+        .insert_event(
+            &Event::new(EventKind::TokenIssued, t0())
+                .app(&app.id)
+                .user(&user.id)
+                .detail(serde_json::json!({"grant": "authorization_code"})),
+        )
+        .await
+        .unwrap();
     let events = store.events(None, 100).await.unwrap();
     let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, [EventKind::ChallengeCreated, EventKind::ChallengeConsumed, EventKind::UserCreated, EventKind::TokenIssued]);
+    assert_eq!(
+        kinds,
+        [
+            EventKind::ChallengeCreated,
+            EventKind::ChallengeConsumed,
+            EventKind::UserCreated,
+            EventKind::TokenIssued
+        ]
+    );
     assert!(events.iter().all(|e| e.app_id.as_ref() == Some(&app.id)));
     assert_eq!(events[3].detail.as_deref(), Some(r#"{"grant":"authorization_code"}"#));
     let after = store.events(Some(events[1].id.as_str()), 1).await.unwrap();
@@ -663,7 +726,8 @@ pub async fn events_record_each_step_in_order(store: Arc<dyn Store>) {
 
     // A second sign-in of the same address creates no user.
     signed_in_user(&*store, &app, "events@example.com").await;
-    let users_created = store.events(None, 100).await.unwrap().iter().filter(|e| e.kind == EventKind::UserCreated).count();
+    let users_created =
+        store.events(None, 100).await.unwrap().iter().filter(|e| e.kind == EventKind::UserCreated).count();
     assert_eq!(users_created, 1);
 }
 
@@ -671,7 +735,13 @@ pub async fn leases_are_exclusive_until_they_expire(store: Arc<dyn Store>) {
     let until = t0() + Duration::seconds(30);
     assert!(store.try_lease("purge", "a", t0(), until).await.unwrap());
     assert!(!store.try_lease("purge", "b", t0(), until).await.unwrap());
-    assert!(store.try_lease("purge", "a", t0() + Duration::seconds(10), until + Duration::seconds(10)).await.unwrap(), "renewal");
+    assert!(
+        store
+            .try_lease("purge", "a", t0() + Duration::seconds(10), until + Duration::seconds(10))
+            .await
+            .unwrap(),
+        "renewal"
+    );
     assert!(store.try_lease("rotate", "b", t0(), until).await.unwrap(), "leases are per name");
     let later = until + Duration::seconds(10);
     assert!(store.try_lease("purge", "b", later, later + Duration::seconds(30)).await.unwrap());
@@ -683,16 +753,24 @@ pub async fn purge_removes_only_what_expired(store: Arc<dyn Store>) {
     let (old, old_token) = challenge(&app, "old@example.com", t0());
     insert(&*store, &old, Some(&mail_for(&app, &old))).await;
     let code = issued_code(&*store, &app, "coded@example.com").await;
-    let user = store.user_by_email(&EmailAddress::parse("coded@example.com").unwrap()).await.unwrap().unwrap();
+    let user =
+        store.user_by_email(&EmailAddress::parse("coded@example.com").unwrap()).await.unwrap().unwrap();
     let (rt, rt_hash) = refresh(&app, &user, None, t0());
     store.insert_refresh_token(&rt).await.unwrap();
-    store.hit_rate_limits(&[RateLimit { key: "k".into(), window: Duration::minutes(1), limit: 5 }], t0()).await.unwrap().unwrap();
+    store
+        .hit_rate_limits(&[RateLimit { key: "k".into(), window: Duration::minutes(1), limit: 5 }], t0())
+        .await
+        .unwrap()
+        .unwrap();
 
     let soon = t0() + Duration::hours(2);
     let (young, young_token) = challenge(&app, "young@example.com", soon);
     insert(&*store, &young, None).await;
     assert!(store.purge_expired(soon).await.unwrap() >= 2, "the code and the rate window");
-    assert!(store.challenge_by_link(&link_hash(&old_token)).await.unwrap().is_some(), "kept a day after expiry");
+    assert!(
+        store.challenge_by_link(&link_hash(&old_token)).await.unwrap().is_some(),
+        "kept a day after expiry"
+    );
     let hash = key().hash(HashPurpose::AuthorizationCode, &code);
     assert!(store.redeem_authorization_code(&hash, &app.id, t0()).await.unwrap().is_none());
 
@@ -708,7 +786,13 @@ pub async fn purge_removes_only_what_expired(store: Arc<dyn Store>) {
 
 pub async fn signing_keys_retire_and_are_deleted_later(store: Arc<dyn Store>) {
     for (kid, alg) in [("k1", SigningAlg::ES256), ("k2", SigningAlg::EdDSA)] {
-        let key = StoredSigningKey { kid: kid.into(), alg, sealed_pkcs8: vec![1], created_at: t0(), retired_at: None };
+        let key = StoredSigningKey {
+            kid: kid.into(),
+            alg,
+            sealed_pkcs8: vec![1],
+            created_at: t0(),
+            retired_at: None,
+        };
         store.insert_signing_key(&key).await.unwrap();
     }
     let at = t0() + Duration::hours(1);

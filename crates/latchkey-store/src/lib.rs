@@ -57,7 +57,11 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> StoreResult<Result<(), RateLimited>>;
     /// Counts a request against `limits` without writing anything else.
-    async fn hit_rate_limits(&self, limits: &[RateLimit], now: OffsetDateTime) -> StoreResult<Result<(), RateLimited>>;
+    async fn hit_rate_limits(
+        &self,
+        limits: &[RateLimit],
+        now: OffsetDateTime,
+    ) -> StoreResult<Result<(), RateLimited>>;
     /// The newest pending, unexpired challenge of an address for an application: the only one
     /// whose code is accepted.
     async fn latest_pending_challenge(
@@ -141,7 +145,13 @@ pub trait Store: Send + Sync + 'static {
     // Background work shared by instances.
     /// Takes or renews the named lease for `holder` until `until`; `false` while another
     /// holder's lease runs.
-    async fn try_lease(&self, name: &str, holder: &str, now: OffsetDateTime, until: OffsetDateTime) -> StoreResult<bool>;
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> StoreResult<bool>;
     /// Deletes what has expired: challenges and their mail a day after expiry, codes, refresh
     /// tokens and rate-limit windows once expired. Returns the rows deleted.
     async fn purge_expired(&self, now: OffsetDateTime) -> StoreResult<u64>;

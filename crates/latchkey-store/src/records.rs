@@ -89,9 +89,14 @@ pub enum ConsumeOutcome {
 
 #[derive(Debug)]
 pub enum OtpOutcome {
-    Consumed { challenge: Box<Challenge>, user: User },
+    Consumed {
+        challenge: Box<Challenge>,
+        user: User,
+    },
     /// Wrong code; the challenge stays usable for `attempts_left` more tries.
-    Wrong { attempts_left: u32 },
+    Wrong {
+        attempts_left: u32,
+    },
     /// The challenge can no longer be used (consumed, revoked, or its code expired).
     Gone,
 }

@@ -29,6 +29,9 @@ enum Command {
     /// Manage applications.
     #[command(subcommand)]
     App(AppCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Exit 0 if the server at the configured address answers /healthz.
     Healthcheck {
         /// Base URL of the server; default: the public URL, else the listen address.
@@ -50,6 +53,16 @@ struct ServeArgs {
     /// Development mode: generate and print an admin token, create a demo application.
     #[arg(long)]
     dev: bool,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Retire the current signing key of an algorithm and sign with a new one. The retired key
+    /// stays in the key set until every token it signed has expired.
+    Rotate {
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -112,6 +125,17 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::App(cmd) => app(config, cmd).await,
+        Command::Keys(KeysCommand::Rotate { alg }) => {
+            let alg = latchkey_core::signing::SigningAlg::parse(&alg)
+                .with_context(|| format!("unknown algorithm {alg:?}: use ES256, RS256 or EdDSA"))?;
+            let service = offline_service(&config).await?;
+            let kid = service.rotate_signing_key(alg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{} now signs with key {kid}; running servers pick it up within 30 seconds",
+                alg.as_str()
+            );
+            Ok(())
+        }
         Command::Healthcheck { url } => healthcheck(&config, url),
     }
 }
@@ -136,12 +160,17 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn app(config: Config, cmd: AppCommand) -> anyhow::Result<()> {
+/// The service without a listener, for commands that manage data.
+async fn offline_service(config: &Config) -> anyhow::Result<latchkey_server::Service> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let core = open_core(&config, &*clock).await?;
+    let core = open_core(config, &*clock).await?;
     let public = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
     let public = url::Url::parse(&public).context("LATCHKEY_PUBLIC_URL is not a valid URL")?;
-    let service = service_for(&config, core, public, clock, Default::default());
+    Ok(service_for(config, core, public, clock, Default::default()))
+}
+
+async fn app(config: Config, cmd: AppCommand) -> anyhow::Result<()> {
+    let service = offline_service(&config).await?;
     match cmd {
         AppCommand::Create { name, redirect_uris, public, json } => {
             let input = ApplicationInput {

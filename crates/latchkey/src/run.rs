@@ -24,11 +24,19 @@ pub struct StartOptions {
     pub print_mail: bool,
     pub clock: Arc<dyn Clock>,
     pub worker: WorkerConfig,
+    /// How often this instance reloads signing keys and, if it holds the lease, purges.
+    pub maintenance_interval: Duration,
 }
 
 impl Default for StartOptions {
     fn default() -> Self {
-        Self { dev: false, print_mail: true, clock: Arc::new(SystemClock), worker: WorkerConfig::default() }
+        Self {
+            dev: false,
+            print_mail: true,
+            clock: Arc::new(SystemClock),
+            worker: WorkerConfig::default(),
+            maintenance_interval: Duration::from_secs(30),
+        }
     }
 }
 
@@ -45,6 +53,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     http: JoinHandle<()>,
     worker: JoinHandle<()>,
+    maintenance: JoinHandle<()>,
 }
 
 impl Running {
@@ -53,6 +62,7 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = self.http.await;
         let _ = self.worker.await;
+        let _ = self.maintenance.await;
     }
 
     /// Waits for SIGTERM or Ctrl-C, then shuts down gracefully.
@@ -166,6 +176,8 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         OutboxWorker::new(store.clone(), mailer, key, options.clock.clone(), wake, options.worker.clone());
     let worker = tokio::spawn(worker.run(signal.clone()));
 
+    let maintenance = tokio::spawn(maintain(service.clone(), options.maintenance_interval, signal.clone()));
+
     let app = latchkey_server::router(service.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut http_signal = signal;
     let http = tokio::spawn(async move {
@@ -188,7 +200,22 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         shutdown,
         http,
         worker,
+        maintenance,
     })
+}
+
+/// Periodic upkeep: every instance reloads the signing keys; the one holding the lease purges.
+async fn maintain(service: Arc<Service>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let instance = latchkey_core::id::RequestId::generate().to_string();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = service.maintain(&instance).await {
+            tracing::warn!(error = %e, "maintenance failed; will retry");
+        }
+    }
 }
 
 const DEMO_APP_NAME: &str = "Latchkey demo";

@@ -184,7 +184,7 @@ async fn callback(
             let body = format!(
                 "<h1>Signed in</h1><p>The demo application exchanged its code for these tokens.</p>\
                  <h2>id_token</h2><pre>{}</pre><h2>access_token</h2><pre>{}</pre><p><a href=\"/dev\">Again</a></p>",
-                escape(&decode_jwt(&tokens.id_token)),
+                escape(&decode_jwt(tokens.id_token.as_deref().unwrap_or_default())),
                 escape(&decode_jwt(&tokens.access_token))
             );
             page(StatusCode::OK, "Signed in", &body)

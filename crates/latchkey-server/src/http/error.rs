@@ -92,6 +92,10 @@ impl IntoResponse for Native {
                     ServiceError::UnauthorizedClient(_) => {
                         (StatusCode::BAD_REQUEST, "unauthorized_client", message, None)
                     }
+                    ServiceError::RateLimited { .. } => {
+                        (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message, None)
+                    }
+                    ServiceError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", message, None),
                     ServiceError::Unavailable(_) => (
                         StatusCode::SERVICE_UNAVAILABLE,
                         "service_unavailable",
@@ -111,7 +115,9 @@ impl IntoResponse for Native {
         if let Some(field) = field {
             body["field"] = field.into();
         }
-        with_headers(status, Json(body).into_response())
+        let mut response = with_headers(status, Json(body).into_response());
+        add_retry_after(&self.0, &mut response);
+        response
     }
 }
 
@@ -156,6 +162,8 @@ impl IntoResponse for OAuth {
                     | ServiceError::Conflict { .. }
                     | ServiceError::NotFound(_)
                     | ServiceError::AdminDisabled => (StatusCode::BAD_REQUEST, "invalid_request", d),
+                    ServiceError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "slow_down", d),
+                    ServiceError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", d),
                     ServiceError::Unavailable(_) => (
                         StatusCode::SERVICE_UNAVAILABLE,
                         "temporarily_unavailable",
@@ -174,12 +182,20 @@ impl IntoResponse for OAuth {
             Json(json!({ "error": code, "error_description": description })).into_response(),
         );
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        add_retry_after(&self.0, &mut response);
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
         }
         response
+    }
+}
+
+fn add_retry_after(error: &ApiError, response: &mut Response) {
+    if let ApiError::Service(ServiceError::RateLimited { retry_after }) = error {
+        let secs = crate::service::retry_after_secs(*retry_after);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
 }
 

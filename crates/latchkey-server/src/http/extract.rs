@@ -88,7 +88,7 @@ impl FromRequestParts<Arc<Service>> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Self, Self::Rejection> {
         let creds = credentials(&parts.headers);
-        service.authenticate_client(&creds).await.map(Caller).map_err(Native::from)
+        service.authenticate_caller(&creds).await.map(Caller).map_err(Native::from)
     }
 }
 

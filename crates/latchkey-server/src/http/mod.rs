@@ -1,5 +1,6 @@
 //! The HTTP adapters and the middleware every request goes through.
 
+mod admin;
 mod dev;
 pub mod error;
 pub mod extract;
@@ -53,6 +54,7 @@ pub fn router(service: Arc<Service>) -> Router {
     });
     Router::new()
         .merge(native::routes())
+        .merge(admin::routes())
         .merge(oauth::routes())
         .merge(pages::routes())
         .merge(dev::routes())

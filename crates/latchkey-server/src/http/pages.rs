@@ -2,13 +2,14 @@
 //! only the button's POST does, so mail scanners that fetch links burn nothing.
 
 use super::error::Native;
-use crate::service::{Landing, Service};
+use crate::service::{Browser, Landing, Service};
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use latchkey_core::ChallengeStatus;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<Service>> {
@@ -93,19 +94,35 @@ fn render(landing: Landing) -> Response {
     match landing {
         Landing::NotFound => not_found(),
         Landing::Gone { status, product, back } => gone(status, &product, back.as_deref()),
+        Landing::OtherDevice { product } => page(
+            StatusCode::FORBIDDEN,
+            "Finish on your other device",
+            &format!(
+                "<h1>Finish on the device where you started</h1><p>This link was opened in another browser than \
+                 the one that asked to sign in to {product}, which this sign-in does not allow.</p>\
+                 <p>Go back to {product} on the device where you started and type the 6-digit code from the \
+                 same e-mail.</p>",
+                product = escape(&product)
+            ),
+        ),
         Landing::Ready(view) => page(
             StatusCode::OK,
             &format!("Sign in to {}", view.product),
             &format!(
                 "<h1>Sign in to {product}</h1><p>You are signing in as <strong>{email}</strong>.</p>\
-                 <form method=\"post\"><button type=\"submit\">Continue to {product}</button></form>\
+                 <form method=\"post\"><button type=\"submit\">Continue to {product}</button></form>{other_device}\
                  <p style=\"color:#6e6e73;font-size:13px\">If you did not ask to sign in, close this page.</p>",
                 product = escape(&view.product),
-                email = escape(view.email.as_str())
+                email = escape(view.email.as_str()),
+                other_device = if view.bound { OTHER_DEVICE_HINT } else { "" }
             ),
         ),
     }
 }
+
+/// Shown when the sign-in is bound to the device that started it: the button only helps there.
+const OTHER_DEVICE_HINT: &str = "<p>Started on another device or in another browser? Pressing the button here \
+     will not sign you in there: type the 6-digit code from the same e-mail on that device instead.</p>";
 
 async fn landing(State(service): State<Arc<Service>>, Path(token): Path<String>) -> Result<Response, Native> {
     Ok(render(service.view_link(&token).await?))
@@ -118,9 +135,17 @@ fn cross_site(headers: &HeaderMap, service: &Service) -> bool {
     fetch_site == Some("cross-site") || origin.is_some_and(|o| o != "null" && o != service.issuer_origin())
 }
 
+/// The browser's address: the first `X-Forwarded-For` hop when a proxy sets one, else the peer.
+fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> Option<String> {
+    let forwarded =
+        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next());
+    Some(forwarded.map(|f| f.trim().to_owned()).unwrap_or_else(|| peer.ip().to_string()))
+}
+
 async fn consume(
     State(service): State<Arc<Service>>,
     Path(token): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, Native> {
     if cross_site(&headers, &service) {
@@ -130,7 +155,11 @@ async fn consume(
             "<h1>Open the link from your e-mail</h1><p>This sign-in can only be confirmed from the page the link opens.</p>",
         ));
     }
-    Ok(match service.consume_link(&token).await? {
+    let browser = Browser {
+        ip: client_ip(&headers, peer),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+    };
+    Ok(match service.consume_link(&token, &browser).await? {
         Ok(location) => {
             let mut response = StatusCode::SEE_OTHER.into_response();
             let h = response.headers_mut();

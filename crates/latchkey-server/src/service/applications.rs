@@ -2,8 +2,9 @@
 
 use super::auth::SECRET_PREFIX;
 use super::{Service, ServiceError};
-use latchkey_core::application::{AppSettings, Branding, Lifetimes};
+use latchkey_core::application::{AppSettings, Binding, Branding, Lifetimes};
 use latchkey_core::id::{AppId, SecretId};
+use latchkey_core::rate_limit::RateLimits;
 use latchkey_core::secret::{HashPurpose, OpaqueToken};
 use latchkey_core::signing::SigningAlg;
 use latchkey_core::{Application, RedirectUri};
@@ -27,6 +28,8 @@ pub struct ApplicationInput {
     pub branding: Option<Branding>,
     pub default_locale: Option<String>,
     pub lifetimes: Option<Lifetimes>,
+    pub rate_limits: Option<RateLimits>,
+    pub binding: Option<Binding>,
 }
 
 /// A change: only the fields present are changed.
@@ -41,6 +44,8 @@ pub struct ApplicationPatch {
     pub branding: Option<Branding>,
     pub default_locale: Option<String>,
     pub lifetimes: Option<Lifetimes>,
+    pub rate_limits: Option<RateLimits>,
+    pub binding: Option<Binding>,
 }
 
 #[derive(Debug)]
@@ -79,7 +84,7 @@ fn signing_alg(value: Option<&str>) -> Result<Option<SigningAlg>, ServiceError> 
             SigningAlg::parse(v).ok_or_else(|| {
                 ServiceError::invalid(
                     "signing_alg",
-                    format!("signing_alg must be one of ES256, EdDSA, not {v:?}"),
+                    format!("signing_alg must be one of ES256, RS256, EdDSA, not {v:?}"),
                 )
             })
         })
@@ -171,6 +176,8 @@ impl Service {
             branding: branding(input.branding.unwrap_or_default())?,
             default_locale: locale(input.default_locale)?,
             lifetimes: lifetimes(input.lifetimes.unwrap_or_default())?,
+            rate_limits: input.rate_limits.unwrap_or_default(),
+            binding: input.binding.unwrap_or_default(),
         };
         let now = self.clock.now();
         let id = AppId::generate();
@@ -238,6 +245,12 @@ impl Service {
         }
         if let Some(l) = patch.lifetimes {
             app.settings.lifetimes = lifetimes(l)?;
+        }
+        if let Some(r) = patch.rate_limits {
+            app.settings.rate_limits = r;
+        }
+        if let Some(b) = patch.binding {
+            app.settings.binding = b;
         }
         app.updated_at = self.clock.now();
         if !self.store.update_application(&app).await? {

@@ -49,6 +49,33 @@ impl Service {
         }
     }
 
+    /// The caller of the native API: as [`Service::authenticate_client`], or by an access token
+    /// from the `client_credentials` grant, which works as the application's credential there.
+    pub async fn authenticate_caller(&self, creds: &ClientCredentials) -> Result<Application, ServiceError> {
+        if let Some(token) = creds.client_secret.as_deref()
+            && let Some(app) = self.client_credentials_app(token).await?
+        {
+            return Ok(app);
+        }
+        self.authenticate_client(creds).await
+    }
+
+    /// The application of a `client_credentials` access token; `None` when `token` is no JWT.
+    async fn client_credentials_app(&self, token: &str) -> Result<Option<Application>, ServiceError> {
+        if token.bytes().filter(|b| *b == b'.').count() != 2 {
+            return Ok(None);
+        }
+        let Some(claims) = self.access_token_claims(token) else { return Err(ServiceError::Unauthenticated) };
+        let (Some(sub), Some(client)) = (claims["sub"].as_str(), claims["client_id"].as_str()) else {
+            return Err(ServiceError::Unauthenticated);
+        };
+        if sub != client || claims["scope"] != super::tokens::CLIENT_SCOPE {
+            return Err(ServiceError::Unauthenticated);
+        }
+        let id = latchkey_core::id::AppId::parse(client).ok_or(ServiceError::Unauthenticated)?;
+        self.store.application(&id).await?.map(Some).ok_or(ServiceError::Unauthenticated)
+    }
+
     /// The same at the token endpoint, which answers in OAuth's terms.
     pub async fn authenticate_token_client(
         &self,

@@ -29,6 +29,11 @@ pub enum ServiceError {
     UnsupportedGrantType(String),
     #[error("{0}")]
     UnauthorizedClient(&'static str),
+    #[error("too many requests; retry in {} seconds", retry_after_secs(*.retry_after))]
+    RateLimited { retry_after: time::Duration },
+    /// A bearer access token that is not (or no longer) valid.
+    #[error("the access token is invalid or expired")]
+    InvalidToken,
     #[error("the database is unavailable")]
     Unavailable(#[source] StoreError),
     #[error("internal error")]
@@ -52,4 +57,9 @@ impl From<StoreError> for ServiceError {
             other => Self::Internal(Box::new(other)),
         }
     }
+}
+
+/// Whole seconds to wait, rounded up, at least one.
+pub fn retry_after_secs(d: time::Duration) -> i64 {
+    ((d.whole_milliseconds() + 999) / 1000).max(1) as i64
 }

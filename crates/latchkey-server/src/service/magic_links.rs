@@ -42,6 +42,10 @@ pub struct CreatedMagicLink {
     pub otp: Option<String>,
 }
 
+fn rate_limited(refused: latchkey_core::rate_limit::RateLimited) -> ServiceError {
+    ServiceError::RateLimited { retry_after: refused.retry_after }
+}
+
 fn bounded(field: &'static str, value: Option<String>, max: usize) -> Result<Option<String>, ServiceError> {
     match value {
         Some(v) if v.len() > max => {
@@ -132,14 +136,17 @@ impl Service {
         let send_email = input.send_email.unwrap_or(true);
         let req = self.challenge_request(app, input)?;
         let now = self.clock.now();
+        let limits = app.settings.rate_limits.for_request(&app.id, &req.email, req.client_ip.as_deref());
         if !req.create_user && self.store.user_by_email(&req.email).await?.is_none() {
-            // No account and no sign-up: answer exactly as for a known address, send nothing.
+            // No account and no sign-up: answer exactly as for a known address (limits
+            // included), and store and send nothing.
+            self.store.hit_rate_limits(&limits, now).await?.map_err(rate_limited)?;
             return Ok(self.decoy(app, req, send_email, now));
         }
         let IssuedChallenge { challenge, link_token, otp } = Challenge::issue(app, req, &self.key, now);
         let link = self.url(&format!("/l/{}", link_token.expose()));
         let mail = send_email.then(|| self.sign_in_mail(app, &challenge, &link, &otp));
-        self.store.insert_challenge(&challenge, mail.as_ref()).await?;
+        self.store.create_challenge(&challenge, mail.as_ref(), &limits, now).await?.map_err(rate_limited)?;
         if mail.is_some() {
             self.outbox_wake.notify_one();
         }

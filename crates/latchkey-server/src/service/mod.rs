@@ -7,14 +7,16 @@ mod keyring;
 mod landing;
 mod magic_links;
 mod tokens;
+mod users;
 
 pub use applications::{ApplicationInput, ApplicationPatch, CreatedApplication};
 pub use auth::ClientCredentials;
-pub use error::ServiceError;
+pub use error::{ServiceError, retry_after_secs};
 pub use keyring::KeyRing;
-pub use landing::{Landing, LandingView};
+pub use landing::{Browser, Landing, LandingView};
 pub use magic_links::{CreatedMagicLink, MagicLinkInput};
-pub use tokens::{TokenRequest, TokenResponse};
+pub use tokens::{OTP_GRANT, TokenRequest, TokenResponse};
+pub use users::{Page, UserInput};
 
 use latchkey_core::id::AppId;
 use latchkey_core::secret::HashPurpose;
@@ -116,6 +118,42 @@ impl Service {
     /// An absolute URL on this server.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.issuer)
+    }
+
+    /// Retires the current key of `alg` and signs with a new one from now on.
+    pub async fn rotate_signing_key(
+        &self,
+        alg: latchkey_core::signing::SigningAlg,
+    ) -> Result<String, ServiceError> {
+        let kid = self.keys.rotate(&*self.store, alg, &*self.clock).await?;
+        let event = latchkey_core::event::Event::new(
+            latchkey_core::event::EventKind::SigningKeyRotated,
+            self.clock.now(),
+        )
+        .subject(kid.clone())
+        .detail(serde_json::json!({ "alg": alg.as_str() }));
+        self.store.insert_event(&event).await?;
+        Ok(kid)
+    }
+
+    /// Background upkeep, run by one instance at a time: purge what expired, forget keys
+    /// retired longer ago than any token lives. Every instance reloads the keys.
+    pub async fn maintain(&self, instance: &str) -> Result<(), ServiceError> {
+        self.keys.reload(&*self.store).await?;
+        let now = self.clock.now();
+        let lease_until = now + time::Duration::seconds(90);
+        if !self.store.try_lease("maintenance", instance, now, lease_until).await? {
+            return Ok(());
+        }
+        let purged = self.store.purge_expired(now).await?;
+        // Tokens live at most a day (the longest lifetime allowed); a margin on top.
+        let forgotten =
+            self.store.delete_signing_keys_retired_before(now - time::Duration::hours(25)).await?;
+        if forgotten > 0 {
+            self.keys.reload(&*self.store).await?;
+        }
+        tracing::debug!(purged, forgotten, "maintenance done");
+        Ok(())
     }
 
     /// Whether the database answers (readiness).

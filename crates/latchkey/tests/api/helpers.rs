@@ -121,6 +121,7 @@ impl TestApp {
             print_mail: false,
             clock: self.clock.clone(),
             worker: WorkerConfig { poll_interval: Duration::from_millis(50), ..WorkerConfig::default() },
+            maintenance_interval: Duration::from_millis(200),
         }
     }
 

@@ -6,8 +6,11 @@ mod helpers;
 
 mod applications;
 mod bad_input;
+mod codes_and_tokens;
 mod dev_mode;
+mod limits_and_keys;
 mod magic_link;
 mod multi_instance;
 mod oidc;
 mod races;
+mod users_and_events;
