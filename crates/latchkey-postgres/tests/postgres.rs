@@ -2,13 +2,19 @@
 //! and the mapping of server errors. Skipped, but for the first, without
 //! `LATCHKEY_TEST_DATABASE_URL`.
 
-use latchkey_core::challenge::NewAuthorizationCode;
+use latchkey_core::challenge::{AuthMethod, NewAuthorizationCode, otp_subject};
+use latchkey_core::event::EventKind;
 use latchkey_core::id::OutboxId;
+use latchkey_core::rate_limit::RateLimit;
+use latchkey_core::refresh::RefreshToken;
 use latchkey_core::secret::HashPurpose;
+use latchkey_core::{ChallengeStatus, EmailAddress, Otp, User};
 use latchkey_postgres::testing::TestDatabase;
 use latchkey_postgres::{PostgresOptions, PostgresStore};
-use latchkey_store::conformance::{application, challenge, key, t0};
-use latchkey_store::{ConsumeOutcome, NewOutboxMessage, Store, StoreError, StoredSigningKey};
+use latchkey_store::conformance::{application, challenge, challenge_with_otp, key, t0};
+use latchkey_store::{
+    ConsumeOutcome, NewOutboxMessage, OtpOutcome, RotateOutcome, Store, StoreError, StoredSigningKey,
+};
 use sqlx::{Connection, Executor, PgConnection};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -58,7 +64,7 @@ async fn one_new_address_signing_in_twice_at_once_gets_one_user() {
         let mut tasks = JoinSet::new();
         for store in &stores {
             let (c, token) = challenge(&app, &email, t0());
-            store.insert_challenge(&c, None).await.unwrap();
+            store.create_challenge(&c, None, &[], t0()).await.unwrap().expect("no limits");
             let (store, app) = (store.clone(), app.clone());
             tasks.spawn(async move {
                 let code = NewAuthorizationCode::generate(&app, &key(), t0());
@@ -94,7 +100,7 @@ async fn workers_drain_the_outbox_without_sharing_a_message() {
             created_at: t0(),
         };
         queued.insert(mail.id.clone());
-        stores[0].insert_challenge(&c, Some(&mail)).await.unwrap();
+        stores[0].create_challenge(&c, Some(&mail), &[], t0()).await.unwrap().expect("no limits");
     }
 
     let lease = t0() + time::Duration::minutes(5);
@@ -164,4 +170,212 @@ async fn errors_are_classified() {
     other.execute("ROLLBACK").await.unwrap();
     migrating.await.unwrap().expect("migrate waits past the statement timeout");
     store.close().await;
+}
+
+/// Several instances on one database, `migrate`d, with one application.
+async fn migrated(
+    db: &TestDatabase,
+    n: usize,
+    app_name: &str,
+) -> (Vec<Arc<PostgresStore>>, latchkey_core::Application) {
+    let stores = instances(db, n, &PostgresOptions::default()).await;
+    stores[0].migrate().await.unwrap();
+    let app = application(app_name);
+    stores[0].insert_application(&app, None).await.unwrap();
+    (stores, app)
+}
+
+async fn kinds(store: &PostgresStore) -> Vec<EventKind> {
+    store.events(None, 10_000).await.unwrap().into_iter().map(|e| e.kind).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limits_hold_across_instances() {
+    let Some(db) = TestDatabase::from_env().await else { return };
+    let (stores, app) = migrated(&db, 4, "Limits").await;
+    let limits = [RateLimit { key: "email:shared:m".into(), window: time::Duration::minutes(1), limit: 5 }];
+    let mut tasks = JoinSet::new();
+    for i in 0..40 {
+        let store = stores[i % stores.len()].clone();
+        let (c, token) = challenge(&app, &format!("l{i}@example.com"), t0());
+        let limits = limits.clone();
+        tasks.spawn(async move {
+            let outcome = store.create_challenge(&c, None, &limits, t0()).await.expect("no store error");
+            (outcome.is_ok(), key().hash(HashPurpose::LinkToken, &token))
+        });
+    }
+    let mut allowed = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (ok, link_hash) = done.unwrap();
+        let stored = stores[0].challenge_by_link(&link_hash).await.unwrap().is_some();
+        assert_eq!(ok, stored, "a challenge is written exactly when it is allowed");
+        allowed += usize::from(ok);
+    }
+    assert_eq!(allowed, 5);
+    let created = kinds(&stores[0]).await.into_iter().filter(|k| *k == EventKind::ChallengeCreated).count();
+    assert_eq!(created, 5, "refused requests write no event");
+    // The refusals counted nothing: the window's count is still the limit, not 40.
+    let refused = stores[1].hit_rate_limits(&limits, t0()).await.unwrap();
+    assert!(refused.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counters_taken_in_any_order_do_not_deadlock() {
+    let Some(db) = TestDatabase::from_env().await else { return };
+    let (stores, _) = migrated(&db, 4, "Order").await;
+    let minute = time::Duration::minutes(1);
+    let a = RateLimit { key: "a".into(), window: minute, limit: 1000 };
+    let b = RateLimit { key: "b".into(), window: minute, limit: 1000 };
+    let mut tasks = JoinSet::new();
+    for i in 0..200 {
+        let store = stores[i % stores.len()].clone();
+        let limits = if i % 2 == 0 { [a.clone(), b.clone()] } else { [b.clone(), a.clone()] };
+        tasks.spawn(async move { store.hit_rate_limits(&limits, t0()).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        assert_eq!(done.unwrap().expect("no deadlock"), Ok(()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_codes_each_count_once() {
+    let Some(db) = TestDatabase::from_env().await else { return };
+    let (stores, app) = migrated(&db, 4, "Guesses").await;
+    let (c, _, otp) = challenge_with_otp(&app, "guess@example.com", t0());
+    stores[0].create_challenge(&c, None, &[], t0()).await.unwrap().unwrap();
+    let wrong = ["000000", "111111"].into_iter().map(|w| Otp::parse(w).unwrap()).find(|w| w != &otp).unwrap();
+    let wrong_hash = key().hash(HashPurpose::Otp, &otp_subject(&c.id, &wrong));
+    let mut tasks = JoinSet::new();
+    for i in 0..20 {
+        let (store, id, hash) = (stores[i % stores.len()].clone(), c.id.clone(), wrong_hash.clone());
+        tasks.spawn(async move { store.consume_by_otp(&id, &hash, 5, t0()).await });
+    }
+    let mut left = Vec::new();
+    let mut gone = 0;
+    while let Some(done) = tasks.join_next().await {
+        match done.unwrap().unwrap() {
+            OtpOutcome::Wrong { attempts_left } => left.push(attempts_left),
+            OtpOutcome::Gone => gone += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    left.sort_unstable();
+    assert_eq!((left, gone), (vec![0, 1, 2, 3, 4], 15));
+    let rec = stores[0].challenge(&app.id, &c.id).await.unwrap().unwrap();
+    assert_eq!((rec.challenge.status, rec.challenge.otp_attempts), (ChallengeStatus::Revoked, 5));
+    let rejected = kinds(&stores[0]).await.into_iter().filter(|k| *k == EventKind::ChallengeRejected).count();
+    assert_eq!(rejected, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refresh_token_presented_twice_at_once_rotates_once() {
+    let Some(db) = TestDatabase::from_env().await else { return };
+    let (stores, app) = migrated(&db, 4, "Rotate").await;
+    let user = User::new(EmailAddress::parse("rotate@example.com").unwrap(), t0());
+    stores[0].insert_user(&user).await.unwrap();
+    let issue = |family| {
+        let (t, plain) = RefreshToken::issue(
+            &key(),
+            family,
+            app.id.clone(),
+            user.id.clone(),
+            AuthMethod::Otp,
+            t0(),
+            "openid",
+            time::Duration::days(1),
+            t0(),
+        );
+        let hash = key().hash(HashPurpose::RefreshToken, &plain);
+        (t, hash)
+    };
+    for _ in 0..10 {
+        let (first, first_hash) = issue(None);
+        stores[0].insert_refresh_token(&first).await.unwrap();
+        let mut tasks = JoinSet::new();
+        for i in 0..8 {
+            let (next, _) = issue(Some(first.family_id.clone()));
+            let (store, hash, app_id) =
+                (stores[i % stores.len()].clone(), first_hash.clone(), app.id.clone());
+            tasks.spawn(async move { store.rotate_refresh_token(&hash, &app_id, &next, t0()).await });
+        }
+        let (mut rotated, mut reused) = (0, 0);
+        while let Some(done) = tasks.join_next().await {
+            match done.unwrap().unwrap() {
+                RotateOutcome::Rotated(_) => rotated += 1,
+                RotateOutcome::Reused { family_id, .. } => {
+                    assert_eq!(family_id, first.family_id);
+                    reused += 1;
+                }
+                RotateOutcome::Invalid => panic!("the token is known and was rotated"),
+            }
+        }
+        assert_eq!((rotated, reused), (1, 7));
+    }
+    // Every family saw reuse: nothing is left signed in.
+    assert!(stores[0].user_sessions(&user.id, t0()).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_instance_takes_a_free_lease() {
+    let Some(db) = TestDatabase::from_env().await else { return };
+    let (stores, _) = migrated(&db, 4, "Lease").await;
+    for round in 0..20 {
+        let name = format!("job{round}");
+        let mut tasks = JoinSet::new();
+        for (i, store) in stores.iter().chain(stores.iter()).enumerate() {
+            let (store, name) = (store.clone(), name.clone());
+            let until = t0() + time::Duration::seconds(30);
+            tasks.spawn(async move { store.try_lease(&name, &format!("holder{i}"), t0(), until).await });
+        }
+        let mut taken = 0;
+        while let Some(done) = tasks.join_next().await {
+            taken += usize::from(done.unwrap().unwrap());
+        }
+        assert_eq!(taken, 1, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_revocations_count_each_token_once() {
+    let Some(db) = TestDatabase::from_env().await else { return };
+    let (stores, app) = migrated(&db, 4, "Revoke").await;
+    let user = User::new(EmailAddress::parse("revoke@example.com").unwrap(), t0());
+    stores[0].insert_user(&user).await.unwrap();
+    for _ in 0..10 {
+        // One family of twelve active tokens: overlapping multi-row revocations of every kind.
+        let mut family = None;
+        for _ in 0..12 {
+            let (t, _) = RefreshToken::issue(
+                &key(),
+                family.clone(),
+                app.id.clone(),
+                user.id.clone(),
+                AuthMethod::Link,
+                t0(),
+                "openid",
+                time::Duration::days(1),
+                t0(),
+            );
+            family = Some(t.family_id.clone());
+            stores[0].insert_refresh_token(&t).await.unwrap();
+        }
+        let family = family.unwrap();
+        let mut tasks = JoinSet::new();
+        for i in 0..12 {
+            let (store, family, user_id) =
+                (stores[i % stores.len()].clone(), family.clone(), user.id.clone());
+            tasks.spawn(async move {
+                if i % 2 == 0 {
+                    store.revoke_refresh_family(&family, t0()).await
+                } else {
+                    store.revoke_user_sessions(&user_id, t0()).await
+                }
+            });
+        }
+        let mut revoked = 0;
+        while let Some(done) = tasks.join_next().await {
+            revoked += done.unwrap().expect("no deadlock");
+        }
+        assert_eq!(revoked, 12, "each token is counted by exactly one revocation");
+    }
 }

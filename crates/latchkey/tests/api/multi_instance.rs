@@ -420,8 +420,6 @@ fn retry_after(res: &Response) -> Option<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "answers 500, not 503: PostgreSQL's refusal of new connections (SQLSTATE 55000) maps to \
-            StoreError::Other in latchkey-postgres map_err; run with --include-ignored"]
 async fn an_instance_rides_out_a_database_outage_and_recovers_by_itself() {
     const PATIENCE: Duration = Duration::from_secs(10);
     let Some(app) = TestApp::spawn(Backend::Postgres).await else { return };
