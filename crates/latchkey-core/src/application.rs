@@ -33,6 +33,21 @@ pub struct AppSettings {
     pub rate_limits: crate::rate_limit::RateLimits,
     /// Refuse (`strict`) or allow a link opened in another browser than the one that asked.
     pub binding: Binding,
+    /// What a registration's validation does when the client's IP address or user agent
+    /// differs from the one given at the start.
+    pub registration_mismatch: MismatchPolicy,
+    /// The application's own e-mail templates, by `purpose.locale` (`login.fr`, `registration.de-CH`).
+    pub templates: std::collections::BTreeMap<String, TemplateOverride>,
+}
+
+/// An application's version of a built-in e-mail template; a part left out is the built-in one.
+/// Checked (and test-rendered) when set; rendered sandboxed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TemplateOverride {
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub html: Option<String>,
 }
 
 /// What to do when a link is opened in another browser than the one the sign-in started in
@@ -45,6 +60,16 @@ pub enum Binding {
     Off,
     /// Refuse it, and tell the person to type the code on the device they started on.
     Strict,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MismatchPolicy {
+    /// Refuse the validation.
+    #[default]
+    Refuse,
+    /// Validate, and say in the answer that the client differed.
+    Report,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

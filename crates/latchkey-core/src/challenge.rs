@@ -3,28 +3,47 @@
 
 use crate::application::Application;
 use crate::email::EmailAddress;
-use crate::id::{AppId, ChallengeId, CodeId, UserId};
+use crate::id::{AppId, ChallengeId, CodeId, OrgId, UserId};
 use crate::pkce::CodeChallenge;
 use crate::redirect::RedirectUri;
 use crate::secret::{HashPurpose, MasterKey, OpaqueToken, Otp};
+use std::collections::BTreeMap;
 use time::{Duration, OffsetDateTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
+    /// Sign-in by link or code.
     Login,
+    /// Proving an address before an account exists (§2.4).
+    Registration,
+    /// A single-use code in the caller's own e-mail (§2.5).
+    Verification,
 }
 
 impl Purpose {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Login => "login",
+            Self::Registration => "registration",
+            Self::Verification => "verification",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "login" => Some(Self::Login),
+            "registration" => Some(Self::Registration),
+            "verification" => Some(Self::Verification),
             _ => None,
+        }
+    }
+
+    /// The prefix of the ids of this purpose's challenges.
+    pub fn id_prefix(self) -> &'static str {
+        match self {
+            Self::Login => "ml",
+            Self::Registration => "reg",
+            Self::Verification => "vl",
         }
     }
 }
@@ -76,6 +95,12 @@ pub struct Challenge {
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
     pub create_user: bool,
+    /// The organization the sign-in is for, if any.
+    pub org_id: Option<OrgId>,
+    /// The caller's data, handed back when the challenge is validated (registrations).
+    pub context_data: BTreeMap<String, String>,
+    /// Who asked for it, as the caller named them (verification links).
+    pub created_by: Option<String>,
     pub link_hash: Vec<u8>,
     pub otp_hash: Vec<u8>,
     pub otp_attempts: u32,
@@ -99,6 +124,9 @@ pub struct ChallengeRequest {
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
     pub create_user: bool,
+    pub org_id: Option<OrgId>,
+    pub context_data: BTreeMap<String, String>,
+    pub created_by: Option<String>,
 }
 
 /// A new challenge and the two secrets that open it, which exist only in memory and in the
@@ -117,7 +145,7 @@ impl Challenge {
         key: &MasterKey,
         now: OffsetDateTime,
     ) -> IssuedChallenge {
-        let id = ChallengeId::generate();
+        let id = ChallengeId::generate_with_prefix(req.purpose.id_prefix());
         let link_token = OpaqueToken::generate();
         let otp = Otp::generate();
         let lifetimes = &app.settings.lifetimes;
@@ -134,6 +162,9 @@ impl Challenge {
             client_ip: req.client_ip,
             user_agent: req.user_agent,
             create_user: req.create_user,
+            org_id: req.org_id,
+            context_data: req.context_data,
+            created_by: req.created_by,
             link_hash: key.hash(HashPurpose::LinkToken, link_token.expose()),
             otp_hash: key.hash(HashPurpose::Otp, &otp_subject(&id, &otp)),
             otp_attempts: 0,
@@ -198,6 +229,7 @@ pub struct AuthorizationCode {
     pub nonce: Option<String>,
     pub auth_method: AuthMethod,
     pub auth_time: OffsetDateTime,
+    pub org_id: Option<OrgId>,
     pub expires_at: OffsetDateTime,
 }
 
@@ -255,6 +287,9 @@ mod tests {
             client_ip: None,
             user_agent: None,
             create_user: true,
+            org_id: None,
+            context_data: BTreeMap::new(),
+            created_by: None,
         };
         let issued = Challenge::issue(&app, req, &key, now);
         let c = &issued.challenge;

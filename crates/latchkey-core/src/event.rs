@@ -38,6 +38,10 @@ event_kinds! {
     ApplicationUpdated => "application.updated",
     ApplicationDeleted => "application.deleted",
     SigningKeyRotated => "signing_key.rotated",
+    OrganizationCreated => "organization.created",
+    OrganizationUpdated => "organization.updated",
+    OrganizationDeleted => "organization.deleted",
+    MembershipCreated => "membership.created",
 }
 
 #[derive(Debug, Clone)]

@@ -33,6 +33,7 @@ id_kinds! {
     RefreshKind => "rt",
     FamilyKind => "fam",
     EventKind => "evt",
+    OrgKind => "org",
 }
 
 pub type AppId = Id<AppKind>;
@@ -46,6 +47,7 @@ pub type RequestId = Id<RequestKind>;
 pub type RefreshTokenId = Id<RefreshKind>;
 pub type FamilyId = Id<FamilyKind>;
 pub type EventId = Id<EventKind>;
+pub type OrgId = Id<OrgKind>;
 
 pub struct Id<K> {
     value: String,
@@ -57,9 +59,15 @@ const ENCODED_LEN: usize = 26;
 
 impl<K: IdKind> Id<K> {
     pub fn generate() -> Self {
+        Self::generate_with_prefix(K::PREFIX)
+    }
+
+    /// An id of this kind under another prefix: challenges are named after their purpose
+    /// (`ml_`, `reg_`, `vl_`).
+    pub fn generate_with_prefix(prefix: &str) -> Self {
         let bits = uuid::Uuid::now_v7().as_u128();
-        let mut out = String::with_capacity(K::PREFIX.len() + 1 + ENCODED_LEN);
-        out.push_str(K::PREFIX);
+        let mut out = String::with_capacity(prefix.len() + 1 + ENCODED_LEN);
+        out.push_str(prefix);
         out.push('_');
         for i in (0..ENCODED_LEN).rev() {
             out.push(ALPHABET[((bits >> (i * 5)) & 0x1f) as usize] as char);
@@ -69,7 +77,11 @@ impl<K: IdKind> Id<K> {
 
     /// Parses an id received from outside; `None` when the prefix or alphabet is wrong.
     pub fn parse(s: &str) -> Option<Self> {
-        let rest = s.strip_prefix(K::PREFIX)?.strip_prefix('_')?;
+        Self::parse_with_prefix(s, K::PREFIX)
+    }
+
+    pub fn parse_with_prefix(s: &str, prefix: &str) -> Option<Self> {
+        let rest = s.strip_prefix(prefix)?.strip_prefix('_')?;
         let well_formed = rest.len() == ENCODED_LEN && rest.bytes().all(|b| ALPHABET.contains(&b));
         well_formed.then(|| Self::from_trusted(s.to_owned()))
     }

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod email;
 pub mod event;
 pub mod id;
+pub mod organization;
 pub mod pkce;
 pub mod rate_limit;
 pub mod redirect;

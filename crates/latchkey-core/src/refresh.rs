@@ -2,7 +2,7 @@
 //! already rotated out means it leaked: the whole family is revoked.
 
 use crate::challenge::AuthMethod;
-use crate::id::{AppId, FamilyId, RefreshTokenId, UserId};
+use crate::id::{AppId, FamilyId, OrgId, RefreshTokenId, UserId};
 use crate::secret::{HashPurpose, MasterKey, OpaqueToken};
 use time::OffsetDateTime;
 
@@ -16,6 +16,7 @@ pub struct RefreshToken {
     pub auth_method: AuthMethod,
     pub auth_time: OffsetDateTime,
     pub scope: String,
+    pub org_id: Option<OrgId>,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub rotated_at: Option<OffsetDateTime>,
@@ -49,6 +50,7 @@ impl RefreshToken {
             auth_method,
             auth_time,
             scope: scope.to_owned(),
+            org_id: None,
             created_at: now,
             expires_at: now + lifetime,
             rotated_at: None,

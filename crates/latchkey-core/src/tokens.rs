@@ -2,7 +2,7 @@
 
 use crate::challenge::AuthMethod;
 use crate::email::EmailAddress;
-use crate::id::UserId;
+use crate::id::{OrgId, UserId};
 use crate::secret::OpaqueToken;
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
@@ -23,6 +23,8 @@ pub struct IdTokenClaims {
     pub email: String,
     pub email_verified: bool,
     pub amr: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +39,8 @@ pub struct AccessTokenClaims {
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
 }
 
 /// Who signed in, how and when: what both tokens of a sign-in are made from.
@@ -47,6 +51,7 @@ pub struct SignIn {
     pub auth_method: AuthMethod,
     pub auth_time: OffsetDateTime,
     pub nonce: Option<String>,
+    pub org_id: Option<OrgId>,
 }
 
 impl SignIn {
@@ -68,6 +73,7 @@ impl SignIn {
             email: self.email.to_string(),
             email_verified: true,
             amr: vec![self.auth_method.amr()],
+            org_id: self.org_id.as_ref().map(|o| o.to_string()),
         }
     }
 
@@ -88,6 +94,7 @@ impl SignIn {
             jti: OpaqueToken::generate().expose()[..22].to_owned(),
             scope: SIGN_IN_SCOPE.to_owned(),
             auth_time: Some(self.auth_time.unix_timestamp()),
+            org_id: self.org_id.as_ref().map(|o| o.to_string()),
         }
     }
 }

@@ -1,7 +1,9 @@
 use async_trait::async_trait;
+use latchkey_core::challenge::Purpose;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, NewAuthorizationCode};
 use latchkey_core::event::{Event, EventKind};
-use latchkey_core::id::{AppId, ChallengeId, FamilyId, OutboxId, SecretId, UserId};
+use latchkey_core::id::{AppId, ChallengeId, FamilyId, OrgId, OutboxId, SecretId, UserId};
+use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::{self, RateLimit, RateLimited};
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::signing::SigningAlg;
@@ -9,7 +11,7 @@ use latchkey_core::{Application, Challenge, EmailAddress, User};
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
     ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage,
-    RotateOutcome, Store, StoreError, StoreResult, StoredSigningKey,
+    RotateOutcome, Store, StoreError, StoreResult, StoredSigningKey, TokenOutcome,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgExecutor, Row};
@@ -201,7 +203,8 @@ async fn insert_event(db: impl PgExecutor<'_>, e: &Event) -> StoreResult<()> {
 async fn insert_refresh(db: impl PgExecutor<'_>, t: &RefreshToken) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO refresh_tokens (id, token_hash, family_id, app_id, user_id, auth_method, auth_time, scope, \
-         created_at, expires_at, rotated_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         created_at, expires_at, rotated_at, revoked_at, org_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(t.id.as_str())
     .bind(&t.token_hash)
@@ -215,6 +218,7 @@ async fn insert_refresh(db: impl PgExecutor<'_>, t: &RefreshToken) -> StoreResul
     .bind(millis(t.expires_at))
     .bind(t.rotated_at.map(millis))
     .bind(t.revoked_at.map(millis))
+    .bind(t.org_id.as_ref().map(|o| o.as_str()))
     .execute(db)
     .await
     .map_err(map_err)?;
@@ -277,6 +281,24 @@ async fn finish_consumption(
             &Event::new(EventKind::UserCreated, now).app(&challenge.app_id).user(&user.id),
         )
         .await?;
+    }
+    if let Some(org) = &challenge.org_id {
+        let joined = sqlx::query(
+            "INSERT INTO memberships (org_id, user_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(org.as_str())
+        .bind(user.id.as_str())
+        .bind(millis(now))
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        if joined.rows_affected() == 1 {
+            let event = Event::new(EventKind::MembershipCreated, now)
+                .app(&challenge.app_id)
+                .user(&user.id)
+                .subject(org.as_str());
+            insert_event(&mut *conn, &event).await?;
+        }
     }
     Ok((challenge, user))
 }
@@ -423,8 +445,8 @@ impl Store for PostgresStore {
         sqlx::query(
             "INSERT INTO challenges (id, purpose, app_id, email, redirect_uri, state, nonce, code_challenge, \
              client_ip, user_agent, create_user, link_hash, otp_hash, otp_attempts, status, created_at, \
-             expires_at, otp_expires_at, consumed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+             expires_at, otp_expires_at, consumed_at, org_id, context_data, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
         )
         .bind(c.id.as_str())
         .bind(c.purpose.as_str())
@@ -445,6 +467,9 @@ impl Store for PostgresStore {
         .bind(millis(c.expires_at))
         .bind(millis(c.otp_expires_at))
         .bind(c.consumed_at.map(millis))
+        .bind(c.org_id.as_ref().map(|o| o.as_str()))
+        .bind(rows::context_data_json(c))
+        .bind(c.created_by.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -631,7 +656,7 @@ impl Store for PostgresStore {
         // re-checks the condition on the new row version, which no longer matches.
         let consumed = sqlx::query(
             "UPDATE challenges SET status = 'consumed', consumed_at = $2 \
-             WHERE link_hash = $1 AND status = 'pending' AND expires_at > $2 RETURNING *",
+             WHERE link_hash = $1 AND purpose = 'login' AND status = 'pending' AND expires_at > $2 RETURNING *",
         )
         .bind(link_hash)
         .bind(now_ms)
@@ -640,10 +665,12 @@ impl Store for PostgresStore {
         .map_err(map_err)?;
         let Some(row) = consumed else {
             tx.rollback().await.map_err(map_err)?;
-            return Ok(match self.challenge_by_link(link_hash).await? {
-                None => ConsumeOutcome::NotFound,
-                Some(c) => ConsumeOutcome::Gone(c.status_at(now)),
-            });
+            return Ok(
+                match self.challenge_by_link(link_hash).await?.filter(|c| c.purpose == Purpose::Login) {
+                    None => ConsumeOutcome::NotFound,
+                    Some(c) => ConsumeOutcome::Gone(c.status_at(now)),
+                },
+            );
         };
         let (challenge, user) = finish_consumption(&mut tx, &row, AuthMethod::Link, now).await?;
         let issued = AuthorizationCode {
@@ -657,12 +684,13 @@ impl Store for PostgresStore {
             nonce: challenge.nonce.clone(),
             auth_method: AuthMethod::Link,
             auth_time: now,
+            org_id: challenge.org_id.clone(),
             expires_at: code.expires_at,
         };
         sqlx::query(
             "INSERT INTO authorization_codes (id, code_hash, app_id, challenge_id, user_id, redirect_uri, \
-             code_challenge, nonce, auth_method, auth_time, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             code_challenge, nonce, auth_method, auth_time, expires_at, org_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(issued.id.as_str())
         .bind(&issued.code_hash)
@@ -675,6 +703,7 @@ impl Store for PostgresStore {
         .bind(issued.auth_method.amr())
         .bind(now_ms)
         .bind(millis(issued.expires_at))
+        .bind(issued.org_id.as_ref().map(|o| o.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -1093,4 +1122,180 @@ impl Store for PostgresStore {
         }
         Ok(total)
     }
+
+    async fn consume_by_token(
+        &self,
+        purpose: Purpose,
+        link_hash: &[u8],
+        app_id: &AppId,
+        now: OffsetDateTime,
+    ) -> StoreResult<TokenOutcome> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let consumed = sqlx::query(
+            "UPDATE challenges SET status = 'consumed', consumed_at = $4 \
+             WHERE link_hash = $1 AND purpose = $2 AND app_id = $3 AND status = 'pending' AND expires_at > $4 \
+             RETURNING *",
+        )
+        .bind(link_hash)
+        .bind(purpose.as_str())
+        .bind(app_id.as_str())
+        .bind(millis(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(row) = consumed else {
+            drop(tx);
+            let found = self
+                .challenge_by_link(link_hash)
+                .await?
+                .filter(|c| c.purpose == purpose && &c.app_id == app_id);
+            return Ok(found.map_or(TokenOutcome::NotFound, |c| TokenOutcome::Gone(c.status_at(now))));
+        };
+        let challenge = rows::challenge(&R(&row))?;
+        let event = Event::new(EventKind::ChallengeConsumed, now)
+            .app(app_id)
+            .subject(challenge.id.as_str())
+            .detail(serde_json::json!({ "purpose": purpose.as_str() }));
+        insert_event(&mut *tx, &event).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(TokenOutcome::Consumed(Box::new(challenge)))
+    }
+
+    async fn insert_organization(&self, org: &Organization) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO organizations (id, name, slug, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(org.id.as_str())
+        .bind(&org.name)
+        .bind(&org.slug)
+        .bind(millis(org.created_at))
+        .bind(millis(org.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        insert_domains(&mut tx, org).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn organization(&self, id: &OrgId) -> StoreResult<Option<Organization>> {
+        self.organization_where(OrgKey::Id, id.as_str()).await
+    }
+
+    async fn organization_by_slug(&self, slug: &str) -> StoreResult<Option<Organization>> {
+        self.organization_where(OrgKey::Slug, slug).await
+    }
+
+    async fn organization_by_domain(&self, domain: &str) -> StoreResult<Option<Organization>> {
+        self.organization_where(OrgKey::Domain, domain).await
+    }
+
+    async fn list_organizations(&self) -> StoreResult<Vec<Organization>> {
+        let orgs = sqlx::query("SELECT * FROM organizations ORDER BY id COLLATE \"C\"")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let domains: Vec<(String, String)> =
+            sqlx::query_as("SELECT domain, org_id FROM organization_domains ORDER BY domain")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        let mut by_org: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+        for (domain, org) in domains {
+            by_org.entry(org).or_default().push(domain);
+        }
+        orgs.iter()
+            .map(|row| {
+                let id: String = row.try_get("id").map_err(map_err)?;
+                rows::organization(&R(row), by_org.remove(&id).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    async fn update_organization(&self, org: &Organization) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done =
+            sqlx::query("UPDATE organizations SET name = $2, slug = $3, updated_at = $4 WHERE id = $1")
+                .bind(org.id.as_str())
+                .bind(&org.name)
+                .bind(&org.slug)
+                .bind(millis(org.updated_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM organization_domains WHERE org_id = $1")
+            .bind(org.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        insert_domains(&mut tx, org).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn delete_organization(&self, id: &OrgId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM organizations WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn user_organizations(&self, user_id: &UserId) -> StoreResult<Vec<OrgId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT org_id FROM memberships WHERE user_id = $1 ORDER BY org_id COLLATE \"C\"",
+        )
+        .bind(user_id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(ids.into_iter().map(OrgId::from_trusted).collect())
+    }
+}
+
+/// How an organization is looked up.
+enum OrgKey {
+    Id,
+    Slug,
+    Domain,
+}
+
+impl PostgresStore {
+    async fn organization_where(&self, key: OrgKey, value: &str) -> StoreResult<Option<Organization>> {
+        let sql = match key {
+            OrgKey::Id => "SELECT * FROM organizations WHERE id = $1",
+            OrgKey::Slug => "SELECT * FROM organizations WHERE slug = $1",
+            OrgKey::Domain => {
+                "SELECT * FROM organizations WHERE id = (SELECT org_id FROM organization_domains WHERE domain = $1)"
+            }
+        };
+        let Some(row) = sqlx::query(sql).bind(value).fetch_optional(&self.pool).await.map_err(map_err)?
+        else {
+            return Ok(None);
+        };
+        let id: String = row.try_get("id").map_err(map_err)?;
+        let domains: Vec<String> =
+            sqlx::query_scalar("SELECT domain FROM organization_domains WHERE org_id = $1 ORDER BY domain")
+                .bind(&id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        rows::organization(&R(&row), domains).map(Some)
+    }
+}
+
+async fn insert_domains(conn: &mut PgConnection, org: &Organization) -> StoreResult<()> {
+    for domain in &org.domains {
+        sqlx::query("INSERT INTO organization_domains (domain, org_id) VALUES ($1, $2)")
+            .bind(domain)
+            .bind(org.id.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
+    Ok(())
 }

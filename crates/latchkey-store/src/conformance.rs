@@ -5,13 +5,15 @@
 
 use crate::{
     ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, OtpOutcome, RotateOutcome, Store,
-    StoredSigningKey,
+    StoredSigningKey, TokenOutcome,
 };
 use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, otp_subject};
 use latchkey_core::challenge::{ChallengeRequest, NewAuthorizationCode, Purpose};
 use latchkey_core::event::{Event, EventKind};
+use latchkey_core::id::OrgId;
 use latchkey_core::id::{AppId, OutboxId, SecretId};
+use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::{RateLimit, RateLimited};
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::secret::HashPurpose;
@@ -53,6 +55,9 @@ macro_rules! conformance_tests {
             leases_are_exclusive_until_they_expire,
             purge_removes_only_what_expired,
             signing_keys_retire_and_are_deleted_later,
+            tokens_consume_only_their_own_purpose_and_application,
+            organizations_round_trip_and_own_their_domains,
+            a_sign_in_for_an_organization_makes_a_member_and_carries_its_id,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -121,6 +126,9 @@ pub fn challenge_with_otp(app: &Application, email: &str, now: OffsetDateTime) -
         client_ip: Some("192.0.2.1".into()),
         user_agent: Some("test agent".into()),
         create_user: true,
+        org_id: None,
+        context_data: [("plan".to_owned(), "pro".to_owned())].into(),
+        created_by: None,
     };
     let issued = Challenge::issue(app, req, &key(), now);
     (issued.challenge, issued.link_token.expose().to_owned(), issued.otp)
@@ -231,6 +239,7 @@ pub async fn challenge_is_written_with_its_mail(store: Arc<dyn Store>) {
     assert_eq!(rec.challenge.state.as_deref(), Some("st"));
     assert_eq!(rec.challenge.expires_at, c.expires_at);
     assert_eq!(rec.challenge.otp_hash, c.otp_hash);
+    assert_eq!(rec.challenge.context_data.get("plan").map(String::as_str), Some("pro"));
     let delivery = rec.delivery.expect("mail queued with the challenge");
     assert_eq!((delivery.status, delivery.attempts), (DeliveryStatus::Queued, 0));
 
@@ -803,4 +812,166 @@ pub async fn signing_keys_retire_and_are_deleted_later(store: Arc<dyn Store>) {
     assert_eq!(store.delete_signing_keys_retired_before(at).await.unwrap(), 0);
     assert_eq!(store.delete_signing_keys_retired_before(at + Duration::seconds(1)).await.unwrap(), 1);
     assert_eq!(store.signing_keys().await.unwrap().len(), 1);
+}
+
+fn with_purpose(
+    app: &Application,
+    purpose: Purpose,
+    email: &str,
+    now: OffsetDateTime,
+) -> (Challenge, Vec<u8>) {
+    let (mut c, token) = challenge(app, email, now);
+    c.purpose = purpose;
+    c.created_by = Some("ops@example.com".into());
+    (c, link_hash(&token))
+}
+
+pub async fn tokens_consume_only_their_own_purpose_and_application(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Tokens").await;
+    let other = app_in(&*store, "Other").await;
+    let (reg, reg_hash) = with_purpose(&app, Purpose::Registration, "reg@example.com", t0());
+    insert(&*store, &reg, None).await;
+    let (login, login_token) = challenge(&app, "login@example.com", t0());
+    insert(&*store, &login, None).await;
+
+    let outcome = |purpose, hash: Vec<u8>, app_id: AppId, at| {
+        let store = store.clone();
+        async move { store.consume_by_token(purpose, &hash, &app_id, at).await.unwrap() }
+    };
+    assert!(matches!(
+        outcome(Purpose::Verification, reg_hash.clone(), app.id.clone(), t0()).await,
+        TokenOutcome::NotFound
+    ));
+    assert!(matches!(
+        outcome(Purpose::Registration, reg_hash.clone(), other.id.clone(), t0()).await,
+        TokenOutcome::NotFound
+    ));
+    assert!(
+        matches!(
+            outcome(Purpose::Registration, link_hash(&login_token), app.id.clone(), t0()).await,
+            TokenOutcome::NotFound
+        ),
+        "a sign-in link is no registration"
+    );
+    match outcome(Purpose::Registration, reg_hash.clone(), app.id.clone(), t0()).await {
+        TokenOutcome::Consumed(c) => {
+            assert_eq!(c.id, reg.id);
+            assert_eq!(c.created_by.as_deref(), Some("ops@example.com"));
+            assert_eq!(c.context_data.get("plan").map(String::as_str), Some("pro"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        outcome(Purpose::Registration, reg_hash, app.id.clone(), t0()).await,
+        TokenOutcome::Gone(ChallengeStatus::Consumed)
+    ));
+    assert!(
+        store.user_by_email(&EmailAddress::parse("reg@example.com").unwrap()).await.unwrap().is_none(),
+        "no user"
+    );
+    let (reg2, reg2_hash) = with_purpose(&app, Purpose::Registration, "reg2@example.com", t0());
+    insert(&*store, &reg2, None).await;
+    let code = NewAuthorizationCode::generate(&app, &key(), t0());
+    assert!(
+        matches!(store.consume_link(&reg2_hash, &code, t0()).await.unwrap(), ConsumeOutcome::NotFound),
+        "a registration token is no sign-in link"
+    );
+
+    let (ver, ver_hash) = with_purpose(&app, Purpose::Verification, "ver@example.com", t0());
+    insert(&*store, &ver, None).await;
+    assert!(matches!(
+        outcome(Purpose::Verification, ver_hash.clone(), app.id.clone(), ver.expires_at).await,
+        TokenOutcome::Gone(ChallengeStatus::Expired)
+    ));
+    let tasks = (0..20).map(|_| outcome(Purpose::Verification, ver_hash.clone(), app.id.clone(), t0()));
+    let won = futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .filter(|o| matches!(o, TokenOutcome::Consumed(_)))
+        .count();
+    assert_eq!(won, 1);
+}
+
+fn organization(slug: &str, domains: &[&str]) -> Organization {
+    Organization {
+        id: OrgId::generate(),
+        name: slug.to_uppercase(),
+        slug: slug.into(),
+        domains: domains.iter().map(|d| d.to_string()).collect(),
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+pub async fn organizations_round_trip_and_own_their_domains(store: Arc<dyn Store>) {
+    let acme = organization("acme", &["acme.example", "acme.test"]);
+    store.insert_organization(&acme).await.unwrap();
+    let got = store.organization(&acme.id).await.unwrap().unwrap();
+    assert_eq!(got, acme);
+    assert_eq!(store.organization_by_slug("acme").await.unwrap().unwrap().id, acme.id);
+    assert_eq!(store.organization_by_domain("acme.test").await.unwrap().unwrap().id, acme.id);
+    assert!(store.organization_by_domain("other.example").await.unwrap().is_none());
+
+    let same_slug = organization("acme", &[]);
+    assert!(matches!(store.insert_organization(&same_slug).await, Err(crate::StoreError::Conflict(_))));
+    let same_domain = organization("globex", &["acme.test"]);
+    assert!(matches!(store.insert_organization(&same_domain).await, Err(crate::StoreError::Conflict(_))));
+    assert!(store.organization_by_slug("globex").await.unwrap().is_none(), "nothing half-written");
+
+    let globex = organization("globex", &["globex.example"]);
+    store.insert_organization(&globex).await.unwrap();
+    let mut changed = acme.clone();
+    changed.domains = vec!["acme.example".into(), "acme.org".into()];
+    changed.name = "Acme Inc".into();
+    changed.updated_at = t0() + Duration::seconds(3);
+    assert!(store.update_organization(&changed).await.unwrap());
+    assert_eq!(store.organization(&acme.id).await.unwrap().unwrap(), changed);
+    assert!(store.organization_by_domain("acme.test").await.unwrap().is_none(), "released");
+    let mut stealing = globex.clone();
+    stealing.domains.push("acme.org".into());
+    assert!(matches!(store.update_organization(&stealing).await, Err(crate::StoreError::Conflict(_))));
+    assert_eq!(
+        store.organization(&globex.id).await.unwrap().unwrap().domains,
+        vec!["globex.example".to_owned()]
+    );
+
+    let all = store.list_organizations().await.unwrap();
+    assert_eq!(all.iter().map(|o| o.slug.as_str()).collect::<Vec<_>>(), ["acme", "globex"]);
+    assert_eq!(all[0].domains, changed.domains);
+    assert!(store.delete_organization(&acme.id).await.unwrap());
+    assert!(store.organization_by_domain("acme.example").await.unwrap().is_none());
+    assert!(!store.delete_organization(&acme.id).await.unwrap());
+}
+
+pub async fn a_sign_in_for_an_organization_makes_a_member_and_carries_its_id(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Orgs").await;
+    let acme = organization("acme", &["acme.example"]);
+    store.insert_organization(&acme).await.unwrap();
+    let (mut c, token) = challenge(&app, "ada@acme.example", t0());
+    c.org_id = Some(acme.id.clone());
+    insert(&*store, &c, None).await;
+    let code = NewAuthorizationCode::generate(&app, &key(), t0());
+    let ConsumeOutcome::Consumed { user, code: issued, .. } =
+        store.consume_link(&link_hash(&token), &code, t0()).await.unwrap()
+    else {
+        panic!("consumed");
+    };
+    assert_eq!(issued.org_id.as_ref(), Some(&acme.id));
+    assert_eq!(store.user_organizations(&user.id).await.unwrap(), vec![acme.id.clone()]);
+    let redeemed = store.redeem_authorization_code(&issued.code_hash, &app.id, t0()).await.unwrap().unwrap();
+    assert_eq!(redeemed.org_id, Some(acme.id.clone()));
+
+    // A second sign-in keeps one membership; the refresh token carries the organization.
+    let (mut c2, token2) = challenge(&app, "ada@acme.example", t0());
+    c2.org_id = Some(acme.id.clone());
+    insert(&*store, &c2, None).await;
+    let code2 = NewAuthorizationCode::generate(&app, &key(), t0());
+    store.consume_link(&link_hash(&token2), &code2, t0()).await.unwrap();
+    assert_eq!(store.user_organizations(&user.id).await.unwrap().len(), 1);
+    let (mut rt, rt_hash) = refresh(&app, &user, None, t0());
+    rt.org_id = Some(acme.id.clone());
+    store.insert_refresh_token(&rt).await.unwrap();
+    assert_eq!(store.refresh_token(&rt_hash).await.unwrap().unwrap().org_id, Some(acme.id.clone()));
+    let kinds: Vec<EventKind> = store.events(None, 100).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == EventKind::MembershipCreated).count(), 1);
 }

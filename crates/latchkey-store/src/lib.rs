@@ -13,9 +13,11 @@ pub use error::StoreError;
 pub use records::*;
 
 use async_trait::async_trait;
+use latchkey_core::challenge::Purpose;
 use latchkey_core::challenge::{AuthorizationCode, NewAuthorizationCode};
 use latchkey_core::event::Event;
-use latchkey_core::id::{AppId, ChallengeId, FamilyId, OutboxId, SecretId, UserId};
+use latchkey_core::id::{AppId, ChallengeId, FamilyId, OrgId, OutboxId, SecretId, UserId};
+use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::{RateLimit, RateLimited};
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::signing::SigningAlg;
@@ -106,6 +108,29 @@ pub trait Store: Send + Sync + 'static {
         app_id: &AppId,
         now: OffsetDateTime,
     ) -> StoreResult<Option<AuthorizationCode>>;
+
+    /// Consumes a pending, unexpired challenge of this purpose and application by its token,
+    /// atomically, touching nothing else (registrations and verification links).
+    async fn consume_by_token(
+        &self,
+        purpose: Purpose,
+        link_hash: &[u8],
+        app_id: &AppId,
+        now: OffsetDateTime,
+    ) -> StoreResult<TokenOutcome>;
+
+    // Organizations.
+    /// `Conflict` when the slug or a domain is taken.
+    async fn insert_organization(&self, org: &Organization) -> StoreResult<()>;
+    async fn organization(&self, id: &OrgId) -> StoreResult<Option<Organization>>;
+    async fn organization_by_slug(&self, slug: &str) -> StoreResult<Option<Organization>>;
+    async fn organization_by_domain(&self, domain: &str) -> StoreResult<Option<Organization>>;
+    async fn list_organizations(&self) -> StoreResult<Vec<Organization>>;
+    /// Replaces name, slug, domains and `updated_at`; `Conflict` as for an insert.
+    async fn update_organization(&self, org: &Organization) -> StoreResult<bool>;
+    async fn delete_organization(&self, id: &OrgId) -> StoreResult<bool>;
+    /// The organizations a user became a member of by signing in for them.
+    async fn user_organizations(&self, user_id: &UserId) -> StoreResult<Vec<OrgId>>;
 
     // Users.
     async fn user(&self, id: &UserId) -> StoreResult<Option<User>>;

@@ -102,6 +102,13 @@ pub enum OtpOutcome {
 }
 
 #[derive(Debug)]
+pub enum TokenOutcome {
+    Consumed(Box<Challenge>),
+    NotFound,
+    Gone(ChallengeStatus),
+}
+
+#[derive(Debug)]
 pub enum RotateOutcome {
     /// The presented token, now rotated out.
     Rotated(Box<RefreshToken>),

@@ -9,6 +9,7 @@ use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, Purpose};
 use latchkey_core::event::{Event, EventKind};
 use latchkey_core::id::Id;
+use latchkey_core::organization::Organization;
 use latchkey_core::pkce::CodeChallenge;
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::signing::SigningAlg;
@@ -129,6 +130,9 @@ pub fn challenge(row: &dyn RowReader) -> Result<Challenge, StoreError> {
         client_ip: r.opt_text("client_ip")?,
         user_agent: r.opt_text("user_agent")?,
         create_user: r.boolean("create_user")?,
+        org_id: r.opt_text("org_id")?.map(Id::from_trusted),
+        context_data: serde_json::from_str(&r.text("context_data")?).map_err(|_| r.corrupt())?,
+        created_by: r.opt_text("created_by")?,
         link_hash: r.bytes("link_hash")?,
         otp_hash: r.bytes("otp_hash")?,
         otp_attempts: r.count("otp_attempts")?,
@@ -182,6 +186,7 @@ pub fn authorization_code(row: &dyn RowReader) -> Result<AuthorizationCode, Stor
         nonce: r.opt_text("nonce")?,
         auth_method: AuthMethod::parse_amr(&r.text("auth_method")?).ok_or_else(|| r.corrupt())?,
         auth_time: r.time("auth_time")?,
+        org_id: r.opt_text("org_id")?.map(Id::from_trusted),
         expires_at: r.time("expires_at")?,
     })
 }
@@ -222,6 +227,7 @@ pub fn refresh_token(row: &dyn RowReader) -> Result<RefreshToken, StoreError> {
         auth_method: AuthMethod::parse_amr(&r.text("auth_method")?).ok_or_else(|| r.corrupt())?,
         auth_time: r.time("auth_time")?,
         scope: r.text("scope")?,
+        org_id: r.opt_text("org_id")?.map(Id::from_trusted),
         created_at: r.time("created_at")?,
         expires_at: r.time("expires_at")?,
         rotated_at: r.opt_time("rotated_at")?,
@@ -239,5 +245,22 @@ pub fn event(row: &dyn RowReader) -> Result<Event, StoreError> {
         subject: r.opt_text("subject")?,
         detail: r.opt_text("detail")?,
         created_at: r.time("created_at")?,
+    })
+}
+
+pub fn context_data_json(c: &Challenge) -> String {
+    serde_json::to_string(&c.context_data).expect("a string map serialises")
+}
+
+/// An organization row with its domains, read separately.
+pub fn organization(row: &dyn RowReader, domains: Vec<String>) -> Result<Organization, StoreError> {
+    let r = Reader { row, what: "organization" };
+    Ok(Organization {
+        id: r.id("id")?,
+        name: r.text("name")?,
+        slug: r.text("slug")?,
+        domains,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
     })
 }

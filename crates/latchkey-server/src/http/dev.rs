@@ -24,6 +24,7 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/dev/callback", get(callback))
         .route("/dev/mailbox", get(mailbox))
         .route("/dev/mailbox/{n}", get(message))
+        .route("/dev/mailbox/{n}/{view}", get(message_as_text))
 }
 
 fn allowed(service: &Service, peer: SocketAddr, headers: &HeaderMap) -> bool {
@@ -108,9 +109,13 @@ async fn mailbox(
         .enumerate()
         .map(|(i, m)| {
             format!(
-                "<tr><td>{}</td><td><a href=\"/dev/mailbox/{i}\">{}</a></td></tr><tr><td colspan=\"2\"><pre>{}</pre></td></tr>",
+                "<tr><td>{}</td><td><a href=\"/dev/mailbox/{i}\">{}</a><br><small>From {} · \
+                 <a href=\"/dev/mailbox/{i}\">HTML</a> · <a href=\"/dev/mailbox/{i}/text\">text</a> · \
+                 <a href=\"/dev/mailbox/{i}/source\">source</a></small></td></tr>\
+                 <tr><td colspan=\"2\"><pre>{}</pre></td></tr>",
                 escape(&m.to),
                 escape(&m.subject),
+                escape(&m.from),
                 escape(&m.text)
             )
         })
@@ -147,6 +152,36 @@ async fn message(
                     .parse()
                     .expect("static header"),
             );
+            h.insert(header::CACHE_CONTROL, "no-store".parse().expect("static header"));
+            response
+        }
+        None => page(StatusCode::NOT_FOUND, "No such message", "<h1>No such message</h1>"),
+    }
+}
+
+/// One message's text part (`text`), or the whole message as it goes over SMTP (`source`):
+/// headers, `Date`, `Message-ID` and both MIME parts.
+async fn message_as_text(
+    State(service): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((n, view)): Path<(usize, String)>,
+) -> Response {
+    let Some(mailbox) = service.dev_mailbox().cloned() else { return off() };
+    if !allowed(&service, peer, &headers) {
+        return refused();
+    }
+    let body = match view.as_str() {
+        "text" => mailbox.messages().get(n).map(|m| m.text.clone()),
+        "source" => mailbox.source(n),
+        _ => None,
+    };
+    match body {
+        Some(body) => {
+            let mut response = (StatusCode::OK, body).into_response();
+            let h = response.headers_mut();
+            h.insert(header::CONTENT_TYPE, "text/plain; charset=utf-8".parse().expect("static header"));
+            h.insert(header::X_CONTENT_TYPE_OPTIONS, "nosniff".parse().expect("static header"));
             h.insert(header::CACHE_CONTROL, "no-store".parse().expect("static header"));
             response
         }

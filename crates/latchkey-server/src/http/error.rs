@@ -76,6 +76,8 @@ impl IntoResponse for Native {
                     }
                     ServiceError::AdminDisabled => (StatusCode::FORBIDDEN, "admin_disabled", message, None),
                     ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", message, None),
+                    ServiceError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, *code, message, None),
+                    ServiceError::Gone { code, .. } => (StatusCode::GONE, *code, message, None),
                     ServiceError::Conflict { code, .. } => (StatusCode::CONFLICT, *code, message, None),
                     ServiceError::InvalidClient(_) => {
                         (StatusCode::UNAUTHORIZED, "invalid_client", message, None)
@@ -161,6 +163,8 @@ impl IntoResponse for OAuth {
                     | ServiceError::BadRequest { .. }
                     | ServiceError::Conflict { .. }
                     | ServiceError::NotFound(_)
+                    | ServiceError::Forbidden { .. }
+                    | ServiceError::Gone { .. }
                     | ServiceError::AdminDisabled => (StatusCode::BAD_REQUEST, "invalid_request", d),
                     ServiceError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "slow_down", d),
                     ServiceError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", d),

@@ -15,6 +15,8 @@ pub mod native_json {
 mod oauth;
 mod ops;
 pub mod pages;
+mod registrations;
+mod templates;
 
 use crate::service::Service;
 use axum::Router;
@@ -55,6 +57,8 @@ pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .merge(native::routes())
         .merge(admin::routes())
+        .merge(registrations::routes())
+        .merge(templates::routes())
         .merge(oauth::routes())
         .merge(pages::routes())
         .merge(dev::routes())

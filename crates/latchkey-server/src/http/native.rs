@@ -43,6 +43,7 @@ pub fn application_json(app: &Application, secrets: &[ClientSecret]) -> Value {
         "signing_alg": s.signing_alg.as_str(),
         "branding": s.branding,
         "default_locale": s.default_locale,
+        "templates": s.templates.keys().collect::<Vec<_>>(),
         "lifetimes": s.lifetimes,
         "secrets": secrets.iter().map(|k| json!({"id": k.id, "created_at": rfc3339(k.created_at)})).collect::<Vec<_>>(),
         "created_at": rfc3339(app.created_at),

@@ -2,7 +2,7 @@
 
 use super::auth::SECRET_PREFIX;
 use super::{Service, ServiceError};
-use latchkey_core::application::{AppSettings, Binding, Branding, Lifetimes};
+use latchkey_core::application::{AppSettings, Binding, Branding, Lifetimes, MismatchPolicy};
 use latchkey_core::id::{AppId, SecretId};
 use latchkey_core::rate_limit::RateLimits;
 use latchkey_core::secret::{HashPurpose, OpaqueToken};
@@ -30,6 +30,7 @@ pub struct ApplicationInput {
     pub lifetimes: Option<Lifetimes>,
     pub rate_limits: Option<RateLimits>,
     pub binding: Option<Binding>,
+    pub registration_mismatch: Option<MismatchPolicy>,
 }
 
 /// A change: only the fields present are changed.
@@ -46,6 +47,7 @@ pub struct ApplicationPatch {
     pub lifetimes: Option<Lifetimes>,
     pub rate_limits: Option<RateLimits>,
     pub binding: Option<Binding>,
+    pub registration_mismatch: Option<MismatchPolicy>,
 }
 
 #[derive(Debug)]
@@ -178,6 +180,8 @@ impl Service {
             lifetimes: lifetimes(input.lifetimes.unwrap_or_default())?,
             rate_limits: input.rate_limits.unwrap_or_default(),
             binding: input.binding.unwrap_or_default(),
+            registration_mismatch: input.registration_mismatch.unwrap_or_default(),
+            templates: Default::default(),
         };
         let now = self.clock.now();
         let id = AppId::generate();
@@ -251,6 +255,9 @@ impl Service {
         }
         if let Some(b) = patch.binding {
             app.settings.binding = b;
+        }
+        if let Some(m) = patch.registration_mismatch {
+            app.settings.registration_mismatch = m;
         }
         app.updated_at = self.clock.now();
         if !self.store.update_application(&app).await? {

@@ -14,8 +14,14 @@ pub enum ServiceError {
     Unauthenticated,
     #[error("the admin API is not enabled on this server")]
     AdminDisabled,
+    /// Well-formed, authenticated, and not allowed (403).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     #[error("{0} was not found")]
     NotFound(&'static str),
+    /// It existed and can no longer be used (410).
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
     // OAuth 2.0 token endpoint errors (RFC 6749 §5.2).

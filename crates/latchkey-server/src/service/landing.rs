@@ -2,7 +2,7 @@
 
 use super::{Service, ServiceError};
 use latchkey_core::application::Binding;
-use latchkey_core::challenge::NewAuthorizationCode;
+use latchkey_core::challenge::{NewAuthorizationCode, Purpose};
 use latchkey_core::event::{Event, EventKind};
 use latchkey_core::secret::HashPurpose;
 use latchkey_core::{Application, ChallengeStatus, EmailAddress};
@@ -53,7 +53,10 @@ impl Service {
             return Ok(None);
         }
         let hash = self.key.hash(HashPurpose::LinkToken, token);
-        let Some(challenge) = self.store.challenge_by_link(&hash).await? else { return Ok(None) };
+        // Only sign-in links land here; registration and verification tokens belong to the
+        // application that asked for them.
+        let found = self.store.challenge_by_link(&hash).await?.filter(|c| c.purpose == Purpose::Login);
+        let Some(challenge) = found else { return Ok(None) };
         let Some(app) = self.store.application(&challenge.app_id).await? else { return Ok(None) };
         Ok(Some((challenge, app)))
     }

@@ -2,11 +2,13 @@
 
 use super::{Service, ServiceError};
 use latchkey_core::challenge::{ChallengeRequest, IssuedChallenge, MAX_BINDING_LEN, MAX_STATE_LEN, Purpose};
-use latchkey_core::id::{ChallengeId, OutboxId};
+use latchkey_core::id::ChallengeId;
 use latchkey_core::pkce::CodeChallenge;
 use latchkey_core::redirect::RedirectUri;
 use latchkey_core::{Application, Challenge, EmailAddress, OpaqueToken, Otp};
-use latchkey_mail::compose::{self, SignInMail};
+use latchkey_mail::Locale;
+use latchkey_mail::compose;
+use latchkey_mail::templates::{LoginMail, MailContext, Purpose as MailPurpose};
 use latchkey_store::{ChallengeRecord, NewOutboxMessage};
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
@@ -66,12 +68,6 @@ impl Service {
         let email = input.email.ok_or_else(|| ServiceError::invalid("email", "email is required"))?;
         let email = EmailAddress::parse(&email)
             .map_err(|_| ServiceError::invalid("email", "email is not a valid e-mail address"))?;
-        if input.organization.is_some() {
-            return Err(ServiceError::invalid(
-                "organization",
-                "organizations are not supported by this server yet",
-            ));
-        }
         let requested = input
             .redirect_uri
             .as_deref()
@@ -125,6 +121,9 @@ impl Service {
             client_ip: bounded("client_ip", input.client_ip, MAX_BINDING_LEN)?,
             user_agent: bounded("user_agent", input.user_agent, MAX_BINDING_LEN)?,
             create_user: input.create_user.unwrap_or(true),
+            org_id: None,
+            context_data: Default::default(),
+            created_by: None,
         })
     }
 
@@ -134,7 +133,13 @@ impl Service {
         input: MagicLinkInput,
     ) -> Result<CreatedMagicLink, ServiceError> {
         let send_email = input.send_email.unwrap_or(true);
-        let req = self.challenge_request(app, input)?;
+        let locale = super::templates::request_locale("locale", input.locale.as_deref())?;
+        let organization = input.organization.clone();
+        let mut req = self.challenge_request(app, input)?;
+        if organization.as_ref().is_some_and(|o| o.len() > 100) {
+            return Err(ServiceError::invalid("organization", "organization is an id or a slug"));
+        }
+        req.org_id = self.sign_in_organization(organization.as_deref(), &req.email).await?;
         let now = self.clock.now();
         let limits = app.settings.rate_limits.for_request(&app.id, &req.email, req.client_ip.as_deref());
         if !req.create_user && self.store.user_by_email(&req.email).await?.is_none() {
@@ -145,7 +150,7 @@ impl Service {
         }
         let IssuedChallenge { challenge, link_token, otp } = Challenge::issue(app, req, &self.key, now);
         let link = self.url(&format!("/l/{}", link_token.expose()));
-        let mail = send_email.then(|| self.sign_in_mail(app, &challenge, &link, &otp));
+        let mail = send_email.then(|| self.sign_in_mail(app, &challenge, &link, &otp, locale.as_ref()));
         self.store.create_challenge(&challenge, mail.as_ref(), &limits, now).await?.map_err(rate_limited)?;
         if mail.is_some() {
             self.outbox_wake.notify_one();
@@ -176,32 +181,28 @@ impl Service {
         }
     }
 
+    /// The sign-in e-mail, in the request's language (else the application's default), with the
+    /// application's templates and branding.
     fn sign_in_mail(
         &self,
         app: &Application,
         challenge: &Challenge,
         link: &str,
         otp: &Otp,
+        locale: Option<&Locale>,
     ) -> NewOutboxMessage {
-        let id = OutboxId::generate();
-        let branding = &app.settings.branding;
-        let from = match (&branding.sender_name, &branding.sender_email) {
-            (Some(name), Some(email)) => format!("{name} <{email}>"),
-            (None, Some(email)) => email.clone(),
-            _ => self.mail_from.clone(),
-        };
-        let minutes = ((challenge.expires_at - challenge.created_at).whole_seconds() + 59) / 60;
-        let host = self.public_url.host_str().unwrap_or("localhost");
-        let email = compose::sign_in(&SignInMail {
-            from: &from,
-            to: challenge.email.as_str(),
-            product: app.product_name(),
+        let minutes = |until: OffsetDateTime| ((until - challenge.created_at).whole_seconds() + 59) / 60;
+        let mail = MailContext::Login(LoginMail {
+            branding: self.mail_branding(app),
+            email: challenge.email.as_str(),
             link,
             code: otp.expose(),
-            minutes,
-            primary_color: branding.primary_color.as_deref(),
-            message_id: format!("{id}@{host}"),
+            minutes: minutes(challenge.expires_at),
+            code_minutes: minutes(challenge.otp_expires_at),
         });
+        let locale = self.locale_for(app, MailPurpose::Login, locale, None);
+        let (id, envelope) = self.mail_envelope(app, &challenge.email);
+        let email = compose::compose(&mail, &locale, &app.settings.templates, envelope);
         NewOutboxMessage {
             sealed: self.key.seal(id.as_str(), &email.to_json()),
             id,

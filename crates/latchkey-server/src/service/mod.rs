@@ -6,6 +6,9 @@ mod error;
 mod keyring;
 mod landing;
 mod magic_links;
+mod organizations;
+mod registrations;
+mod templates;
 mod tokens;
 mod users;
 
@@ -15,6 +18,11 @@ pub use error::{ServiceError, retry_after_secs};
 pub use keyring::KeyRing;
 pub use landing::{Browser, Landing, LandingView};
 pub use magic_links::{CreatedMagicLink, MagicLinkInput};
+pub use organizations::OrganizationInput;
+pub use registrations::{
+    Created, Deliverable, Registered, RegistrationInput, ValidationInput, VerificationInput,
+};
+pub use templates::TemplateInput;
 pub use tokens::{OTP_GRANT, TokenRequest, TokenResponse};
 pub use users::{Page, UserInput};
 

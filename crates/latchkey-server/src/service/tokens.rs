@@ -5,7 +5,7 @@ use super::auth::ClientCredentials;
 use super::{Service, ServiceError};
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, otp_subject};
 use latchkey_core::event::{Event, EventKind};
-use latchkey_core::id::FamilyId;
+use latchkey_core::id::{FamilyId, OrgId};
 use latchkey_core::redirect::RedirectUri;
 use latchkey_core::refresh::{REFRESH_PREFIX, RefreshToken};
 use latchkey_core::secret::HashPurpose;
@@ -58,6 +58,7 @@ struct Grant<'a> {
     method: AuthMethod,
     auth_time: OffsetDateTime,
     nonce: Option<String>,
+    org_id: Option<OrgId>,
     /// The refresh-token family to continue, or `None` to start one.
     family: Option<FamilyId>,
 }
@@ -117,6 +118,7 @@ impl Service {
             method: issued.auth_method,
             auth_time: issued.auth_time,
             nonce: issued.nonce,
+            org_id: issued.org_id,
             family: None,
         };
         self.issue(app, grant, "authorization_code").await
@@ -147,6 +149,7 @@ impl Service {
                     method: AuthMethod::Otp,
                     auth_time: now,
                     nonce: challenge.nonce.clone(),
+                    org_id: challenge.org_id.clone(),
                     family: None,
                 };
                 self.issue(app, grant, OTP_GRANT).await
@@ -169,7 +172,7 @@ impl Service {
         let Some(current) = self.store.refresh_token(&hash).await? else {
             return Err(ServiceError::InvalidGrant(INVALID));
         };
-        let (next, plain) = RefreshToken::issue(
+        let (mut next, plain) = RefreshToken::issue(
             &self.key,
             Some(current.family_id.clone()),
             app.id.clone(),
@@ -180,10 +183,13 @@ impl Service {
             app.settings.lifetimes.refresh_token(),
             now,
         );
+        next.org_id = current.org_id.clone();
         match self.store.rotate_refresh_token(&hash, &app.id, &next, now).await? {
             RotateOutcome::Rotated(old) => {
                 let user = self.store.user(&old.user_id).await?.ok_or(ServiceError::InvalidGrant(INVALID))?;
-                let mut response = self.sign_tokens(app, &user, old.auth_method, old.auth_time, None).await?;
+                let mut response = self
+                    .sign_tokens(app, &user, old.auth_method, old.auth_time, None, old.org_id.clone())
+                    .await?;
                 response.refresh_token = Some(plain);
                 let event = Event::new(EventKind::TokenRefreshed, now)
                     .app(&app.id)
@@ -234,6 +240,7 @@ impl Service {
         method: AuthMethod,
         auth_time: OffsetDateTime,
         nonce: Option<String>,
+        org_id: Option<OrgId>,
     ) -> Result<TokenResponse, ServiceError> {
         let now = self.clock.now();
         let sign_in = SignIn {
@@ -242,6 +249,7 @@ impl Service {
             auth_method: method,
             auth_time,
             nonce,
+            org_id,
         };
         let lifetimes = &app.settings.lifetimes;
         let signer = self.keys.signer(&*self.store, app.settings.signing_alg, &*self.clock).await?;
@@ -265,9 +273,10 @@ impl Service {
         grant_type: &str,
     ) -> Result<TokenResponse, ServiceError> {
         let now = self.clock.now();
-        let mut response =
-            self.sign_tokens(app, grant.user, grant.method, grant.auth_time, grant.nonce).await?;
-        let (refresh, plain) = RefreshToken::issue(
+        let mut response = self
+            .sign_tokens(app, grant.user, grant.method, grant.auth_time, grant.nonce, grant.org_id.clone())
+            .await?;
+        let (mut refresh, plain) = RefreshToken::issue(
             &self.key,
             grant.family,
             app.id.clone(),
@@ -278,6 +287,7 @@ impl Service {
             app.settings.lifetimes.refresh_token(),
             now,
         );
+        refresh.org_id = grant.org_id;
         self.store.insert_refresh_token(&refresh).await?;
         response.refresh_token = Some(plain);
         let event = Event::new(EventKind::TokenIssued, now)

@@ -1,0 +1,153 @@
+//! Organizations (admin API), and choosing the organization of a sign-in.
+
+use super::{Service, ServiceError};
+use latchkey_core::EmailAddress;
+use latchkey_core::event::{Event, EventKind};
+use latchkey_core::id::OrgId;
+use latchkey_core::organization::{MAX_DOMAINS, Organization, parse_domain, parse_slug};
+use latchkey_store::StoreError;
+use serde::Deserialize;
+
+const MAX_NAME: usize = 200;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct OrganizationInput {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub domains: Option<Vec<String>>,
+}
+
+fn name(value: &str) -> Result<String, ServiceError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > MAX_NAME {
+        return Err(ServiceError::invalid("name", format!("name must have 1 to {MAX_NAME} characters")));
+    }
+    Ok(value.to_owned())
+}
+
+fn slug(value: &str) -> Result<String, ServiceError> {
+    parse_slug(value).ok_or_else(|| {
+        ServiceError::invalid("slug", "slug must have 1 to 63 lower-case letters, digits and inner hyphens")
+    })
+}
+
+fn domains(values: &[String]) -> Result<Vec<String>, ServiceError> {
+    if values.len() > MAX_DOMAINS {
+        return Err(ServiceError::invalid("domains", format!("at most {MAX_DOMAINS} domains")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(values.len());
+    for v in values {
+        let d = parse_domain(v)
+            .ok_or_else(|| ServiceError::invalid("domains", format!("{v:?} is not a domain name")))?;
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+fn conflict(e: StoreError) -> ServiceError {
+    match e {
+        StoreError::Conflict(_) => ServiceError::Conflict {
+            code: "organization_conflict",
+            message: "the slug or one of the domains belongs to another organization".into(),
+        },
+        other => other.into(),
+    }
+}
+
+impl Service {
+    pub async fn create_organization(&self, input: OrganizationInput) -> Result<Organization, ServiceError> {
+        let now = self.clock.now();
+        let org = Organization {
+            id: OrgId::generate(),
+            name: name(
+                input.name.as_deref().ok_or_else(|| ServiceError::invalid("name", "name is required"))?,
+            )?,
+            slug: slug(
+                input.slug.as_deref().ok_or_else(|| ServiceError::invalid("slug", "slug is required"))?,
+            )?,
+            domains: domains(&input.domains.unwrap_or_default())?,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert_organization(&org).await.map_err(conflict)?;
+        let event = Event::new(EventKind::OrganizationCreated, now).subject(org.id.as_str());
+        self.store.insert_event(&event).await?;
+        Ok(org)
+    }
+
+    /// By id (`org_…`) or slug.
+    pub async fn organization(&self, key: &str) -> Result<Organization, ServiceError> {
+        let found = match OrgId::parse(key) {
+            Some(id) => self.store.organization(&id).await?,
+            None => self.store.organization_by_slug(key).await?,
+        };
+        found.ok_or(ServiceError::NotFound("organization"))
+    }
+
+    pub async fn list_organizations(&self) -> Result<Vec<Organization>, ServiceError> {
+        Ok(self.store.list_organizations().await?)
+    }
+
+    pub async fn update_organization(
+        &self,
+        key: &str,
+        input: OrganizationInput,
+    ) -> Result<Organization, ServiceError> {
+        let mut org = self.organization(key).await?;
+        if let Some(n) = input.name.as_deref() {
+            org.name = name(n)?;
+        }
+        if let Some(s) = input.slug.as_deref() {
+            org.slug = slug(s)?;
+        }
+        if let Some(d) = input.domains.as_deref() {
+            org.domains = domains(d)?;
+        }
+        org.updated_at = self.clock.now();
+        if !self.store.update_organization(&org).await.map_err(conflict)? {
+            return Err(ServiceError::NotFound("organization"));
+        }
+        let event = Event::new(EventKind::OrganizationUpdated, org.updated_at).subject(org.id.as_str());
+        self.store.insert_event(&event).await?;
+        Ok(org)
+    }
+
+    pub async fn delete_organization(&self, key: &str) -> Result<(), ServiceError> {
+        let org = self.organization(key).await?;
+        if !self.store.delete_organization(&org.id).await? {
+            return Err(ServiceError::NotFound("organization"));
+        }
+        let event = Event::new(EventKind::OrganizationDeleted, self.clock.now()).subject(org.id.as_str());
+        self.store.insert_event(&event).await?;
+        Ok(())
+    }
+
+    /// The organization of a sign-in: the one named (which must own the address's domain), else
+    /// the one owning the domain, else none.
+    pub(crate) async fn sign_in_organization(
+        &self,
+        named: Option<&str>,
+        email: &EmailAddress,
+    ) -> Result<Option<OrgId>, ServiceError> {
+        let Some(named) = named else {
+            return Ok(self.store.organization_by_domain(email.domain()).await?.map(|o| o.id));
+        };
+        let org = match self.organization(named).await {
+            Ok(org) => org,
+            Err(ServiceError::NotFound(_)) => {
+                return Err(ServiceError::invalid("organization", "no organization has this id or slug"));
+            }
+            Err(e) => return Err(e),
+        };
+        if !org.owns(email) {
+            return Err(ServiceError::Forbidden {
+                code: "email_domain_not_in_organization",
+                message: "the organization does not own the e-mail address's domain".into(),
+            });
+        }
+        Ok(Some(org.id))
+    }
+}

@@ -1,0 +1,487 @@
+//! Registrations (§2.4) and verification links (§2.5): the same challenge engine, with
+//! purposes of their own. Neither signs anyone in; a registration creates its user when the
+//! application's back end validates it.
+
+use super::{Service, ServiceError};
+use latchkey_core::application::MismatchPolicy;
+use latchkey_core::challenge::{ChallengeRequest, IssuedChallenge, MAX_BINDING_LEN, MAX_STATE_LEN, Purpose};
+use latchkey_core::id::OutboxId;
+use latchkey_core::secret::HashPurpose;
+use latchkey_core::user::{MAX_METADATA_ENTRIES, MAX_METADATA_KEY, MAX_METADATA_VALUE};
+use latchkey_core::{Application, Challenge, ChallengeStatus, EmailAddress, RedirectUri, User};
+use latchkey_mail::compose::{self, Envelope};
+use latchkey_mail::templates::{
+    Branding, MailContext, Purpose as MailPurpose, RegistrationMail, VerificationMail, choose_locale,
+};
+use latchkey_mail::{Email, Locale};
+use latchkey_store::{NewOutboxMessage, StoreError, TokenOutcome};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use time::{Duration, OffsetDateTime};
+
+/// Registration links live 5 minutes unless the caller says otherwise.
+const REGISTRATION_LIFETIME: i64 = 300;
+const EXPIRES_IN: (i64, i64) = (60, 86_400);
+const MAX_ACTION_NAME: usize = 100;
+const MAX_SHORT_MSG: usize = 500;
+const MAX_SUBJECT: usize = 200;
+const MAX_TEMPLATE: usize = 32 * 1024;
+const MAGICLINK: &str = "{{MAGICLINK}}";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RegistrationInput {
+    pub email: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub expires_in: Option<i64>,
+    pub action_name: Option<String>,
+    pub short_msg: Option<String>,
+    pub context_data: Option<BTreeMap<String, String>>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub send_email: Option<bool>,
+    pub locale: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ValidationInput {
+    pub registration_validation_token: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct VerificationInput {
+    pub email: Option<String>,
+    pub subject: Option<String>,
+    pub template_base64: Option<String>,
+    pub expires_in: Option<i64>,
+    pub created_by: Option<String>,
+    pub send_email: Option<bool>,
+}
+
+/// A challenge just made, and what the caller must deliver itself when it sends its own mail.
+#[derive(Debug)]
+pub struct Created {
+    pub challenge: Challenge,
+    /// The registration link (with its token) or the verification code, with `send_email: false`.
+    pub deliver: Option<Deliverable>,
+}
+
+#[derive(Debug)]
+pub struct Deliverable {
+    pub link: Option<String>,
+    pub token: String,
+}
+
+#[derive(Debug)]
+pub struct Registered {
+    pub user: User,
+    pub challenge: Challenge,
+    /// The client differed from the one given at the start, and the policy is to report it.
+    pub client_mismatch: bool,
+}
+
+fn text(field: &'static str, value: Option<String>, max: usize) -> Result<Option<String>, ServiceError> {
+    match value {
+        Some(v) if v.len() > max => {
+            Err(ServiceError::invalid(field, format!("{field} is limited to {max} bytes")))
+        }
+        v => Ok(v),
+    }
+}
+
+fn lifetime(value: Option<i64>, default: i64) -> Result<Duration, ServiceError> {
+    match value.unwrap_or(default) {
+        s if (EXPIRES_IN.0..=EXPIRES_IN.1).contains(&s) => Ok(Duration::seconds(s)),
+        _ => Err(ServiceError::invalid(
+            "expires_in",
+            format!("expires_in must be between {} and {} seconds", EXPIRES_IN.0, EXPIRES_IN.1),
+        )),
+    }
+}
+
+fn email(value: Option<String>) -> Result<EmailAddress, ServiceError> {
+    let value = value.ok_or_else(|| ServiceError::invalid("email", "email is required"))?;
+    EmailAddress::parse(&value)
+        .map_err(|_| ServiceError::invalid("email", "email is not a valid e-mail address"))
+}
+
+fn context_data(value: Option<BTreeMap<String, String>>) -> Result<BTreeMap<String, String>, ServiceError> {
+    let value = value.unwrap_or_default();
+    let too_big = value.len() > MAX_METADATA_ENTRIES
+        || value
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > MAX_METADATA_KEY || v.len() > MAX_METADATA_VALUE);
+    if too_big {
+        return Err(ServiceError::invalid(
+            "context_data",
+            "context_data is limited to 50 entries, keys of 1 to 40 bytes and values of 500",
+        ));
+    }
+    Ok(value)
+}
+
+/// The caller's template: base64 of UTF-8 text that places `{{MAGICLINK}}` somewhere.
+fn template(value: Option<String>) -> Result<String, ServiceError> {
+    use base64::Engine as _;
+    let value =
+        value.ok_or_else(|| ServiceError::invalid("template_base64", "template_base64 is required"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|_| ServiceError::invalid("template_base64", "template_base64 is not valid base64"))?;
+    if bytes.len() > MAX_TEMPLATE {
+        return Err(ServiceError::invalid("template_base64", "the template is limited to 32 KiB"));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ServiceError::invalid("template_base64", "the template is not UTF-8 text"))?;
+    if !text.contains(MAGICLINK) {
+        return Err(ServiceError::invalid("template_base64", "the template must contain {{MAGICLINK}}"));
+    }
+    Ok(text)
+}
+
+/// A plain-text part for an HTML template: the tags dropped, the text kept.
+fn text_of(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
+}
+
+impl Service {
+    /// The `From` of an application's messages.
+    pub(crate) fn sender(&self, app: &Application) -> String {
+        let b = &app.settings.branding;
+        compose::sender(b.sender_name.as_deref(), b.sender_email.as_deref(), &self.mail_from)
+    }
+
+    /// The envelope of a new outbox message: its Message-ID names the outbox entry.
+    fn envelope(&self, app: &Application, to: &EmailAddress) -> Envelope {
+        let host = self.public_url.host_str().unwrap_or("localhost");
+        Envelope {
+            from: self.sender(app),
+            to: to.to_string(),
+            message_id: format!("{}@{host}", OutboxId::generate()),
+        }
+    }
+
+    /// The first usable of the request's locale and the application's default.
+    fn mail_locale(&self, app: &Application, purpose: MailPurpose, requested: Option<&str>) -> Locale {
+        let candidates: Vec<Locale> = [requested, app.settings.default_locale.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|l| Locale::parse(l).ok())
+            .collect();
+        choose_locale(purpose, &candidates, &app.settings.templates)
+    }
+
+    fn branding<'a>(&self, app: &'a Application) -> Branding<'a> {
+        let b = &app.settings.branding;
+        Branding {
+            product: app.product_name(),
+            logo_url: b.logo_url.as_deref(),
+            color: b.primary_color.as_deref(),
+        }
+    }
+
+    fn registration_mail(
+        &self,
+        app: &Application,
+        challenge: &Challenge,
+        link: &str,
+        action_name: Option<&str>,
+        short_msg: Option<&str>,
+        locale: Option<&str>,
+    ) -> Email {
+        let minutes = ((challenge.expires_at - challenge.created_at).whole_seconds() + 59) / 60;
+        let context = MailContext::Registration(RegistrationMail {
+            branding: self.branding(app),
+            email: challenge.email.as_str(),
+            link,
+            minutes,
+            action_name,
+            short_msg,
+        });
+        let locale = self.mail_locale(app, MailPurpose::Registration, locale);
+        compose::compose(&context, &locale, &app.settings.templates, self.envelope(app, &challenge.email))
+    }
+
+    /// The caller's template as the body, under the caller's subject or the built-in one.
+    fn verification_mail(
+        &self,
+        app: &Application,
+        challenge: &Challenge,
+        html: String,
+        subject: Option<&str>,
+    ) -> Email {
+        let context = MailContext::Verification(VerificationMail {
+            branding: self.branding(app),
+            email: challenge.email.as_str(),
+        });
+        let locale = self.mail_locale(app, MailPurpose::Verification, None);
+        let mut email = compose::compose(
+            &context,
+            &locale,
+            &app.settings.templates,
+            self.envelope(app, &challenge.email),
+        );
+        if let Some(subject) = subject {
+            email.subject = subject.to_owned();
+        }
+        email.text = text_of(&html);
+        email.html = html;
+        email
+    }
+
+    fn new_challenge(
+        &self,
+        app: &Application,
+        req: ChallengeRequest,
+        now: OffsetDateTime,
+    ) -> IssuedChallenge {
+        Challenge::issue(app, req, &self.key, now)
+    }
+
+    fn outbox_message(&self, app: &Application, challenge: &Challenge, email: &Email) -> NewOutboxMessage {
+        let id: OutboxId =
+            email.message_id.split('@').next().and_then(OutboxId::parse).unwrap_or_else(OutboxId::generate);
+        NewOutboxMessage {
+            sealed: self.key.seal(id.as_str(), &email.to_json()),
+            id,
+            app_id: Some(app.id.clone()),
+            challenge_id: Some(challenge.id.clone()),
+            created_at: challenge.created_at,
+        }
+    }
+
+    async fn store_challenge(
+        &self,
+        app: &Application,
+        challenge: &Challenge,
+        mail: Option<NewOutboxMessage>,
+        now: OffsetDateTime,
+    ) -> Result<(), ServiceError> {
+        let limits =
+            app.settings.rate_limits.for_request(&app.id, &challenge.email, challenge.client_ip.as_deref());
+        self.store
+            .create_challenge(challenge, mail.as_ref(), &limits, now)
+            .await?
+            .map_err(|r| ServiceError::RateLimited { retry_after: r.retry_after })?;
+        if mail.is_some() {
+            self.outbox_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    pub async fn create_registration(
+        &self,
+        app: &Application,
+        input: RegistrationInput,
+    ) -> Result<Created, ServiceError> {
+        let address = email(input.email)?;
+        let redirect = input
+            .redirect_uri
+            .ok_or_else(|| ServiceError::invalid("redirect_uri", "redirect_uri is required"))?;
+        let allowed = RedirectUri::parse(&redirect)
+            .ok()
+            .filter(|r| app.settings.registration_redirect_uris.iter().any(|a| a == r.as_str()))
+            .ok_or_else(|| {
+                ServiceError::bad_request(
+                    "redirect_uri_not_allowed",
+                    "redirect_uri is not on the application's registration allow list",
+                )
+            })?;
+        let expires_in = lifetime(input.expires_in, REGISTRATION_LIFETIME)?;
+        let action_name = text("action_name", input.action_name, MAX_ACTION_NAME)?;
+        let short_msg = text("short_msg", input.short_msg, MAX_SHORT_MSG)?;
+        let req = ChallengeRequest {
+            purpose: Purpose::Registration,
+            redirect_uri: allowed.clone(),
+            state: None,
+            nonce: None,
+            expires_in: Some(expires_in),
+            code_challenge: None,
+            client_ip: text("client_ip", input.client_ip, MAX_BINDING_LEN)?,
+            user_agent: text("user_agent", input.user_agent, MAX_BINDING_LEN)?,
+            create_user: true,
+            org_id: None,
+            context_data: context_data(input.context_data)?,
+            created_by: None,
+            email: address,
+        };
+        if self.store.user_by_email(&req.email).await?.is_some() {
+            return Err(ServiceError::Conflict {
+                code: "email_taken",
+                message: "a user with this e-mail exists".into(),
+            });
+        }
+        let now = self.clock.now();
+        let IssuedChallenge { challenge, link_token, .. } = self.new_challenge(app, req, now);
+        let link = allowed.with_params([
+            ("registration_id", challenge.id.as_str()),
+            ("registration_validation_token", link_token.expose()),
+        ]);
+        let send = input.send_email.unwrap_or(true);
+        let mail = send.then(|| {
+            let email = self.registration_mail(
+                app,
+                &challenge,
+                &link,
+                action_name.as_deref(),
+                short_msg.as_deref(),
+                input.locale.as_deref(),
+            );
+            self.outbox_message(app, &challenge, &email)
+        });
+        self.store_challenge(app, &challenge, mail, now).await?;
+        let deliver =
+            (!send).then(|| Deliverable { link: Some(link), token: link_token.expose().to_owned() });
+        Ok(Created { challenge, deliver })
+    }
+
+    pub async fn validate_registration(
+        &self,
+        app: &Application,
+        input: ValidationInput,
+    ) -> Result<Registered, ServiceError> {
+        let token = input.registration_validation_token.ok_or_else(|| {
+            ServiceError::invalid(
+                "registration_validation_token",
+                "registration_validation_token is required",
+            )
+        })?;
+        let hash = self.key.hash(HashPurpose::LinkToken, &token);
+        let now = self.clock.now();
+        let found = self
+            .store
+            .challenge_by_link(&hash)
+            .await?
+            .filter(|c| c.app_id == app.id && c.purpose == Purpose::Registration)
+            .ok_or(ServiceError::NotFound("registration"))?;
+        let differs = |started: &Option<String>, now: &Option<String>| match (started, now) {
+            (Some(a), Some(b)) => a != b,
+            _ => false,
+        };
+        let mismatch =
+            differs(&found.client_ip, &input.client_ip) || differs(&found.user_agent, &input.user_agent);
+        if mismatch && app.settings.registration_mismatch == MismatchPolicy::Refuse {
+            return Err(ServiceError::Forbidden {
+                code: "client_mismatch",
+                message: "the client differs from the one that started the registration".into(),
+            });
+        }
+        let challenge = self.consume_token(app, Purpose::Registration, &hash, now).await?;
+        let mut user = User::new(challenge.email.clone(), now);
+        user.email_verified = true;
+        self.store.insert_user(&user).await.map_err(|e| match e {
+            StoreError::Conflict(_) => ServiceError::Conflict {
+                code: "email_taken",
+                message: "a user with this e-mail exists".into(),
+            },
+            other => other.into(),
+        })?;
+        let event = latchkey_core::event::Event::new(latchkey_core::event::EventKind::UserCreated, now)
+            .app(&app.id)
+            .user(&user.id)
+            .subject(challenge.id.as_str());
+        self.store.insert_event(&event).await?;
+        Ok(Registered { user, challenge, client_mismatch: mismatch })
+    }
+
+    /// Consumes a registration or verification challenge of this application by its token.
+    async fn consume_token(
+        &self,
+        app: &Application,
+        purpose: Purpose,
+        hash: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Challenge, ServiceError> {
+        let what = match purpose {
+            Purpose::Registration => "registration",
+            _ => "verification link",
+        };
+        match self.store.consume_by_token(purpose, hash, &app.id, now).await? {
+            TokenOutcome::Consumed(challenge) => Ok(*challenge),
+            TokenOutcome::NotFound => Err(ServiceError::NotFound(what)),
+            TokenOutcome::Gone(status) => Err(ServiceError::Gone {
+                code: "no_longer_valid",
+                message: format!("the {what} is {}", gone_word(status)),
+            }),
+        }
+    }
+
+    pub async fn create_verification_link(
+        &self,
+        app: &Application,
+        input: VerificationInput,
+    ) -> Result<Created, ServiceError> {
+        let address = email(input.email)?;
+        let template = template(input.template_base64)?;
+        let subject = text("subject", input.subject, MAX_SUBJECT)?;
+        if subject.as_deref().is_some_and(|s| s.contains(['\r', '\n'])) {
+            return Err(ServiceError::invalid("subject", "subject must be one line"));
+        }
+        let expires_in = lifetime(input.expires_in, app.settings.lifetimes.link().whole_seconds())?;
+        let created_by = text("created_by", input.created_by, MAX_STATE_LEN)?;
+        let redirect = app.default_redirect().cloned().or_else(|| app.redirect_uris.first().cloned());
+        let redirect =
+            redirect.unwrap_or_else(|| RedirectUri::parse(&self.issuer).expect("the issuer is a URL"));
+        let req = ChallengeRequest {
+            purpose: Purpose::Verification,
+            email: address,
+            redirect_uri: redirect,
+            state: None,
+            nonce: None,
+            expires_in: Some(expires_in),
+            code_challenge: None,
+            client_ip: None,
+            user_agent: None,
+            create_user: false,
+            org_id: None,
+            context_data: BTreeMap::new(),
+            created_by,
+        };
+        let now = self.clock.now();
+        let IssuedChallenge { challenge, link_token, .. } = self.new_challenge(app, req, now);
+        let send = input.send_email.unwrap_or(true);
+        let mail = send.then(|| {
+            let html = template.replace(MAGICLINK, link_token.expose());
+            let email = self.verification_mail(app, &challenge, html, subject.as_deref());
+            self.outbox_message(app, &challenge, &email)
+        });
+        self.store_challenge(app, &challenge, mail, now).await?;
+        let deliver = (!send).then(|| Deliverable { link: None, token: link_token.expose().to_owned() });
+        Ok(Created { challenge, deliver })
+    }
+
+    pub async fn redeem_verification_link(
+        &self,
+        app: &Application,
+        code: Option<&str>,
+    ) -> Result<Challenge, ServiceError> {
+        let code = code.ok_or_else(|| ServiceError::invalid("code", "code is required"))?;
+        if code.len() > 128 {
+            return Err(ServiceError::NotFound("verification link"));
+        }
+        let hash = self.key.hash(HashPurpose::LinkToken, code);
+        self.consume_token(app, Purpose::Verification, &hash, self.clock.now()).await
+    }
+}
+
+fn gone_word(status: ChallengeStatus) -> &'static str {
+    match status {
+        ChallengeStatus::Consumed => "already used",
+        ChallengeStatus::Expired => "expired",
+        _ => "revoked",
+    }
+}
