@@ -346,7 +346,7 @@ pub async fn concurrent_link_consumption_has_one_winner(store: Arc<dyn Store>) {
 
 async fn issued_code(store: &dyn Store, app: &Application, email: &str) -> String {
     let (c, token) = challenge(app, email, t0());
-    insert(&*store, &c, None).await;
+    insert(store, &c, None).await;
     let code = NewAuthorizationCode::generate(app, &key(), t0());
     let plain = code.code.expose().to_owned();
     assert!(matches!(

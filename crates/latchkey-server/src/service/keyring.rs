@@ -53,7 +53,7 @@ impl KeyRing {
             Self { keys: Arc::new(RwLock::new(Arc::new(Self::parse(&[], master)?))), master: master.clone() };
         ring.reload(store).await?;
         for alg in AT_START {
-            if ring.current().active.get(&alg).is_none() {
+            if !ring.current().active.contains_key(&alg) {
                 ring.create(store, alg, clock).await?;
             }
         }
@@ -142,7 +142,7 @@ impl KeyRing {
             return Ok(key.clone());
         }
         self.reload(store).await?;
-        if self.current().active.get(&alg).is_none() {
+        if !self.current().active.contains_key(&alg) {
             self.create(store, alg, clock).await?;
         }
         self.current()
