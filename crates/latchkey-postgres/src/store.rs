@@ -176,13 +176,6 @@ async fn count_hits(
     Ok(refused.map_or(Ok(()), |(_, r)| Err(r)))
 }
 
-/// An event's detail from JSON text. [`Event::detail`] takes a `serde_json::Value`, which this
-/// crate does not depend on; parsing the text gives the very value (and so the very stored
-/// text) the SQLite store builds with `json!`.
-fn with_detail(event: Event, json: &str) -> Event {
-    event.detail(json.parse().expect("event details are valid JSON"))
-}
-
 async fn insert_event(db: impl PgExecutor<'_>, e: &Event) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO events (id, kind, app_id, user_id, subject, detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -273,7 +266,7 @@ async fn finish_consumption(
         .app(&challenge.app_id)
         .user(&user.id)
         .subject(challenge.id.as_str());
-    let consumed = with_detail(consumed, &format!(r#"{{"method":"{}"}}"#, method.amr()));
+    let consumed = consumed.detail(serde_json::json!({ "method": method.amr() }));
     insert_event(&mut *conn, &consumed).await?;
     if user.id == new_id {
         insert_event(
@@ -583,7 +576,7 @@ impl Store for PostgresStore {
         let event = Event::new(EventKind::ChallengeRejected, now)
             .app(&AppId::from_trusted(app_id))
             .subject(id.as_str());
-        let event = with_detail(event, &format!(r#"{{"reason":"wrong_code","attempts":{attempts}}}"#));
+        let event = event.detail(serde_json::json!({ "reason": "wrong_code", "attempts": attempts }));
         insert_event(&mut *tx, &event).await?;
         tx.commit().await.map_err(map_err)?;
         let left = i64::from(max_attempts).saturating_sub(attempts).max(0);
