@@ -32,6 +32,9 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check e-mail delivery.
+    #[command(subcommand)]
+    Mail(MailCommand),
     /// Exit 0 if the server at the configured address answers /healthz.
     Healthcheck {
         /// Base URL of the server; default: the public URL, else the listen address.
@@ -53,6 +56,20 @@ struct ServeArgs {
     /// Development mode: generate and print an admin token, create a demo application.
     #[arg(long)]
     dev: bool,
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Send a test message through the configured SMTP server and report how the SMTP
+    /// conversation ended: the server's reply, or the error. Exits 1 on failure.
+    Test {
+        /// The recipient.
+        #[arg(long)]
+        to: String,
+        /// Use this SMTP URL instead of the configured one.
+        #[arg(long)]
+        smtp_url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,12 +146,18 @@ async fn main() -> anyhow::Result<()> {
             let alg = latchkey_core::signing::SigningAlg::parse(&alg)
                 .with_context(|| format!("unknown algorithm {alg:?}: use ES256, RS256 or EdDSA"))?;
             let service = offline_service(&config).await?;
-            let kid = service.rotate_signing_key(alg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let kid = service.rotate_signing_key(alg).await.map_err(refused)?;
             println!(
                 "{} now signs with key {kid}; running servers pick it up within 30 seconds",
                 alg.as_str()
             );
             Ok(())
+        }
+        Command::Mail(MailCommand::Test { to, smtp_url }) => {
+            if smtp_url.is_some() {
+                config.smtp_url = smtp_url;
+            }
+            mail_test(&config, &to).await
         }
         Command::Healthcheck { url } => healthcheck(&config, url),
     }
@@ -160,6 +183,52 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `latchkey mail test`: one message through the configured SMTP server, and its outcome.
+async fn mail_test(config: &Config, to: &str) -> anyhow::Result<()> {
+    let to = latchkey_core::EmailAddress::parse(to)
+        .map_err(|_| anyhow::anyhow!("{to:?} is not an e-mail address"))?;
+    let Some(mailer) = latchkey::run::smtp_mailer(config)? else {
+        anyhow::bail!(
+            "no SMTP server is configured (LATCHKEY_SMTP_URL): mail goes to the development mailbox"
+        );
+    };
+    let public = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
+    let host = url::Url::parse(&public).ok().and_then(|u| u.host_str().map(str::to_owned));
+    let message_id =
+        format!("{}@{}", latchkey_core::id::OutboxId::generate(), host.as_deref().unwrap_or("localhost"));
+    let email = latchkey_mail::Email {
+        from: config.mail_from.clone(),
+        to: to.as_str().to_owned(),
+        subject: "Latchkey test message".into(),
+        text: format!(
+            "This is a test message from the Latchkey server at {public}.\n\n\
+             If you can read it, its e-mail reaches this mailbox.\n"
+        ),
+        html: format!(
+            "<!doctype html><html lang=\"en\"><body><p>This is a test message from the Latchkey server at \
+             {public}.</p><p>If you can read it, its e-mail reaches this mailbox.</p></body></html>"
+        ),
+        message_id: message_id.clone(),
+    };
+    println!("Sending a test message from {} to {to}", config.mail_from);
+    println!("through {}", mailer.describe());
+    match mailer.send(&email).await {
+        Ok(reply) => {
+            println!("Accepted by the SMTP server: {reply}");
+            println!("Message-ID: <{message_id}>");
+            Ok(())
+        }
+        Err(e) => {
+            let what = if e.permanent {
+                "the message was refused for good"
+            } else {
+                "the message was not sent (a temporary failure: the outbox would retry it)"
+            };
+            anyhow::bail!("{what}: {}", e.message)
+        }
+    }
+}
+
 /// The service without a listener, for commands that manage data.
 async fn offline_service(config: &Config) -> anyhow::Result<latchkey_server::Service> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -180,7 +249,7 @@ async fn app(config: Config, cmd: AppCommand) -> anyhow::Result<()> {
                 public,
                 ..ApplicationInput::default()
             };
-            let created = service.create_application(input).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let created = service.create_application(input).await.map_err(refused)?;
             if json {
                 let body = latchkey_server::http::native_json::created_application(&created);
                 println!("{}", serde_json::to_string_pretty(&body)?);
@@ -193,7 +262,7 @@ async fn app(config: Config, cmd: AppCommand) -> anyhow::Result<()> {
             }
         }
         AppCommand::List { json } => {
-            let apps = service.list_applications().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let apps = service.list_applications().await.map_err(refused)?;
             if json {
                 let data: Vec<_> =
                     apps.iter().map(|a| latchkey_server::http::native_json::application(a, &[])).collect();
@@ -229,4 +298,14 @@ fn healthcheck(config: &Config, url: Option<String>) -> anyhow::Result<()> {
     anyhow::ensure!(status == "200", "unhealthy: /healthz answered {status:?}");
     println!("healthy");
     Ok(())
+}
+
+/// A service refusal as the command line says it: which field, and why.
+fn refused(e: latchkey_server::service::ServiceError) -> anyhow::Error {
+    match e {
+        latchkey_server::service::ServiceError::InvalidField { field, message } => {
+            anyhow::anyhow!("{field}: {message}")
+        }
+        other => anyhow::anyhow!("{other}"),
+    }
 }

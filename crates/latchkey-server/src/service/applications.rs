@@ -3,6 +3,7 @@
 use super::auth::SECRET_PREFIX;
 use super::{Service, ServiceError};
 use latchkey_core::application::{AppSettings, Binding, Branding, Lifetimes, MismatchPolicy};
+use latchkey_core::event::{Event, EventKind};
 use latchkey_core::id::{AppId, SecretId};
 use latchkey_core::rate_limit::RateLimits;
 use latchkey_core::secret::{HashPurpose, OpaqueToken};
@@ -155,6 +156,12 @@ fn default_redirect(
 }
 
 impl Service {
+    async fn settings_changed(&self, kind: EventKind, app: &AppId, change: &str) -> Result<(), ServiceError> {
+        let event =
+            Event::new(kind, self.clock.now()).app(app).detail(serde_json::json!({ "change": change }));
+        Ok(self.store.insert_event(&event).await?)
+    }
+
     fn new_secret(&self, app_id: &AppId) -> (ClientSecret, String) {
         let plain = format!("{SECRET_PREFIX}{}", OpaqueToken::generate().expose());
         let record = ClientSecret {
@@ -198,6 +205,7 @@ impl Service {
         };
         let secret = (!app.public).then(|| self.new_secret(&app.id));
         self.store.insert_application(&app, secret.as_ref().map(|(r, _)| r)).await?;
+        self.settings_changed(EventKind::ApplicationCreated, &app.id, "created").await?;
         let (secrets, client_secret) = secret.map(|(r, p)| (vec![r], Some(p))).unwrap_or_default();
         Ok(CreatedApplication { application: app, secrets, client_secret })
     }
@@ -263,6 +271,7 @@ impl Service {
         if !self.store.update_application(&app).await? {
             return Err(ServiceError::NotFound("application"));
         }
+        self.settings_changed(EventKind::ApplicationUpdated, &app.id, "updated").await?;
         Ok((app, secrets))
     }
 
@@ -271,6 +280,7 @@ impl Service {
         if !self.store.delete_application(&id).await? {
             return Err(ServiceError::NotFound("application"));
         }
+        self.settings_changed(EventKind::ApplicationDeleted, &id, "deleted").await?;
         Ok(())
     }
 
@@ -285,6 +295,7 @@ impl Service {
         }
         let (record, plain) = self.new_secret(&app.id);
         self.store.insert_client_secret(&record).await?;
+        self.settings_changed(EventKind::ApplicationUpdated, &app.id, "secret_added").await?;
         Ok((record, plain))
     }
 
@@ -301,6 +312,7 @@ impl Service {
             });
         }
         self.store.delete_client_secret(&app.id, &secret_id).await?;
+        self.settings_changed(EventKind::ApplicationUpdated, &app.id, "secret_deleted").await?;
         Ok(())
     }
 }

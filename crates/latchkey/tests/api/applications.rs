@@ -57,6 +57,19 @@ async fn applications_are_managed_by_the_admin(app: TestApp) {
     assert!(mails[0].header("Subject").unwrap().contains("Acme Cloud"));
     assert!(mails[0].text().contains("10 minutes"));
 
+    // Settings changes are in the audit trail.
+    let events: Value = app.admin(Method::GET, "/v1/events?limit=100", None).await.json().await.unwrap();
+    let changes: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["application_id"] == id.as_str() && e["type"].as_str().unwrap().starts_with("application.")
+        })
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["application.created", "application.updated"]);
+
     assert_eq!(
         app.admin(Method::DELETE, &format!("/v1/applications/{id}"), None).await.status(),
         StatusCode::NO_CONTENT

@@ -6,6 +6,7 @@ mod helpers;
 
 mod applications;
 mod bad_input;
+mod cli;
 mod codes_and_tokens;
 mod dev_mode;
 mod limits_and_keys;

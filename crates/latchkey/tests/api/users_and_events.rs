@@ -127,9 +127,16 @@ async fn events_tell_the_story_in_order(app: TestApp) {
     let kinds: Vec<&str> = about_this.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         kinds,
-        ["challenge.created", "challenge.delivered", "challenge.consumed", "user.created", "token.issued"]
+        [
+            "application.created",
+            "challenge.created",
+            "challenge.delivered",
+            "challenge.consumed",
+            "user.created",
+            "token.issued"
+        ]
     );
-    assert_eq!(about_this[0].1, json!(id));
+    assert_eq!(about_this[1].1, json!(id));
     let text = all.to_string();
     assert!(!text.contains(&code), "no secrets in events");
 

@@ -1,0 +1,61 @@
+//! The command line: administration without the API, and the health check.
+
+use crate::helpers::{Backend, TestApp};
+use serde_json::Value;
+use std::process::Command;
+
+fn latchkey(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(args)
+        .current_dir(dir)
+        .env("LATCHKEY_DATABASE_URL", format!("sqlite://{}", dir.join("cli.db").display()))
+        .env("LATCHKEY_LOG", "warn")
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn applications_are_created_and_listed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = latchkey(dir.path(), &["migrate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("cli.secret").exists(), "the master secret is generated beside the database");
+
+    let out = latchkey(
+        dir.path(),
+        &["app", "create", "--name", "Shop", "--redirect-uri", "https://shop.example/cb", "--json"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(created["client_secret"].as_str().unwrap().starts_with("lks_"));
+    assert_eq!(created["default_redirect_uri"], "https://shop.example/cb");
+
+    let out = latchkey(dir.path(), &["app", "list", "--json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["client_id"], created["client_id"]);
+    assert!(list[0].get("client_secret").is_none());
+
+    let out = latchkey(dir.path(), &["app", "create", "--name", "Bad", "--redirect-uri", "not a url"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("redirect_uris"));
+
+    let out = latchkey(dir.path(), &["keys", "rotate", "--alg", "EdDSA"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("EdDSA now signs with key key_"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_answers_for_a_running_server_and_fails_without_one() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = app.base.clone();
+    let ok = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || latchkey(&dir, &["healthcheck", "--url", &base])
+    })
+    .await
+    .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let down = latchkey(dir.path(), &["healthcheck", "--url", "http://127.0.0.1:9"]);
+    assert!(!down.status.success());
+}
