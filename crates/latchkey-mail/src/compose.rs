@@ -1,96 +1,62 @@
-//! Composing messages from built-in templates (auto-escaped HTML, plain text, subject).
+//! Putting a message together: the envelope (sender, recipient, Message-ID) around what the
+//! [`crate::templates`] rendered, and the small rules that keep branding values safe in HTML.
 
 use crate::Email;
-use minijinja::{Environment, Value, context};
-use std::sync::LazyLock;
+use crate::Locale;
+use crate::templates::{self, MailContext, Overrides};
+use lettre::message::Mailbox;
+use minijinja::Value;
 
-const SIGN_IN_SUBJECT: &str = "Your sign-in link for {{ product }}";
+/// The button colour when an application sets none (or an invalid one).
+pub const DEFAULT_COLOR: &str = "#2f5bea";
 
-const SIGN_IN_TEXT: &str = "Hello,
-
-Someone asked to sign in to {{ product }} as {{ email }}.
-
-Open this link to sign in:
-{{ link }}
-
-Or enter this code: {{ code }}
-
-The link and the code work once and expire in {{ minutes }} minutes.
-If you did not ask to sign in, you can ignore this e-mail.
-";
-
-const SIGN_IN_HTML: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>{{ subject }}</title></head>
-<body style="margin:0;padding:24px;background:#f5f5f7;font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;color:#1d1d1f">
-<table role="presentation" width="100%" cellpadding="0" cellspacing="0"><tr><td align="center">
-<table role="presentation" width="480" cellpadding="0" cellspacing="0" style="background:#fff;border-radius:12px;padding:32px">
-<tr><td>
-<h1 style="font-size:20px;margin:0 0 16px">Sign in to {{ product }}</h1>
-<p style="margin:0 0 24px">Someone asked to sign in to {{ product }} as <strong>{{ email }}</strong>.</p>
-<p style="margin:0 0 24px"><a href="{{ link }}" style="display:inline-block;background:{{ color }};color:#fff;text-decoration:none;padding:12px 20px;border-radius:8px;font-weight:600">Sign in</a></p>
-<p style="margin:0 0 8px">Or enter this code:</p>
-<p style="font-size:28px;letter-spacing:6px;font-weight:700;margin:0 0 24px;font-family:Menlo,Consolas,monospace">{{ code }}</p>
-<p style="margin:0;color:#6e6e73;font-size:13px">The link and the code work once and expire in {{ minutes }} minutes. If you did not ask to sign in, you can ignore this e-mail.</p>
-</td></tr></table></td></tr></table>
-</body></html>
-"#;
-
-static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    for (name, source) in [
-        ("sign_in.subject.txt", SIGN_IN_SUBJECT),
-        ("sign_in.txt", SIGN_IN_TEXT),
-        ("sign_in.html", SIGN_IN_HTML),
-    ] {
-        env.add_template(name, source).expect("built-in template parses");
-    }
-    env
-});
-
-/// What a sign-in e-mail says.
-#[derive(Debug)]
-pub struct SignInMail<'a> {
-    pub from: &'a str,
-    pub to: &'a str,
-    pub product: &'a str,
-    pub link: &'a str,
-    pub code: &'a str,
-    pub minutes: i64,
-    pub primary_color: Option<&'a str>,
+/// Who sends a message and to whom, and the id that makes a resend recognisable.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// `Name <address>` or a bare address; see [`sender`].
+    pub from: String,
+    pub to: String,
+    /// Without angle brackets: `msg_…@host`, one per outbox entry.
     pub message_id: String,
 }
 
-pub fn sign_in(mail: &SignInMail<'_>) -> Email {
-    let color = mail.primary_color.filter(|c| is_css_color(c)).unwrap_or("#2f5bea");
-    let link = url_for_html(mail.link);
-    let render = |name: &str, subject: &str| {
-        TEMPLATES
-            .get_template(name)
-            .and_then(|t| {
-                t.render(context! {
-                    product => mail.product, email => mail.to, link => link, code => mail.code,
-                    minutes => mail.minutes, color => color, subject => subject,
-                })
-            })
-            .expect("built-in templates render with every variable set")
-    };
-    let subject = render("sign_in.subject.txt", "");
+/// Renders a message in `locale` with the application's templates and wraps it.
+pub fn compose(mail: &MailContext<'_>, locale: &Locale, overrides: &Overrides, envelope: Envelope) -> Email {
+    let rendered = templates::render(mail, locale, overrides);
     Email {
-        from: mail.from.to_owned(),
-        to: mail.to.to_owned(),
-        text: render("sign_in.txt", &subject),
-        html: render("sign_in.html", &subject),
-        subject,
-        message_id: mail.message_id.clone(),
+        from: envelope.from,
+        to: envelope.to,
+        subject: rendered.subject,
+        text: rendered.text,
+        html: rendered.html,
+        message_id: envelope.message_id,
     }
 }
 
-/// A URL as HTML text: minijinja's escaper would turn every `/` into `&#x2f;`, which is valid but
+/// The `From` of an application's messages: its sender name and address where set, the
+/// server's default (`LATCHKEY_MAIL_FROM`) for what is not. The name is quoted as needed, so
+/// `Acme, Inc.` stays one name.
+pub fn sender(name: Option<&str>, address: Option<&str>, default: &str) -> String {
+    let default_box: Option<Mailbox> = default.parse().ok();
+    let address = match address.map(str::parse) {
+        Some(Ok(address)) => address,
+        _ => match &default_box {
+            Some(d) => d.email.clone(),
+            None => return default.to_owned(),
+        },
+    };
+    let name = name
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .or_else(|| default_box.and_then(|d| d.name));
+    Mailbox::new(name, address).to_string()
+}
+
+/// A URL as HTML text: MiniJinja's escaper would turn every `/` into `&#x2f;`, which is valid but
 /// makes the link unreadable in the source and suspicious to spam filters. A URL without quotes
 /// or angle brackets only needs its `&` escaped.
-fn url_for_html(url: &str) -> Value {
+pub(crate) fn url_for_html(url: &str) -> Value {
     if url.contains(['"', '\'', '<', '>']) {
         Value::from(url)
     } else {
@@ -98,10 +64,24 @@ fn url_for_html(url: &str) -> Value {
     }
 }
 
-/// `#rgb` or `#rrggbb`: the only colours let into the HTML's style attribute.
-fn is_css_color(c: &str) -> bool {
+/// `#rgb` or `#rrggbb`: the only colours let into the HTML's style attributes.
+pub(crate) fn css_color(color: Option<&str>) -> &str {
+    color.filter(|c| is_css_color(c)).unwrap_or(DEFAULT_COLOR)
+}
+
+pub fn is_css_color(c: &str) -> bool {
     c.strip_prefix('#')
         .is_some_and(|hex| matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A logo's URL if it is fit for an `<img src>`: absolute `https` (or `http`), no white space,
+/// quotes or angle brackets.
+pub fn image_url(url: &str) -> Option<&str> {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    let absolute = lower.starts_with("https://") || lower.starts_with("http://");
+    let clean =
+        !url.contains(|c: char| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>'));
+    (absolute && clean && url.len() > 8 && url.len() <= 2000).then_some(url)
 }
 
 #[cfg(test)]
@@ -109,24 +89,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sign_in_mail_carries_link_and_code_in_both_parts_and_escapes_html() {
-        let mail = sign_in(&SignInMail {
-            from: "Latchkey <no-reply@localhost>",
-            to: "ada@example.com",
-            product: "<Acme & Co>",
-            link: "http://127.0.0.1:8080/l/abc",
-            code: "123456",
-            minutes: 15,
-            primary_color: Some("red;background:url(x)"),
-            message_id: "msg_1@localhost".into(),
-        });
-        assert_eq!(mail.subject, "Your sign-in link for <Acme & Co>");
-        for part in [&mail.text, &mail.html] {
-            assert!(part.contains("http://127.0.0.1:8080/l/abc"));
-            assert!(part.contains("123456"));
+    fn sender_combines_branding_with_the_default() {
+        let d = "Latchkey <no-reply@localhost>";
+        assert_eq!(sender(None, None, d), "Latchkey <no-reply@localhost>");
+        assert_eq!(sender(Some("Acme"), Some("hi@acme.example"), d), "Acme <hi@acme.example>");
+        assert_eq!(sender(Some("Acme"), None, d), "Acme <no-reply@localhost>");
+        assert_eq!(sender(None, Some("hi@acme.example"), d), "Latchkey <hi@acme.example>");
+        let quoted = sender(Some("Acme, Inc."), Some("hi@acme.example"), d);
+        let parsed: Mailbox = quoted.parse().unwrap();
+        assert_eq!(parsed.name.as_deref(), Some("Acme, Inc."), "{quoted}");
+        assert_eq!(sender(Some("Zoë"), None, "no-reply@localhost"), "Zoë <no-reply@localhost>");
+    }
+
+    #[test]
+    fn only_safe_colours_and_logos_reach_the_html() {
+        assert_eq!(css_color(Some("#0A7")), "#0A7");
+        assert_eq!(css_color(Some("red;background:url(x)")), DEFAULT_COLOR);
+        assert_eq!(css_color(None), DEFAULT_COLOR);
+        assert_eq!(image_url("https://acme.example/logo.png"), Some("https://acme.example/logo.png"));
+        for bad in [
+            "javascript:alert(1)",
+            "https://x\" onerror=\"y",
+            "//acme.example/l.png",
+            "data:image/png,x",
+            "https://",
+        ] {
+            assert_eq!(image_url(bad), None, "{bad}");
         }
-        assert!(mail.html.contains("&lt;Acme &amp; Co&gt;"));
-        assert!(!mail.html.contains("url(x)"));
-        assert!(!mail.html.contains("<img"), "no tracking pixels");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 /// and prints each one to the terminal, so the first sign-in works without SMTP.
 #[derive(Debug)]
 pub struct DevMailbox {
-    messages: Mutex<VecDeque<Email>>,
+    messages: Mutex<VecDeque<(Email, String)>>,
     print: bool,
 }
 
@@ -20,13 +20,20 @@ impl DevMailbox {
 
     /// Newest first.
     pub fn messages(&self) -> Vec<Email> {
-        self.messages.lock().expect("mailbox lock").iter().rev().cloned().collect()
+        self.messages.lock().expect("mailbox lock").iter().rev().map(|(m, _)| m.clone()).collect()
+    }
+
+    /// The `n`th message (newest first) exactly as it would have gone over SMTP: headers
+    /// (`Date`, `Message-ID`, …) and both MIME parts.
+    pub fn source(&self, n: usize) -> Option<String> {
+        self.messages.lock().expect("mailbox lock").iter().rev().nth(n).map(|(_, raw)| raw.clone())
     }
 }
 
 #[async_trait]
 impl Mailer for DevMailbox {
     async fn deliver(&self, email: &Email) -> Result<(), DeliveryError> {
+        let raw = crate::smtp::build_message(email)?.formatted();
         if self.print {
             println!(
                 "\n--- development mailbox ---\nTo: {}\nSubject: {}\n\n{}\n---------------------------",
@@ -37,7 +44,7 @@ impl Mailer for DevMailbox {
         if messages.len() == Self::KEEP {
             messages.pop_front();
         }
-        messages.push_back(email.clone());
+        messages.push_back((email.clone(), String::from_utf8_lossy(&raw).into_owned()));
         Ok(())
     }
 }

@@ -20,6 +20,8 @@ pub struct Config {
     pub database_url: String,
     /// Unset: the development mailbox.
     pub smtp_url: Option<String>,
+    /// PEM certificates to trust for the SMTP server's TLS besides the public roots (a private CA).
+    pub smtp_ca_file: Option<PathBuf>,
     /// Default sender, `Name <address>`.
     pub mail_from: String,
     pub admin_token: Option<String>,
@@ -43,6 +45,7 @@ impl Default for Config {
             public_url: None,
             database_url: "sqlite://latchkey.db".into(),
             smtp_url: None,
+            smtp_ca_file: None,
             mail_from: "Latchkey <no-reply@localhost>".into(),
             admin_token: None,
             admin_token_file: None,
@@ -65,6 +68,7 @@ impl fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("database_url", &redact_url(&self.database_url))
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("smtp_ca_file", &self.smtp_ca_file)
             .field("mail_from", &self.mail_from)
             .field("admin_token", &hidden(&self.admin_token))
             .field("secret_key", &hidden(&self.secret_key))
@@ -89,6 +93,7 @@ const KEYS: &[&str] = &[
     "public_url",
     "database_url",
     "smtp_url",
+    "smtp_ca_file",
     "mail_from",
     "admin_token",
     "admin_token_file",
@@ -170,5 +175,12 @@ mod tests {
         assert!(format!("{err:#}").contains("listen_typo"), "{err:#}");
         std::fs::write(&file, "listen = \"127.0.0.1:9000\"\n").unwrap();
         assert_eq!(Config::load(Some(&file)).unwrap().listen, "127.0.0.1:9000");
+        std::fs::write(
+            &file,
+            "smtp_url = \"smtps://smtp.internal\"\nsmtp_ca_file = \"/etc/latchkey/ca.pem\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.smtp_ca_file.as_deref(), Some(Path::new("/etc/latchkey/ca.pem")));
     }
 }

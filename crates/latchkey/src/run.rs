@@ -6,7 +6,7 @@ use crate::storage::Database;
 use anyhow::Context;
 use latchkey_core::secret::OpaqueToken;
 use latchkey_core::{Clock, MasterKey, RedirectUri, SystemClock};
-use latchkey_mail::{DevMailbox, Mailer, OutboxWorker, SmtpMailer, WorkerConfig};
+use latchkey_mail::{DevMailbox, Mailer, OutboxWorker, SmtpMailer, SmtpOptions, WorkerConfig};
 use latchkey_server::service::{ApplicationInput, KeyRing};
 use latchkey_server::{Service, ServiceConfig};
 use latchkey_store::Store;
@@ -142,10 +142,8 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
     let store = core.store.clone();
     let key = core.key.clone();
 
-    let (mailer, dev_mailbox): (Arc<dyn Mailer>, _) = match &config.smtp_url {
-        Some(url) => {
-            (Arc::new(SmtpMailer::from_url(url, Duration::from_secs(30)).context("LATCHKEY_SMTP_URL")?), None)
-        }
+    let (mailer, dev_mailbox): (Arc<dyn Mailer>, _) = match smtp_mailer(&config)? {
+        Some(smtp) => (Arc::new(smtp), None),
         None => {
             let mailbox = Arc::new(DevMailbox::new(options.print_mail));
             (mailbox.clone() as Arc<dyn Mailer>, Some(mailbox))
@@ -202,6 +200,22 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         worker,
         maintenance,
     })
+}
+
+/// The SMTP mailer of the configuration (`LATCHKEY_SMTP_URL`, `LATCHKEY_SMTP_CA_FILE`), or
+/// `None` when mail goes to the development mailbox. Must be called within the runtime.
+pub fn smtp_mailer(config: &Config) -> anyhow::Result<Option<SmtpMailer>> {
+    let Some(url) = &config.smtp_url else { return Ok(None) };
+    let ca_pem = match &config.smtp_ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("LATCHKEY_SMTP_CA_FILE: cannot read {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let options = SmtpOptions { timeout: Duration::from_secs(30), ca_pem };
+    let mailer = SmtpMailer::from_url(url, options).context("LATCHKEY_SMTP_URL / LATCHKEY_SMTP_CA_FILE")?;
+    Ok(Some(mailer))
 }
 
 /// Periodic upkeep: every instance reloads the signing keys; the one holding the lease purges.
