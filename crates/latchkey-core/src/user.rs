@@ -16,6 +16,8 @@ pub struct User {
     pub email_verified: bool,
     pub name: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    /// The language tag their e-mails are written in when the request names none.
+    pub locale: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub last_sign_in_at: Option<OffsetDateTime>,
@@ -29,6 +31,7 @@ impl User {
             email_verified: false,
             name: None,
             metadata: BTreeMap::new(),
+            locale: None,
             created_at: now,
             updated_at: now,
             last_sign_in_at: None,

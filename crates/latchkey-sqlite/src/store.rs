@@ -785,8 +785,8 @@ impl Store for SqliteStore {
 
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO users (id, email, email_verified, name, metadata, created_at, updated_at, last_sign_in_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO users (id, email, email_verified, name, metadata, created_at, updated_at, last_sign_in_at, \
+             locale) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(u.id.as_str())
         .bind(u.email.as_str())
@@ -796,6 +796,7 @@ impl Store for SqliteStore {
         .bind(millis(u.created_at))
         .bind(millis(u.updated_at))
         .bind(u.last_sign_in_at.map(millis))
+        .bind(u.locale.as_deref())
         .execute(&self.writer)
         .await
         .map_err(map_err)?;
@@ -814,13 +815,14 @@ impl Store for SqliteStore {
 
     async fn update_user(&self, u: &User) -> StoreResult<bool> {
         let done = sqlx::query(
-            "UPDATE users SET email = $2, name = $3, metadata = $4, updated_at = $5 WHERE id = $1",
+            "UPDATE users SET email = $2, name = $3, metadata = $4, updated_at = $5, locale = $6 WHERE id = $1",
         )
         .bind(u.id.as_str())
         .bind(u.email.as_str())
         .bind(u.name.as_deref())
         .bind(rows::metadata_json(u))
         .bind(millis(u.updated_at))
+        .bind(u.locale.as_deref())
         .execute(&self.writer)
         .await
         .map_err(map_err)?;

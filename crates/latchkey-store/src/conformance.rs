@@ -669,6 +669,7 @@ pub async fn users_round_trip_and_paginate(store: Arc<dyn Store>) {
         let mut u = User::new(EmailAddress::parse(&format!("u{i}@example.com")).unwrap(), t0());
         u.name = Some(format!("User {i}"));
         u.metadata.insert("plan".into(), "pro".into());
+        u.locale = Some("fr".into());
         store.insert_user(&u).await.unwrap();
         users.push(u);
     }
@@ -689,6 +690,7 @@ pub async fn users_round_trip_and_paginate(store: Arc<dyn Store>) {
     let mut changed = users[1].clone();
     changed.email = EmailAddress::parse("renamed@example.com").unwrap();
     changed.name = None;
+    changed.locale = Some("de-CH".into());
     changed.updated_at = t0() + Duration::seconds(9);
     assert!(store.update_user(&changed).await.unwrap());
     let got = store.user(&changed.id).await.unwrap().unwrap();

@@ -167,6 +167,7 @@ pub fn user(row: &dyn RowReader) -> Result<User, StoreError> {
         email_verified: r.boolean("email_verified")?,
         name: r.opt_text("name")?,
         metadata: serde_json::from_str(&r.text("metadata")?).map_err(|_| r.corrupt())?,
+        locale: r.opt_text("locale")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
         last_sign_in_at: r.opt_time("last_sign_in_at")?,

@@ -49,6 +49,7 @@ pub fn user_json(u: &User) -> Value {
         "email_verified": u.email_verified,
         "name": u.name,
         "metadata": u.metadata,
+        "locale": u.locale,
         "created_at": rfc3339(u.created_at),
         "updated_at": rfc3339(u.updated_at),
         "last_sign_in_at": u.last_sign_in_at.map(rfc3339),

@@ -142,7 +142,11 @@ impl Service {
         req.org_id = self.sign_in_organization(organization.as_deref(), &req.email).await?;
         let now = self.clock.now();
         let limits = app.settings.rate_limits.for_request(&app.id, &req.email, req.client_ip.as_deref());
-        if !req.create_user && self.store.user_by_email(&req.email).await?.is_none() {
+        // Only mail needs the user (for their language), and only `create_user: false` needs to
+        // know whether there is one.
+        let user =
+            if send_email || !req.create_user { self.store.user_by_email(&req.email).await? } else { None };
+        if !req.create_user && user.is_none() {
             // No account and no sign-up: answer exactly as for a known address (limits
             // included), and store and send nothing.
             self.store.hit_rate_limits(&limits, now).await?.map_err(rate_limited)?;
@@ -150,7 +154,9 @@ impl Service {
         }
         let IssuedChallenge { challenge, link_token, otp } = Challenge::issue(app, req, &self.key, now);
         let link = self.url(&format!("/l/{}", link_token.expose()));
-        let mail = send_email.then(|| self.sign_in_mail(app, &challenge, &link, &otp, locale.as_ref()));
+        let user_locale = user.and_then(|u| u.locale).and_then(|l| Locale::parse(&l).ok());
+        let mail = send_email
+            .then(|| self.sign_in_mail(app, &challenge, &link, &otp, locale.as_ref(), user_locale.as_ref()));
         self.store.create_challenge(&challenge, mail.as_ref(), &limits, now).await?.map_err(rate_limited)?;
         if mail.is_some() {
             self.outbox_wake.notify_one();
@@ -190,6 +196,7 @@ impl Service {
         link: &str,
         otp: &Otp,
         locale: Option<&Locale>,
+        user_locale: Option<&Locale>,
     ) -> NewOutboxMessage {
         let minutes = |until: OffsetDateTime| ((until - challenge.created_at).whole_seconds() + 59) / 60;
         let mail = MailContext::Login(LoginMail {
@@ -200,16 +207,10 @@ impl Service {
             minutes: minutes(challenge.expires_at),
             code_minutes: minutes(challenge.otp_expires_at),
         });
-        let locale = self.locale_for(app, MailPurpose::Login, locale, None);
+        let locale = self.locale_for(app, MailPurpose::Login, locale, user_locale);
         let (id, envelope) = self.mail_envelope(app, &challenge.email);
         let email = compose::compose(&mail, &locale, &app.settings.templates, envelope);
-        NewOutboxMessage {
-            sealed: self.key.seal(id.as_str(), &email.to_json()),
-            id,
-            app_id: Some(app.id.clone()),
-            challenge_id: Some(challenge.id.clone()),
-            created_at: challenge.created_at,
-        }
+        self.outbox_entry(app, challenge, id, &email)
     }
 
     pub async fn magic_link(&self, app: &Application, id: &str) -> Result<ChallengeRecord, ServiceError> {

@@ -5,15 +5,12 @@
 use super::{Service, ServiceError};
 use latchkey_core::application::MismatchPolicy;
 use latchkey_core::challenge::{ChallengeRequest, IssuedChallenge, MAX_BINDING_LEN, MAX_STATE_LEN, Purpose};
-use latchkey_core::id::OutboxId;
 use latchkey_core::secret::HashPurpose;
 use latchkey_core::user::{MAX_METADATA_ENTRIES, MAX_METADATA_KEY, MAX_METADATA_VALUE};
 use latchkey_core::{Application, Challenge, ChallengeStatus, EmailAddress, RedirectUri, User};
-use latchkey_mail::compose::{self, Envelope};
-use latchkey_mail::templates::{
-    Branding, MailContext, Purpose as MailPurpose, RegistrationMail, VerificationMail, choose_locale,
-};
-use latchkey_mail::{Email, Locale};
+use latchkey_mail::Locale;
+use latchkey_mail::compose;
+use latchkey_mail::templates::{MailContext, Purpose as MailPurpose, RegistrationMail, VerificationMail};
 use latchkey_store::{NewOutboxMessage, StoreError, TokenOutcome};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -159,41 +156,6 @@ fn text_of(html: &str) -> String {
 }
 
 impl Service {
-    /// The `From` of an application's messages.
-    pub(crate) fn sender(&self, app: &Application) -> String {
-        let b = &app.settings.branding;
-        compose::sender(b.sender_name.as_deref(), b.sender_email.as_deref(), &self.mail_from)
-    }
-
-    /// The envelope of a new outbox message: its Message-ID names the outbox entry.
-    fn envelope(&self, app: &Application, to: &EmailAddress) -> Envelope {
-        let host = self.public_url.host_str().unwrap_or("localhost");
-        Envelope {
-            from: self.sender(app),
-            to: to.to_string(),
-            message_id: format!("{}@{host}", OutboxId::generate()),
-        }
-    }
-
-    /// The first usable of the request's locale and the application's default.
-    fn mail_locale(&self, app: &Application, purpose: MailPurpose, requested: Option<&str>) -> Locale {
-        let candidates: Vec<Locale> = [requested, app.settings.default_locale.as_deref()]
-            .into_iter()
-            .flatten()
-            .filter_map(|l| Locale::parse(l).ok())
-            .collect();
-        choose_locale(purpose, &candidates, &app.settings.templates)
-    }
-
-    fn branding<'a>(&self, app: &'a Application) -> Branding<'a> {
-        let b = &app.settings.branding;
-        Branding {
-            product: app.product_name(),
-            logo_url: b.logo_url.as_deref(),
-            color: b.primary_color.as_deref(),
-        }
-    }
-
     fn registration_mail(
         &self,
         app: &Application,
@@ -201,19 +163,21 @@ impl Service {
         link: &str,
         action_name: Option<&str>,
         short_msg: Option<&str>,
-        locale: Option<&str>,
-    ) -> Email {
+        locale: Option<&Locale>,
+    ) -> NewOutboxMessage {
         let minutes = ((challenge.expires_at - challenge.created_at).whole_seconds() + 59) / 60;
         let context = MailContext::Registration(RegistrationMail {
-            branding: self.branding(app),
+            branding: self.mail_branding(app),
             email: challenge.email.as_str(),
             link,
             minutes,
             action_name,
             short_msg,
         });
-        let locale = self.mail_locale(app, MailPurpose::Registration, locale);
-        compose::compose(&context, &locale, &app.settings.templates, self.envelope(app, &challenge.email))
+        let locale = self.locale_for(app, MailPurpose::Registration, locale, None);
+        let (id, envelope) = self.mail_envelope(app, &challenge.email);
+        let email = compose::compose(&context, &locale, &app.settings.templates, envelope);
+        self.outbox_entry(app, challenge, id, &email)
     }
 
     /// The caller's template as the body, under the caller's subject or the built-in one.
@@ -223,24 +187,20 @@ impl Service {
         challenge: &Challenge,
         html: String,
         subject: Option<&str>,
-    ) -> Email {
+    ) -> NewOutboxMessage {
         let context = MailContext::Verification(VerificationMail {
-            branding: self.branding(app),
+            branding: self.mail_branding(app),
             email: challenge.email.as_str(),
         });
-        let locale = self.mail_locale(app, MailPurpose::Verification, None);
-        let mut email = compose::compose(
-            &context,
-            &locale,
-            &app.settings.templates,
-            self.envelope(app, &challenge.email),
-        );
+        let locale = self.locale_for(app, MailPurpose::Verification, None, None);
+        let (id, envelope) = self.mail_envelope(app, &challenge.email);
+        let mut email = compose::compose(&context, &locale, &app.settings.templates, envelope);
         if let Some(subject) = subject {
             email.subject = subject.to_owned();
         }
         email.text = text_of(&html);
         email.html = html;
-        email
+        self.outbox_entry(app, challenge, id, &email)
     }
 
     fn new_challenge(
@@ -250,18 +210,6 @@ impl Service {
         now: OffsetDateTime,
     ) -> IssuedChallenge {
         Challenge::issue(app, req, &self.key, now)
-    }
-
-    fn outbox_message(&self, app: &Application, challenge: &Challenge, email: &Email) -> NewOutboxMessage {
-        let id: OutboxId =
-            email.message_id.split('@').next().and_then(OutboxId::parse).unwrap_or_else(OutboxId::generate);
-        NewOutboxMessage {
-            sealed: self.key.seal(id.as_str(), &email.to_json()),
-            id,
-            app_id: Some(app.id.clone()),
-            challenge_id: Some(challenge.id.clone()),
-            created_at: challenge.created_at,
-        }
     }
 
     async fn store_challenge(
@@ -303,6 +251,7 @@ impl Service {
             })?;
         let expires_in = lifetime(input.expires_in, REGISTRATION_LIFETIME)?;
         let action_name = text("action_name", input.action_name, MAX_ACTION_NAME)?;
+        let locale = super::templates::request_locale("locale", input.locale.as_deref())?;
         let short_msg = text("short_msg", input.short_msg, MAX_SHORT_MSG)?;
         let req = ChallengeRequest {
             purpose: Purpose::Registration,
@@ -333,15 +282,14 @@ impl Service {
         ]);
         let send = input.send_email.unwrap_or(true);
         let mail = send.then(|| {
-            let email = self.registration_mail(
+            self.registration_mail(
                 app,
                 &challenge,
                 &link,
                 action_name.as_deref(),
                 short_msg.as_deref(),
-                input.locale.as_deref(),
-            );
-            self.outbox_message(app, &challenge, &email)
+                locale.as_ref(),
+            )
         });
         self.store_challenge(app, &challenge, mail, now).await?;
         let deliver =
@@ -456,8 +404,7 @@ impl Service {
         let send = input.send_email.unwrap_or(true);
         let mail = send.then(|| {
             let html = template.replace(MAGICLINK, link_token.expose());
-            let email = self.verification_mail(app, &challenge, html, subject.as_deref());
-            self.outbox_message(app, &challenge, &email)
+            self.verification_mail(app, &challenge, html, subject.as_deref())
         });
         self.store_challenge(app, &challenge, mail, now).await?;
         let deliver = (!send).then(|| Deliverable { link: None, token: link_token.expose().to_owned() });

@@ -2,13 +2,16 @@
 //! language, the look and the envelope of the messages a request queues.
 
 use super::{Service, ServiceError};
+use latchkey_core::Challenge;
 use latchkey_core::application::TemplateOverride;
 use latchkey_core::event::{Event, EventKind};
 use latchkey_core::id::OutboxId;
 use latchkey_core::{Application, EmailAddress};
+use latchkey_mail::Email;
 use latchkey_mail::compose::{self, Envelope};
 use latchkey_mail::templates::{self, Branding, Purpose};
 use latchkey_mail::{Locale, MAX_LOCALE_LEN};
+use latchkey_store::NewOutboxMessage;
 use serde::Deserialize;
 
 /// Templates one application may hold (purposes × locales).
@@ -85,6 +88,24 @@ impl Service {
             message_id: format!("{id}@{host}"),
         };
         (id, envelope)
+    }
+
+    /// A composed message as an outbox entry of the challenge: sealed, because it carries a
+    /// live link or code.
+    pub(crate) fn outbox_entry(
+        &self,
+        app: &Application,
+        challenge: &Challenge,
+        id: OutboxId,
+        email: &Email,
+    ) -> NewOutboxMessage {
+        NewOutboxMessage {
+            sealed: self.key.seal(id.as_str(), &email.to_json()),
+            id,
+            app_id: Some(app.id.clone()),
+            challenge_id: Some(challenge.id.clone()),
+            created_at: challenge.created_at,
+        }
     }
 
     /// Sets (replaces) an application's template for a purpose and locale, after checking it

@@ -19,6 +19,8 @@ pub struct UserInput {
     pub email: Option<String>,
     pub name: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
+    /// The language of the user's e-mails (`fr`, `pt-BR`); an empty string clears it.
+    pub locale: Option<String>,
 }
 
 /// A page of a list and the cursor of the next one, if any.
@@ -57,6 +59,8 @@ impl Service {
         let mut user = User::new(address, self.clock.now());
         user.name = input.name;
         user.metadata = input.metadata.unwrap_or_default();
+        user.locale = super::templates::request_locale("locale", input.locale.as_deref())?
+            .map(|l| l.as_str().to_owned());
         check_profile(user.name.as_deref(), &user.metadata)
             .map_err(|m| ServiceError::invalid("metadata", m))?;
         self.store.insert_user(&user).await.map_err(taken)?;
@@ -100,6 +104,10 @@ impl Service {
         }
         if let Some(metadata) = input.metadata {
             user.metadata = metadata;
+        }
+        if input.locale.is_some() {
+            user.locale = super::templates::request_locale("locale", input.locale.as_deref())?
+                .map(|l| l.as_str().to_owned());
         }
         check_profile(user.name.as_deref(), &user.metadata)
             .map_err(|m| ServiceError::invalid("metadata", m))?;

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 backend_tests!(
+    the_users_stored_locale_comes_after_the_requests,
     the_request_locale_chooses_the_language,
     an_application_sets_its_own_templates_and_branding,
     a_bad_template_is_refused_saying_where,
@@ -81,6 +82,25 @@ async fn the_request_locale_chooses_the_language(app: TestApp) {
         let res = app.request_link(&client, json!({ "email": random_email(), "locale": bad })).await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
         assert_eq!(res.json::<Value>().await.unwrap()["field"], "locale");
+    }
+}
+
+async fn the_users_stored_locale_comes_after_the_requests(app: TestApp) {
+    let client = app.client().await;
+    let email = random_email();
+    let res = app.admin(Method::POST, "/v1/users", Some(json!({ "email": email, "locale": "de-AT" }))).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["locale"], "de-AT");
+    let bad =
+        app.admin(Method::POST, "/v1/users", Some(json!({ "email": random_email(), "locale": "*" }))).await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    for (body, greeting) in
+        [(json!({ "email": email }), "Hallo,"), (json!({ "email": email, "locale": "fr" }), "Bonjour,")]
+    {
+        let before = app.sink.mails().len();
+        assert_eq!(app.request_link(&client, body).await.status(), StatusCode::CREATED);
+        let mails = app.wait_for_mails(before + 1).await;
+        let text = mails[before].text();
+        assert!(text.starts_with(greeting), "{text}");
     }
 }
 
