@@ -64,7 +64,10 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             .pragma("temp_store", "memory");
+        // The connections are private to this process and the file is local: pinging one before
+        // each use only adds a round trip to its worker thread.
         let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -75,6 +78,7 @@ impl SqliteStore {
         let store_for_migrate = Self { writer: writer.clone(), reader: writer.clone() };
         store_for_migrate.migrate().await?;
         let reader = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(options.readers.max(1))
             .idle_timeout(None)
             .max_lifetime(None)
