@@ -11,6 +11,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 
+/// A request still unanswered after this long counts as an error (and frees its worker).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// An answer: its status, its `Location` header if any, and its whole body.
 pub struct Answer {
     pub status: StatusCode,
@@ -57,10 +60,6 @@ impl Http {
         Self { client, base: base.trim_end_matches('/').to_owned() }
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     /// Sends one request to `path` (which starts with `/`) and reads the whole answer.
     pub async fn send(
         &self,
@@ -85,12 +84,17 @@ impl Http {
             }
         };
         let request = builder.body(body).context("building a request")?;
-        let response = self.client.request(request).await.context("sending a request")?;
-        let status = response.status();
-        let location =
-            response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(|v| v.to_owned());
-        let body = response.into_body().collect().await.context("reading an answer")?.to_bytes();
-        Ok(Answer { status, location, body })
+        let exchange = async {
+            let response = self.client.request(request).await.context("sending a request")?;
+            let status = response.status();
+            let location =
+                response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(|v| v.to_owned());
+            let body = response.into_body().collect().await.context("reading an answer")?.to_bytes();
+            Ok(Answer { status, location, body })
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))?
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Answer> {

@@ -58,6 +58,13 @@ pub struct ScenarioReport {
     pub server: Option<ServerUse>,
     /// The bench's own CPU in the window (it shares the machine with the server).
     pub bench_cpu_seconds: f64,
+    /// Cores that other processes (other builds and tests on the machine) kept busy during
+    /// the window: all processes' CPU time less the server's and the bench's, over the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_load_cores: Option<f64>,
+    /// Cores spent in interrupts and softirqs (mostly the loopback traffic itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupt_cores: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
 }
@@ -115,9 +122,18 @@ pub fn print_scenario(r: &ScenarioReport) {
     );
     if let Some(s) = &r.server {
         println!(
-            "   server: CPU {:.2} s ({:.2} cores, {:.3} ms/flow), RSS {:.1} MB, peak RSS so far {:.1} MB; bench CPU {:.2} s",
-            s.cpu_seconds, s.cpu_cores, s.cpu_ms_per_flow, s.rss_mb, s.peak_rss_mb, r.bench_cpu_seconds
+            "   server: CPU {:.2} s ({:.2} cores, {:.4} ms/flow), RSS {:.1} MB, peak RSS so far {:.1} MB",
+            s.cpu_seconds, s.cpu_cores, s.cpu_ms_per_flow, s.rss_mb, s.peak_rss_mb
         );
+    }
+    println!(
+        "   bench CPU {:.2} s; other processes kept {} cores busy; interrupts (network) {} cores",
+        r.bench_cpu_seconds,
+        r.other_load_cores.map(|c| format!("{c:.2}")).unwrap_or_else(|| "?".into()),
+        r.interrupt_cores.map(|c| format!("{c:.2}")).unwrap_or_else(|| "?".into())
+    );
+    if r.server.is_none() {
+        println!("   (no server CPU or memory: give --pid with --url)");
     }
     if let Some(d) = &r.delivery {
         println!(
@@ -146,20 +162,23 @@ pub fn print_scenario(r: &ScenarioReport) {
 /// The closing summary: one line per run.
 pub fn print_summary(report: &RunReport) {
     println!();
-    println!("== Summary ({}, {} cores: server and load generator share them)", report.engine, report.machine.cpus);
+    println!(
+        "== Summary ({}, {} cores: server and load generator share them)",
+        report.engine, report.machine.cpus
+    );
     for s in &report.starts {
         println!(
-            "   start ({}): healthy after {:.1} ms, idle RSS {:.1} MB, {} challenges in the database{}",
+            "   start ({}): healthy after {:.1} ms, idle RSS {:.1} MB, {} seeded challenges{}",
             s.label,
             s.start.start_to_healthy_ms,
             s.start.idle_rss_mb,
-            s.start.challenges_in_database,
+            s.start.seeded_challenges,
             s.start.database_bytes.map(|b| format!(" ({:.0} MB)", b as f64 / 1e6)).unwrap_or_default()
         );
     }
     println!(
-        "   {:<12} {:>5} {:>9} {:>10} {:>9} {:>7} {:>10} {:>9}",
-        "scenario", "conc", "seeded", "flows/s", "worst p99", "errors", "CPU ms/flow", "peak RSS"
+        "   {:<12} {:>5} {:>9} {:>10} {:>9} {:>7} {:>11} {:>9} {:>6}",
+        "scenario", "conc", "seeded", "flows/s", "worst p99", "errors", "CPU ms/flow", "peak RSS", "other"
     );
     for r in &report.results {
         if r.status != "ok" {
@@ -167,11 +186,11 @@ pub fn print_summary(report: &RunReport) {
             continue;
         }
         let (cpu, rss) = match &r.server {
-            Some(s) => (format!("{:.3}", s.cpu_ms_per_flow), format!("{:.1} MB", s.peak_rss_mb)),
+            Some(s) => (format!("{:.4}", s.cpu_ms_per_flow), format!("{:.1} MB", s.peak_rss_mb)),
             None => ("-".into(), "-".into()),
         };
         println!(
-            "   {:<12} {:>5} {:>9} {:>10.0} {:>9.2} {:>7} {:>10} {:>9}",
+            "   {:<12} {:>5} {:>9} {:>10.0} {:>9.2} {:>7} {:>11} {:>9} {:>6}",
             r.scenario,
             r.concurrency,
             r.seeded_challenges,
@@ -179,7 +198,8 @@ pub fn print_summary(report: &RunReport) {
             r.worst_p99_ms(),
             r.errors,
             cpu,
-            rss
+            rss,
+            r.other_load_cores.map(|c| format!("{c:.2}")).unwrap_or_else(|| "?".into())
         );
     }
 }

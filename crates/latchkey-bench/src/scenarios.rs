@@ -158,6 +158,16 @@ pub async fn run_load(
     LoadResult { recorder: total, elapsed: started.elapsed() }
 }
 
+/// Runs a single flow (to learn whether the server supports a scenario at all).
+pub async fn run_once(ctx: &Context, scenario: Scenario) -> Recorder {
+    let mut recorder = Recorder::new(scenario.steps());
+    match flow(ctx, scenario, usize::MAX, 0, &mut recorder).await {
+        Flow::Done => recorder.flows += 1,
+        Flow::Failed | Flow::Exhausted => recorder.failed_flows += 1,
+    }
+    recorder
+}
+
 /// Runs one timed request as step `step` of the recorder; returns its answer if it had the
 /// expected status, else records an error.
 async fn step(
@@ -235,62 +245,58 @@ pub async fn make_code(ctx: &Context, recorder: &mut Recorder, worker: usize, se
 
 async fn flow(ctx: &Context, scenario: Scenario, worker: usize, seq: u64, recorder: &mut Recorder) -> Flow {
     let ok = match scenario {
-        Scenario::LinkSignIn => {
-            async {
-                let address = email(ctx, worker, seq);
-                let created = create_link(ctx, recorder, 0, &address, false).await?;
-                let Some(link) = created.get("link").and_then(|l| l.as_str()) else {
-                    recorder.steps[0].error("no link in the answer".into());
-                    return None;
-                };
-                let code = press_link(ctx, recorder, 1, link).await?;
-                exchange(ctx, recorder, 2, &code).await.then_some(())
-            }
-            .await
-            .is_some()
+        Scenario::LinkSignIn => async {
+            let address = email(ctx, worker, seq);
+            let created = create_link(ctx, recorder, 0, &address, false).await?;
+            let Some(link) = created.get("link").and_then(|l| l.as_str()) else {
+                recorder.steps[0].error("no link in the answer".into());
+                return None;
+            };
+            let code = press_link(ctx, recorder, 1, link).await?;
+            exchange(ctx, recorder, 2, &code).await.then_some(())
         }
-        Scenario::CodeSignIn => {
-            async {
-                let address = email(ctx, worker, seq);
-                let created = create_link(ctx, recorder, 0, &address, false).await?;
-                let Some(otp) = created.get("otp").and_then(|l| l.as_str()) else {
-                    recorder.steps[0].error("no otp in the answer".into());
-                    return None;
-                };
-                let form = format!(
-                    "grant_type={}&email={}&otp={}",
-                    form_encode(OTP_GRANT),
-                    form_encode(&address),
-                    form_encode(otp)
-                );
-                let request =
-                    ctx.http.send(Method::POST, "/oauth/token", Some(&ctx.client_auth), Body::Form(form));
-                let started = Instant::now();
-                let result = request.await;
-                let latency = started.elapsed();
-                match result {
-                    Ok(a) if a.status == StatusCode::OK => {
-                        recorder.steps[1].record(latency);
-                        Some(())
-                    }
-                    Ok(a) if String::from_utf8_lossy(&a.body).contains("unsupported_grant_type") => {
-                        ctx.otp_unsupported.store(true, Ordering::Relaxed);
-                        recorder.steps[1].error(a.describe());
-                        None
-                    }
-                    Ok(a) => {
-                        recorder.steps[1].error(a.describe());
-                        None
-                    }
-                    Err(e) => {
-                        recorder.steps[1].error(format!("{e:#}"));
-                        None
-                    }
+        .await
+        .is_some(),
+        Scenario::CodeSignIn => async {
+            let address = email(ctx, worker, seq);
+            let created = create_link(ctx, recorder, 0, &address, false).await?;
+            let Some(otp) = created.get("otp").and_then(|l| l.as_str()) else {
+                recorder.steps[0].error("no otp in the answer".into());
+                return None;
+            };
+            let form = format!(
+                "grant_type={}&email={}&otp={}",
+                form_encode(OTP_GRANT),
+                form_encode(&address),
+                form_encode(otp)
+            );
+            let request =
+                ctx.http.send(Method::POST, "/oauth/token", Some(&ctx.client_auth), Body::Form(form));
+            let started = Instant::now();
+            let result = request.await;
+            let latency = started.elapsed();
+            match result {
+                Ok(a) if a.status == StatusCode::OK => {
+                    recorder.steps[1].record(latency);
+                    Some(())
+                }
+                Ok(a) if String::from_utf8_lossy(&a.body).contains("unsupported_grant_type") => {
+                    ctx.otp_unsupported.store(true, Ordering::Relaxed);
+                    recorder.steps[1].error(a.describe());
+                    None
+                }
+                Ok(a) => {
+                    recorder.steps[1].error(a.describe());
+                    None
+                }
+                Err(e) => {
+                    recorder.steps[1].error(format!("{e:#}"));
+                    None
                 }
             }
-            .await
-            .is_some()
         }
+        .await
+        .is_some(),
         Scenario::LinkWithMail => {
             let address = email(ctx, worker, seq);
             create_link(ctx, recorder, 0, &address, true).await.is_some()
@@ -302,7 +308,9 @@ async fn flow(ctx: &Context, scenario: Scenario, worker: usize, seq: u64, record
         }
         Scenario::Jwks => step(recorder, 0, StatusCode::OK, ctx.http.get("/oauth/jwks")).await.is_some(),
         Scenario::Discovery => {
-            step(recorder, 0, StatusCode::OK, ctx.http.get("/.well-known/openid-configuration")).await.is_some()
+            step(recorder, 0, StatusCode::OK, ctx.http.get("/.well-known/openid-configuration"))
+                .await
+                .is_some()
         }
     };
     if ok { Flow::Done } else { Flow::Failed }

@@ -43,7 +43,7 @@ impl RowMaker {
 
     fn row(&mut self, index: u64) -> Row {
         let created_at = self.origin_ms + index as i64;
-        let mut hex = |rng: &mut SplitMix64| {
+        let hex = |rng: &mut SplitMix64| {
             let mut s = String::with_capacity(64);
             for _ in 0..4 {
                 let _ = write!(s, "{:016x}", rng.next());
@@ -70,7 +70,8 @@ fn challenge_id(unix_ms: u64, random: u64) -> String {
     const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
     let rand_a = (random >> 52) as u128 & 0xfff;
     let rand_b = random as u128 & ((1 << 62) - 1);
-    let bits: u128 = ((unix_ms as u128 & 0xffff_ffff_ffff) << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b;
+    let bits: u128 =
+        ((unix_ms as u128 & 0xffff_ffff_ffff) << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b;
     let mut id = String::with_capacity(29);
     id.push_str("ml_");
     for i in (0..26).rev() {
@@ -97,7 +98,13 @@ const TEN_MINUTES_MS: i64 = 10 * 60 * 1000;
 
 /// Adds rows `from..to` for application `app_id`; `origin_ms` is row 0's creation time.
 /// Prints progress to standard error. Returns how long it took.
-pub async fn seed(database: &Database, app_id: &str, origin_ms: i64, from: u64, to: u64) -> anyhow::Result<Duration> {
+pub async fn seed(
+    database: &Database,
+    app_id: &str,
+    origin_ms: i64,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let mut maker = RowMaker::new(origin_ms, 0x5eed ^ from);
     match database {
@@ -136,8 +143,11 @@ async fn seed_sqlite(
             let _ = write!(sql, "INSERT INTO challenges ({COLUMNS}) VALUES ");
             for i in index..stop {
                 let r = maker.row(i);
-                let (status, consumed_at) =
-                    if r.consumed { ("consumed", (r.created_at + 30_000).to_string()) } else { ("expired", "NULL".into()) };
+                let (status, consumed_at) = if r.consumed {
+                    ("consumed", (r.created_at + 30_000).to_string())
+                } else {
+                    ("expired", "NULL".into())
+                };
                 let _ = write!(
                     sql,
                     "{}('{}','login','{app_id}','{}','https://bench.example/cb',1,X'{}',X'{}',0,'{status}',{},{},{},{consumed_at})",
@@ -155,7 +165,7 @@ async fn seed_sqlite(
             index = stop;
         }
         tx.commit().await?;
-        if index % 1_000_000 == 0 || index == to {
+        if index.is_multiple_of(1_000_000) || index == to {
             progress(index, from, to, started);
         }
     }
@@ -186,8 +196,11 @@ async fn seed_postgres(
             let mut csv = String::with_capacity(((stop - index) * 300) as usize);
             for i in index..stop {
                 let r = maker.row(i);
-                let (status, consumed_at) =
-                    if r.consumed { ("consumed", (r.created_at + 30_000).to_string()) } else { ("expired", String::new()) };
+                let (status, consumed_at) = if r.consumed {
+                    ("consumed", (r.created_at + 30_000).to_string())
+                } else {
+                    ("expired", String::new())
+                };
                 let _ = writeln!(
                     csv,
                     "{},login,{app_id},{},https://bench.example/cb,t,\\x{},\\x{},0,{status},{},{},{},{consumed_at}",
@@ -204,7 +217,7 @@ async fn seed_postgres(
             index = stop;
         }
         copy.finish().await.context("finishing COPY")?;
-        if index % 1_000_000 == 0 || index == to {
+        if index.is_multiple_of(1_000_000) || index == to {
             progress(index, from, to, started);
         }
     }

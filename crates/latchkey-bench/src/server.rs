@@ -36,6 +36,7 @@ impl Database {
                     let _ = dir.keep();
                     None
                 } else {
+                    *TEMPORARY_DIR.lock().expect("lock") = Some(dir.path().to_owned());
                     Some(dir)
                 };
                 Ok(Self::Sqlite { path, _dir: dir })
@@ -144,6 +145,17 @@ pub struct ServerConfig {
     pub log: PathBuf,
 }
 
+/// The process id of the bench's current server (0: none), for the Ctrl-C handler.
+pub static CURRENT_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The temporary folder of the SQLite database, for the Ctrl-C handler to remove.
+pub static TEMPORARY_DIR: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// Sends SIGTERM to a process (the server shuts down gracefully on it).
+pub fn terminate(pid: u32) {
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+}
+
 /// A running child server.
 pub struct ServerProcess {
     child: Child,
@@ -156,8 +168,8 @@ pub struct Start {
     pub start_to_healthy_ms: f64,
     /// Resident memory once healthy, before any load.
     pub idle_rss_mb: f64,
-    /// What the database held when the server started.
-    pub challenges_in_database: u64,
+    /// Challenges seeded into the database before this start.
+    pub seeded_challenges: u64,
     pub database_bytes: Option<u64>,
 }
 
@@ -187,6 +199,7 @@ impl ServerProcess {
             .stderr(log)
             .spawn()
             .with_context(|| format!("cannot start {}", config.binary.display()))?;
+        CURRENT_PID.store(child.id(), std::sync::atomic::Ordering::SeqCst);
         let mut server = Self { child, base_url: format!("http://{listen}") };
         let probe = Http::new(&server.base_url, 1);
         let deadline = started + Duration::from_secs(60);
@@ -213,7 +226,8 @@ impl ServerProcess {
 
     /// SIGTERM (graceful shutdown), then SIGKILL after 10 s.
     pub fn stop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        CURRENT_PID.store(0, std::sync::atomic::Ordering::SeqCst);
+        terminate(self.child.id());
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -272,6 +286,29 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// CPU time the whole machine spent, in seconds, from the first line of `/proc/stat`: to tell
+/// how much of it others (builds, tests) took.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineSample {
+    /// user, nice, system and steal time of all processes on all cores.
+    pub process_seconds: f64,
+    /// irq and softirq time: mostly the kernel carrying the loopback traffic of the benchmark,
+    /// which no process is charged for.
+    pub interrupt_seconds: f64,
+}
+
+pub fn machine_sample() -> Option<MachineSample> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let t: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal
+    let tick = |i: usize| t.get(i).copied().unwrap_or(0) as f64 / clock_ticks() as f64;
+    Some(MachineSample {
+        process_seconds: tick(0) + tick(1) + tick(2) + tick(7),
+        interrupt_seconds: tick(5) + tick(6),
+    })
+}
+
 /// The kernel's clock ticks per second (`getconf CLK_TCK`), 100 when it cannot be asked.
 fn clock_ticks() -> u64 {
     static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
@@ -313,7 +350,8 @@ impl Machine {
             .and_then(|v| v.parse::<f64>().ok())
             .map(|kib| kib / 1024.0 / 1024.0)
             .unwrap_or(0.0);
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+        let kernel =
+            std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         Self { cpus, cpu_model, memory_gb, kernel }
     }
@@ -329,7 +367,10 @@ mod tests {
             with_database("postgres://postgres@127.0.0.1:5432/postgres", "b").unwrap(),
             "postgres://postgres@127.0.0.1:5432/b"
         );
-        assert_eq!(with_database("postgres://h?sslmode=require", "b").unwrap(), "postgres://h/b?sslmode=require");
+        assert_eq!(
+            with_database("postgres://h?sslmode=require", "b").unwrap(),
+            "postgres://h/b?sslmode=require"
+        );
         assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
     }
@@ -338,5 +379,6 @@ mod tests {
     fn reads_its_own_proc_entry() {
         let s = sample(std::process::id()).expect("/proc/self is readable");
         assert!(s.rss_mb > 0.0 && s.peak_rss_mb >= s.rss_mb && s.cpu_seconds >= 0.0);
+        assert!(machine_sample().is_some_and(|m| m.process_seconds > 0.0));
     }
 }

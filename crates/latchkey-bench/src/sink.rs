@@ -31,7 +31,12 @@ impl Drop for CountingSink {
 
 impl CountingSink {
     pub async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(0).await
+    }
+
+    /// Listens on this loopback port (0: any free one).
+    pub async fn start_on(port: u16) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let counters = Arc::new(Counters {
             started: Instant::now(),
