@@ -290,13 +290,13 @@ async fn a_refresh_token_presented_twice_at_once_rotates_once() {
     };
     for _ in 0..10 {
         let (first, first_hash) = issue(None);
-        stores[0].insert_refresh_token(&first).await.unwrap();
+        stores[0].insert_refresh_token(&first, None).await.unwrap();
         let mut tasks = JoinSet::new();
         for i in 0..8 {
             let (next, _) = issue(Some(first.family_id.clone()));
             let (store, hash, app_id) =
                 (stores[i % stores.len()].clone(), first_hash.clone(), app.id.clone());
-            tasks.spawn(async move { store.rotate_refresh_token(&hash, &app_id, &next, t0()).await });
+            tasks.spawn(async move { store.rotate_refresh_token(&hash, &app_id, &next, None, t0()).await });
         }
         let (mut rotated, mut reused) = (0, 0);
         while let Some(done) = tasks.join_next().await {
@@ -357,7 +357,7 @@ async fn concurrent_revocations_count_each_token_once() {
                 t0(),
             );
             family = Some(t.family_id.clone());
-            stores[0].insert_refresh_token(&t).await.unwrap();
+            stores[0].insert_refresh_token(&t, None).await.unwrap();
         }
         let family = family.unwrap();
         let mut tasks = JoinSet::new();

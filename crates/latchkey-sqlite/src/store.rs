@@ -842,9 +842,13 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
-        let mut conn = self.writer.acquire().await.map_err(map_err)?;
-        insert_refresh(&mut conn, t).await
+    async fn insert_refresh_token(&self, t: &RefreshToken, event: Option<&Event>) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        insert_refresh(&mut *tx, t).await?;
+        if let Some(event) = event {
+            insert_event(&mut *tx, event).await?;
+        }
+        tx.commit().await.map_err(map_err)
     }
 
     async fn rotate_refresh_token(
@@ -852,6 +856,7 @@ impl Store for SqliteStore {
         token_hash: &[u8],
         app_id: &AppId,
         next: &RefreshToken,
+        event: Option<&Event>,
         now: OffsetDateTime,
     ) -> StoreResult<RotateOutcome> {
         let now_ms = millis(now);
@@ -869,6 +874,9 @@ impl Store for SqliteStore {
         if let Some(row) = rotated {
             let old = rows::refresh_token(&R(&row))?;
             insert_refresh(&mut tx, next).await?;
+            if let Some(event) = event {
+                insert_event(&mut *tx, event).await?;
+            }
             tx.commit().await.map_err(map_err)?;
             return Ok(RotateOutcome::Rotated(Box::new(old)));
         }

@@ -609,19 +609,21 @@ pub async fn refresh_tokens_rotate_and_reuse_revokes_the_family(store: Arc<dyn S
     let other = app_in(&*store, "Other").await;
     let user = signed_in_user(&*store, &app, "refresh@example.com").await;
     let (first, first_hash) = refresh(&app, &user, None, t0());
-    store.insert_refresh_token(&first).await.unwrap();
+    let issued = Event::new(EventKind::TokenIssued, t0()).app(&app.id).user(&user.id);
+    store.insert_refresh_token(&first, Some(&issued)).await.unwrap();
     assert_eq!(store.user_sessions(&user.id, t0()).await.unwrap().len(), 1);
 
     let later = t0() + Duration::hours(1);
     let (second, second_hash) = refresh(&app, &user, Some(first.family_id.clone()), later);
     assert!(
         matches!(
-            store.rotate_refresh_token(&first_hash, &other.id, &second, later).await.unwrap(),
+            store.rotate_refresh_token(&first_hash, &other.id, &second, None, later).await.unwrap(),
             RotateOutcome::Invalid
         ),
         "foreign"
     );
-    match store.rotate_refresh_token(&first_hash, &app.id, &second, later).await.unwrap() {
+    let refreshed = Event::new(EventKind::TokenRefreshed, later).app(&app.id).user(&user.id);
+    match store.rotate_refresh_token(&first_hash, &app.id, &second, Some(&refreshed), later).await.unwrap() {
         RotateOutcome::Rotated(old) => assert_eq!(old.id, first.id),
         other => panic!("{other:?}"),
     }
@@ -631,7 +633,7 @@ pub async fn refresh_tokens_rotate_and_reuse_revokes_the_family(store: Arc<dyn S
 
     // The first token again: the family is revoked, the second token with it.
     let (third, _) = refresh(&app, &user, Some(first.family_id.clone()), later);
-    match store.rotate_refresh_token(&first_hash, &app.id, &third, later).await.unwrap() {
+    match store.rotate_refresh_token(&first_hash, &app.id, &third, None, later).await.unwrap() {
         RotateOutcome::Reused { family_id, user_id } => {
             assert_eq!((family_id, user_id), (first.family_id.clone(), user.id.clone()))
         }
@@ -639,27 +641,33 @@ pub async fn refresh_tokens_rotate_and_reuse_revokes_the_family(store: Arc<dyn S
     }
     assert!(store.refresh_token(&second_hash).await.unwrap().unwrap().revoked_at.is_some());
     assert!(matches!(
-        store.rotate_refresh_token(&second_hash, &app.id, &third, later).await.unwrap(),
+        store.rotate_refresh_token(&second_hash, &app.id, &third, None, later).await.unwrap(),
         RotateOutcome::Reused { .. } | RotateOutcome::Invalid
     ));
     assert!(store.user_sessions(&user.id, later).await.unwrap().is_empty());
     let kinds: Vec<EventKind> = store.events(None, 100).await.unwrap().into_iter().map(|e| e.kind).collect();
     assert!(kinds.contains(&EventKind::RefreshReuseDetected));
+    assert_eq!(kinds.iter().filter(|k| **k == EventKind::TokenIssued).count(), 1, "written with the token");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == EventKind::TokenRefreshed).count(),
+        1,
+        "written with the rotation"
+    );
 
     // Expired tokens do not rotate; revoking sessions ends the rest.
     let (a, a_hash) = refresh(&app, &user, None, t0());
     let (b, _) = refresh(&app, &user, None, t0());
-    store.insert_refresh_token(&a).await.unwrap();
-    store.insert_refresh_token(&b).await.unwrap();
+    store.insert_refresh_token(&a, None).await.unwrap();
+    store.insert_refresh_token(&b, None).await.unwrap();
     let (next, _) = refresh(&app, &user, Some(a.family_id.clone()), a.expires_at);
     assert!(matches!(
-        store.rotate_refresh_token(&a_hash, &app.id, &next, a.expires_at).await.unwrap(),
+        store.rotate_refresh_token(&a_hash, &app.id, &next, None, a.expires_at).await.unwrap(),
         RotateOutcome::Invalid
     ));
     assert_eq!(store.revoke_user_sessions(&user.id, later).await.unwrap(), 2);
     assert!(store.user_sessions(&user.id, later).await.unwrap().is_empty());
     let (c, _) = refresh(&app, &user, None, t0());
-    store.insert_refresh_token(&c).await.unwrap();
+    store.insert_refresh_token(&c, None).await.unwrap();
     assert_eq!(store.revoke_refresh_family(&c.family_id, later).await.unwrap(), 1);
 }
 
@@ -767,7 +775,7 @@ pub async fn purge_removes_only_what_expired(store: Arc<dyn Store>) {
     let user =
         store.user_by_email(&EmailAddress::parse("coded@example.com").unwrap()).await.unwrap().unwrap();
     let (rt, rt_hash) = refresh(&app, &user, None, t0());
-    store.insert_refresh_token(&rt).await.unwrap();
+    store.insert_refresh_token(&rt, None).await.unwrap();
     store
         .hit_rate_limits(&[RateLimit { key: "k".into(), window: Duration::minutes(1), limit: 5 }], t0())
         .await
@@ -972,7 +980,7 @@ pub async fn a_sign_in_for_an_organization_makes_a_member_and_carries_its_id(sto
     assert_eq!(store.user_organizations(&user.id).await.unwrap().len(), 1);
     let (mut rt, rt_hash) = refresh(&app, &user, None, t0());
     rt.org_id = Some(acme.id.clone());
-    store.insert_refresh_token(&rt).await.unwrap();
+    store.insert_refresh_token(&rt, None).await.unwrap();
     assert_eq!(store.refresh_token(&rt_hash).await.unwrap().unwrap().org_id, Some(acme.id.clone()));
     let kinds: Vec<EventKind> = store.events(None, 100).await.unwrap().into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds.iter().filter(|k| **k == EventKind::MembershipCreated).count(), 1);

@@ -145,14 +145,17 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_user(&self, id: &UserId) -> StoreResult<bool>;
 
     // Refresh tokens.
-    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
-    /// Rotates an active token of this application into `next` (same family), atomically. A
-    /// token already rotated out revokes its whole family and records the reuse.
+    /// Stores a new token and, in the same transaction, the event that says why.
+    async fn insert_refresh_token(&self, token: &RefreshToken, event: Option<&Event>) -> StoreResult<()>;
+    /// Rotates an active token of this application into `next` (same family), atomically,
+    /// recording `event` with it. A token already rotated out revokes its whole family and
+    /// records the reuse instead.
     async fn rotate_refresh_token(
         &self,
         token_hash: &[u8],
         app_id: &AppId,
         next: &RefreshToken,
+        event: Option<&Event>,
         now: OffsetDateTime,
     ) -> StoreResult<RotateOutcome>;
     async fn refresh_token(&self, token_hash: &[u8]) -> StoreResult<Option<RefreshToken>>;

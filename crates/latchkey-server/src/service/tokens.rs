@@ -184,18 +184,17 @@ impl Service {
             now,
         );
         next.org_id = current.org_id.clone();
-        match self.store.rotate_refresh_token(&hash, &app.id, &next, now).await? {
+        let event = Event::new(EventKind::TokenRefreshed, now)
+            .app(&app.id)
+            .user(&current.user_id)
+            .subject(current.family_id.as_str());
+        match self.store.rotate_refresh_token(&hash, &app.id, &next, Some(&event), now).await? {
             RotateOutcome::Rotated(old) => {
                 let user = self.store.user(&old.user_id).await?.ok_or(ServiceError::InvalidGrant(INVALID))?;
                 let mut response = self
                     .sign_tokens(app, &user, old.auth_method, old.auth_time, None, old.org_id.clone())
                     .await?;
                 response.refresh_token = Some(plain);
-                let event = Event::new(EventKind::TokenRefreshed, now)
-                    .app(&app.id)
-                    .user(&user.id)
-                    .subject(old.family_id.as_str());
-                self.store.insert_event(&event).await?;
                 Ok(response)
             }
             RotateOutcome::Reused { family_id, .. } => {
@@ -288,14 +287,13 @@ impl Service {
             now,
         );
         refresh.org_id = grant.org_id;
-        self.store.insert_refresh_token(&refresh).await?;
-        response.refresh_token = Some(plain);
         let event = Event::new(EventKind::TokenIssued, now)
             .app(&app.id)
             .user(&grant.user.id)
             .subject(refresh.family_id.as_str())
             .detail(json!({ "grant": grant_type }));
-        self.store.insert_event(&event).await?;
+        self.store.insert_refresh_token(&refresh, Some(&event)).await?;
+        response.refresh_token = Some(plain);
         Ok(response)
     }
 
