@@ -844,9 +844,9 @@ impl Store for SqliteStore {
 
     async fn insert_refresh_token(&self, t: &RefreshToken, event: Option<&Event>) -> StoreResult<()> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
-        insert_refresh(&mut *tx, t).await?;
+        insert_refresh(&mut tx, t).await?;
         if let Some(event) = event {
-            insert_event(&mut *tx, event).await?;
+            insert_event(&mut tx, event).await?;
         }
         tx.commit().await.map_err(map_err)
     }
@@ -875,7 +875,7 @@ impl Store for SqliteStore {
             let old = rows::refresh_token(&R(&row))?;
             insert_refresh(&mut tx, next).await?;
             if let Some(event) = event {
-                insert_event(&mut *tx, event).await?;
+                insert_event(&mut tx, event).await?;
             }
             tx.commit().await.map_err(map_err)?;
             return Ok(RotateOutcome::Rotated(Box::new(old)));
