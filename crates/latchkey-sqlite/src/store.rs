@@ -655,12 +655,23 @@ impl Store for SqliteStore {
         Ok(ConsumeOutcome::Consumed { challenge: Box::new(challenge), user, code: Box::new(issued) })
     }
 
+    async fn authorization_code(&self, code_hash: &[u8]) -> StoreResult<Option<AuthorizationCode>> {
+        let row = sqlx::query("SELECT * FROM authorization_codes WHERE code_hash = $1")
+            .bind(code_hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+        one(row, rows::authorization_code)
+    }
+
     async fn redeem_authorization_code(
         &self,
         code_hash: &[u8],
         app_id: &AppId,
         now: OffsetDateTime,
+        then: Option<(&RefreshToken, &Event)>,
     ) -> StoreResult<Option<AuthorizationCode>> {
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
         let row = sqlx::query(
             "UPDATE authorization_codes SET used_at = $3 \
              WHERE code_hash = $1 AND app_id = $2 AND used_at IS NULL AND expires_at > $3 RETURNING *",
@@ -668,10 +679,16 @@ impl Store for SqliteStore {
         .bind(code_hash)
         .bind(app_id.as_str())
         .bind(millis(now))
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
-        one(row, rows::authorization_code)
+        let Some(code) = one(row, rows::authorization_code)? else { return Ok(None) };
+        if let Some((refresh, event)) = then {
+            insert_refresh(&mut tx, refresh).await?;
+            insert_event(&mut tx, event).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(code))
     }
 
     async fn user(&self, id: &UserId) -> StoreResult<Option<User>> {

@@ -362,15 +362,41 @@ pub async fn authorization_code_redeems_once_for_its_own_application(store: Arc<
     let code = issued_code(&*store, &app, "codes@example.com").await;
     let hash = key().hash(HashPurpose::AuthorizationCode, &code);
 
-    assert!(store.redeem_authorization_code(&hash, &other.id, t0()).await.unwrap().is_none(), "foreign");
-    let redeemed = store.redeem_authorization_code(&hash, &app.id, t0()).await.unwrap().expect("redeems");
+    assert!(
+        store.redeem_authorization_code(&hash, &other.id, t0(), None).await.unwrap().is_none(),
+        "foreign"
+    );
+    let looked_up = store.authorization_code(&hash).await.unwrap().expect("readable before redeeming");
+    let user = store.user(&looked_up.user_id).await.unwrap().unwrap();
+    let (rt, rt_hash) = refresh(&app, &user, None, t0());
+    let issued_event = Event::new(EventKind::TokenIssued, t0()).app(&app.id).user(&user.id);
+    let redeemed = store
+        .redeem_authorization_code(&hash, &app.id, t0(), Some((&rt, &issued_event)))
+        .await
+        .unwrap()
+        .expect("redeems");
+    assert!(store.refresh_token(&rt_hash).await.unwrap().is_some(), "the refresh token came with it");
+    let (rt2, rt2_hash) = refresh(&app, &user, None, t0());
+    assert!(
+        store
+            .redeem_authorization_code(&hash, &app.id, t0(), Some((&rt2, &issued_event)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.refresh_token(&rt2_hash).await.unwrap().is_none(), "nothing written for a used code");
     assert_eq!(redeemed.app_id, app.id);
-    assert!(store.redeem_authorization_code(&hash, &app.id, t0()).await.unwrap().is_none(), "single use");
+    assert!(
+        store.redeem_authorization_code(&hash, &app.id, t0(), None).await.unwrap().is_none(),
+        "single use"
+    );
 
     let late_code = issued_code(&*store, &app, "late@example.com").await;
     let late_hash = key().hash(HashPurpose::AuthorizationCode, &late_code);
     let after_expiry = t0() + app.settings.lifetimes.authorization_code();
-    assert!(store.redeem_authorization_code(&late_hash, &app.id, after_expiry).await.unwrap().is_none());
+    assert!(
+        store.redeem_authorization_code(&late_hash, &app.id, after_expiry, None).await.unwrap().is_none()
+    );
 }
 
 pub async fn concurrent_code_redemption_has_one_winner(store: Arc<dyn Store>) {
@@ -379,7 +405,7 @@ pub async fn concurrent_code_redemption_has_one_winner(store: Arc<dyn Store>) {
     let hash = key().hash(HashPurpose::AuthorizationCode, &code);
     let tasks = (0..50).map(|_| {
         let (store, hash, id) = (store.clone(), hash.clone(), app.id.clone());
-        async move { store.redeem_authorization_code(&hash, &id, t0()).await }
+        async move { store.redeem_authorization_code(&hash, &id, t0(), None).await }
     });
     let results = futures_util::future::join_all(tasks).await;
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
@@ -474,7 +500,7 @@ pub async fn deleting_an_application_removes_what_it_owns(store: Arc<dyn Store>)
     assert!(store.application_by_secret_hash(&[7; 32]).await.unwrap().is_none());
     assert!(store.challenge_by_link(&link_hash(&token)).await.unwrap().is_none());
     let hash = key().hash(HashPurpose::AuthorizationCode, &code);
-    assert!(store.redeem_authorization_code(&hash, &app.id, t0()).await.unwrap().is_none());
+    assert!(store.redeem_authorization_code(&hash, &app.id, t0(), None).await.unwrap().is_none());
     let lease = t0() + Duration::seconds(60);
     assert!(store.claim_outbox(t0(), lease, 10).await.unwrap().is_empty());
 }
@@ -791,7 +817,7 @@ pub async fn purge_removes_only_what_expired(store: Arc<dyn Store>) {
         "kept a day after expiry"
     );
     let hash = key().hash(HashPurpose::AuthorizationCode, &code);
-    assert!(store.redeem_authorization_code(&hash, &app.id, t0()).await.unwrap().is_none());
+    assert!(store.redeem_authorization_code(&hash, &app.id, t0(), None).await.unwrap().is_none());
 
     let much_later = old.expires_at + Duration::days(1) + Duration::seconds(1);
     store.purge_expired(much_later).await.unwrap();
@@ -968,7 +994,8 @@ pub async fn a_sign_in_for_an_organization_makes_a_member_and_carries_its_id(sto
     };
     assert_eq!(issued.org_id.as_ref(), Some(&acme.id));
     assert_eq!(store.user_organizations(&user.id).await.unwrap(), vec![acme.id.clone()]);
-    let redeemed = store.redeem_authorization_code(&issued.code_hash, &app.id, t0()).await.unwrap().unwrap();
+    let redeemed =
+        store.redeem_authorization_code(&issued.code_hash, &app.id, t0(), None).await.unwrap().unwrap();
     assert_eq!(redeemed.org_id, Some(acme.id.clone()));
 
     // A second sign-in keeps one membership; the refresh token carries the organization.

@@ -100,13 +100,18 @@ pub trait Store: Send + Sync + 'static {
         code: &NewAuthorizationCode,
         now: OffsetDateTime,
     ) -> StoreResult<ConsumeOutcome>;
+    /// An authorization code by its hash, used or not (to check its bindings before redeeming).
+    async fn authorization_code(&self, code_hash: &[u8]) -> StoreResult<Option<AuthorizationCode>>;
     /// Marks an unused, unexpired code of this application used and returns it; `None` for
     /// an unknown, used, expired or foreign code. Exactly one of concurrent calls succeeds.
+    /// `then` (the sign-in's refresh token and its event) is written in the same transaction,
+    /// only when the code was redeemed.
     async fn redeem_authorization_code(
         &self,
         code_hash: &[u8],
         app_id: &AppId,
         now: OffsetDateTime,
+        then: Option<(&RefreshToken, &Event)>,
     ) -> StoreResult<Option<AuthorizationCode>>;
 
     /// Consumes a pending, unexpired challenge of this purpose and application by its token,

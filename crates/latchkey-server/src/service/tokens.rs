@@ -102,26 +102,38 @@ impl Service {
         }
         let now = self.clock.now();
         let hash = self.key.hash(HashPurpose::AuthorizationCode, code);
-        let issued = self
+        // Bindings are checked on a read; the redeem below is what holds single use.
+        let found = self
             .store
-            .redeem_authorization_code(&hash, &app.id, now)
+            .authorization_code(&hash)
             .await?
+            .filter(|c| c.app_id == app.id)
             .ok_or(ServiceError::InvalidGrant(USED_OR_UNKNOWN))?;
-        check_binding(app, &issued, req)?;
+        check_binding(app, &found, req)?;
         let user = self
             .store
-            .user(&issued.user_id)
+            .user(&found.user_id)
             .await?
             .ok_or(ServiceError::InvalidGrant("the user no longer exists"))?;
         let grant = Grant {
             user: &user,
-            method: issued.auth_method,
-            auth_time: issued.auth_time,
-            nonce: issued.nonce,
-            org_id: issued.org_id,
+            method: found.auth_method,
+            auth_time: found.auth_time,
+            nonce: found.nonce,
+            org_id: found.org_id,
             family: None,
         };
-        self.issue(app, grant, "authorization_code").await
+        // The code is spent, and the sign-in's refresh token stored, in one transaction.
+        let (refresh, plain, event) = self.new_refresh(app, &grant, "authorization_code", now);
+        self.store
+            .redeem_authorization_code(&hash, &app.id, now, Some((&refresh, &event)))
+            .await?
+            .ok_or(ServiceError::InvalidGrant(USED_OR_UNKNOWN))?;
+        let mut response = self
+            .sign_tokens(app, grant.user, grant.method, grant.auth_time, grant.nonce, grant.org_id)
+            .await?;
+        response.refresh_token = Some(plain);
+        Ok(response)
     }
 
     async fn exchange_otp(
@@ -265,19 +277,17 @@ impl Service {
     }
 
     /// Tokens for a fresh sign-in, starting a refresh-token family.
-    async fn issue(
+    /// The first refresh token of a sign-in (or the next of a family) and the event of its issue.
+    fn new_refresh(
         &self,
         app: &Application,
-        grant: Grant<'_>,
+        grant: &Grant<'_>,
         grant_type: &str,
-    ) -> Result<TokenResponse, ServiceError> {
-        let now = self.clock.now();
-        let mut response = self
-            .sign_tokens(app, grant.user, grant.method, grant.auth_time, grant.nonce, grant.org_id.clone())
-            .await?;
+        now: OffsetDateTime,
+    ) -> (RefreshToken, String, Event) {
         let (mut refresh, plain) = RefreshToken::issue(
             &self.key,
-            grant.family,
+            grant.family.clone(),
             app.id.clone(),
             grant.user.id.clone(),
             grant.method,
@@ -286,13 +296,28 @@ impl Service {
             app.settings.lifetimes.refresh_token(),
             now,
         );
-        refresh.org_id = grant.org_id;
+        refresh.org_id = grant.org_id.clone();
         let event = Event::new(EventKind::TokenIssued, now)
             .app(&app.id)
             .user(&grant.user.id)
             .subject(refresh.family_id.as_str())
             .detail(json!({ "grant": grant_type }));
+        (refresh, plain, event)
+    }
+
+    /// Tokens for a sign-in whose challenge is already consumed, starting a refresh family.
+    async fn issue(
+        &self,
+        app: &Application,
+        grant: Grant<'_>,
+        grant_type: &str,
+    ) -> Result<TokenResponse, ServiceError> {
+        let now = self.clock.now();
+        let (refresh, plain, event) = self.new_refresh(app, &grant, grant_type, now);
         self.store.insert_refresh_token(&refresh, Some(&event)).await?;
+        let mut response = self
+            .sign_tokens(app, grant.user, grant.method, grant.auth_time, grant.nonce, grant.org_id)
+            .await?;
         response.refresh_token = Some(plain);
         Ok(response)
     }
