@@ -113,6 +113,14 @@ async fn events_tell_the_story_in_order(app: TestApp) {
     let res = app.request_link(&client, json!({"email": random_email()})).await;
     let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let mails = app.wait_for_mails(1).await;
+    // The worker records the delivery just after the server accepted the message: wait for it,
+    // so that the story's order does not depend on who is faster.
+    for _ in 0..100 {
+        if app.magic_link(&client, &id).await["delivery"]["status"] == "sent" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let code = app.code_from(&app.link_in(&mails[0])).await;
     assert_eq!(app.exchange(&client, &code).await.status(), StatusCode::OK);
 
