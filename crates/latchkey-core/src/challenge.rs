@@ -10,7 +10,7 @@ use crate::secret::{HashPurpose, MasterKey, OpaqueToken, Otp};
 use std::collections::BTreeMap;
 use time::{Duration, OffsetDateTime};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Purpose {
     /// Sign-in by link or code.
     Login,
@@ -21,6 +21,8 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    pub const ALL: [Self; 3] = [Self::Login, Self::Registration, Self::Verification];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Login => "login",
@@ -36,6 +38,12 @@ impl Purpose {
             "verification" => Some(Self::Verification),
             _ => None,
         }
+    }
+
+    /// Whether Latchkey writes the body of this purpose's e-mails (a verification link's body
+    /// is the caller's own template).
+    pub fn has_body(self) -> bool {
+        self != Self::Verification
     }
 
     /// The prefix of the ids of this purpose's challenges.

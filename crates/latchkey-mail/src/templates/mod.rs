@@ -26,35 +26,8 @@ pub type Overrides = BTreeMap<String, TemplateOverride>;
 /// The longest subject sent, in characters.
 pub const MAX_SUBJECT_CHARS: usize = 250;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Purpose {
-    Login,
-    Registration,
-    /// The caller sends its own body (§2.5); only the subject has a built-in fallback.
-    Verification,
-}
-
-impl Purpose {
-    pub const ALL: [Self; 3] = [Self::Login, Self::Registration, Self::Verification];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Login => "login",
-            Self::Registration => "registration",
-            Self::Verification => "verification",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
-    /// Whether Latchkey writes the body of this purpose's e-mails (and so an application may
-    /// override it).
-    pub fn has_body(self) -> bool {
-        self != Self::Verification
-    }
-}
+/// An e-mail's purpose is its challenge's.
+pub use latchkey_core::challenge::Purpose;
 
 /// The three parts of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use latchkey_core::redirect::RedirectUri;
 use latchkey_core::{Application, Challenge, EmailAddress, OpaqueToken, Otp};
 use latchkey_mail::Locale;
 use latchkey_mail::compose;
-use latchkey_mail::templates::{LoginMail, MailContext, Purpose as MailPurpose};
+use latchkey_mail::templates::{LoginMail, MailContext};
 use latchkey_store::{ChallengeRecord, NewOutboxMessage};
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
@@ -207,7 +207,7 @@ impl Service {
             minutes: minutes(challenge.expires_at),
             code_minutes: minutes(challenge.otp_expires_at),
         });
-        let locale = self.locale_for(app, MailPurpose::Login, locale, user_locale);
+        let locale = self.locale_for(app, Purpose::Login, locale, user_locale);
         let (id, envelope) = self.mail_envelope(app, &challenge.email);
         let email = compose::compose(&mail, &locale, &app.settings.templates, envelope);
         self.outbox_entry(app, challenge, id, &email)

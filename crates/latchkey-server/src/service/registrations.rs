@@ -10,7 +10,7 @@ use latchkey_core::user::{MAX_METADATA_ENTRIES, MAX_METADATA_KEY, MAX_METADATA_V
 use latchkey_core::{Application, Challenge, ChallengeStatus, EmailAddress, RedirectUri, User};
 use latchkey_mail::Locale;
 use latchkey_mail::compose;
-use latchkey_mail::templates::{MailContext, Purpose as MailPurpose, RegistrationMail, VerificationMail};
+use latchkey_mail::templates::{MailContext, RegistrationMail, VerificationMail};
 use latchkey_store::{NewOutboxMessage, StoreError, TokenOutcome};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -174,7 +174,7 @@ impl Service {
             action_name,
             short_msg,
         });
-        let locale = self.locale_for(app, MailPurpose::Registration, locale, None);
+        let locale = self.locale_for(app, Purpose::Registration, locale, None);
         let (id, envelope) = self.mail_envelope(app, &challenge.email);
         let email = compose::compose(&context, &locale, &app.settings.templates, envelope);
         self.outbox_entry(app, challenge, id, &email)
@@ -192,7 +192,7 @@ impl Service {
             branding: self.mail_branding(app),
             email: challenge.email.as_str(),
         });
-        let locale = self.locale_for(app, MailPurpose::Verification, None, None);
+        let locale = self.locale_for(app, Purpose::Verification, None, None);
         let (id, envelope) = self.mail_envelope(app, &challenge.email);
         let mut email = compose::compose(&context, &locale, &app.settings.templates, envelope);
         if let Some(subject) = subject {
