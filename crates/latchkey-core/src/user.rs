@@ -47,11 +47,17 @@ pub fn check_profile(name: Option<&str>, metadata: &BTreeMap<String, String>) ->
     if metadata.len() > MAX_METADATA_ENTRIES {
         return Err("metadata is limited to 50 entries");
     }
-    if metadata
-        .iter()
-        .any(|(k, v)| k.is_empty() || k.len() > MAX_METADATA_KEY || v.len() > MAX_METADATA_VALUE)
-    {
+    if !within_bounds(metadata) {
         return Err("metadata keys must have 1 to 40 bytes and values at most 500");
     }
     Ok(())
+}
+
+/// Whether a caller's string map (user metadata, registration context data) fits the bounds:
+/// 50 entries, keys of 1 to 40 bytes, values of at most 500.
+pub fn within_bounds(map: &BTreeMap<String, String>) -> bool {
+    map.len() <= MAX_METADATA_ENTRIES
+        && map
+            .iter()
+            .all(|(k, v)| !k.is_empty() && k.len() <= MAX_METADATA_KEY && v.len() <= MAX_METADATA_VALUE)
 }

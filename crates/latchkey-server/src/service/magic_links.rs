@@ -1,5 +1,6 @@
 //! Sign-in by magic link: creating, reading and revoking challenges of an application.
 
+use super::fields::{self, rate_limited};
 use super::{Service, ServiceError};
 use latchkey_core::challenge::{ChallengeRequest, IssuedChallenge, MAX_BINDING_LEN, MAX_STATE_LEN, Purpose};
 use latchkey_core::id::ChallengeId;
@@ -11,10 +12,7 @@ use latchkey_mail::compose;
 use latchkey_mail::templates::{LoginMail, MailContext};
 use latchkey_store::{ChallengeRecord, NewOutboxMessage};
 use serde::Deserialize;
-use time::{Duration, OffsetDateTime};
-
-/// The bounds of a caller-chosen link lifetime, in seconds.
-pub const EXPIRES_IN: (i64, i64) = (60, 86_400);
+use time::OffsetDateTime;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -44,19 +42,6 @@ pub struct CreatedMagicLink {
     pub otp: Option<String>,
 }
 
-fn rate_limited(refused: latchkey_core::rate_limit::RateLimited) -> ServiceError {
-    ServiceError::RateLimited { retry_after: refused.retry_after }
-}
-
-fn bounded(field: &'static str, value: Option<String>, max: usize) -> Result<Option<String>, ServiceError> {
-    match value {
-        Some(v) if v.len() > max => {
-            Err(ServiceError::invalid(field, format!("{field} is limited to {max} bytes")))
-        }
-        v => Ok(v),
-    }
-}
-
 impl Service {
     /// Parses a request into the engine's terms; every refusal happens here, before anything
     /// is stored or sent.
@@ -65,9 +50,7 @@ impl Service {
         app: &Application,
         input: MagicLinkInput,
     ) -> Result<ChallengeRequest, ServiceError> {
-        let email = input.email.ok_or_else(|| ServiceError::invalid("email", "email is required"))?;
-        let email = EmailAddress::parse(&email)
-            .map_err(|_| ServiceError::invalid("email", "email is not a valid e-mail address"))?;
+        let email = fields::email(input.email.as_deref())?;
         let requested = input
             .redirect_uri
             .as_deref()
@@ -82,15 +65,7 @@ impl Service {
                 ServiceError::bad_request("redirect_uri_required", e.to_string())
             }
         })?;
-        let expires_in = match input.expires_in {
-            Some(s) if !(EXPIRES_IN.0..=EXPIRES_IN.1).contains(&s) => {
-                return Err(ServiceError::invalid(
-                    "expires_in",
-                    format!("expires_in must be between {} and {} seconds", EXPIRES_IN.0, EXPIRES_IN.1),
-                ));
-            }
-            s => s.map(Duration::seconds),
-        };
+        let expires_in = fields::expires_in(input.expires_in)?;
         let code_challenge = match (input.code_challenge, input.code_challenge_method) {
             (Some(c), method) => Some(
                 CodeChallenge::parse(&c, method.as_deref())
@@ -114,12 +89,12 @@ impl Service {
             purpose: Purpose::Login,
             email,
             redirect_uri,
-            state: bounded("state", input.state, MAX_STATE_LEN)?,
-            nonce: bounded("nonce", input.nonce, MAX_STATE_LEN)?,
+            state: fields::bounded("state", input.state, MAX_STATE_LEN)?,
+            nonce: fields::bounded("nonce", input.nonce, MAX_STATE_LEN)?,
             expires_in,
             code_challenge,
-            client_ip: bounded("client_ip", input.client_ip, MAX_BINDING_LEN)?,
-            user_agent: bounded("user_agent", input.user_agent, MAX_BINDING_LEN)?,
+            client_ip: fields::bounded("client_ip", input.client_ip, MAX_BINDING_LEN)?,
+            user_agent: fields::bounded("user_agent", input.user_agent, MAX_BINDING_LEN)?,
             create_user: input.create_user.unwrap_or(true),
             org_id: None,
             context_data: Default::default(),
@@ -141,7 +116,6 @@ impl Service {
         }
         req.org_id = self.sign_in_organization(organization.as_deref(), &req.email).await?;
         let now = self.clock.now();
-        let limits = app.settings.rate_limits.for_request(&app.id, &req.email, req.client_ip.as_deref());
         // Only mail needs the user (for their language), and only `create_user: false` needs to
         // know whether there is one.
         let user =
@@ -149,6 +123,7 @@ impl Service {
         if !req.create_user && user.is_none() {
             // No account and no sign-up: answer exactly as for a known address (limits
             // included), and store and send nothing.
+            let limits = app.settings.rate_limits.for_request(&app.id, &req.email, req.client_ip.as_deref());
             self.store.hit_rate_limits(&limits, now).await?.map_err(rate_limited)?;
             return Ok(self.decoy(app, req, send_email, now));
         }
@@ -157,10 +132,7 @@ impl Service {
         let user_locale = user.and_then(|u| u.locale).and_then(|l| Locale::parse(&l).ok());
         let mail = send_email
             .then(|| self.sign_in_mail(app, &challenge, &link, &otp, locale.as_ref(), user_locale.as_ref()));
-        self.store.create_challenge(&challenge, mail.as_ref(), &limits, now).await?.map_err(rate_limited)?;
-        if mail.is_some() {
-            self.outbox_wake.notify_one();
-        }
+        self.store_challenge(app, &challenge, mail, now).await?;
         Ok(CreatedMagicLink {
             id: challenge.id,
             email: challenge.email,
@@ -168,6 +140,24 @@ impl Service {
             link: (!send_email).then_some(link),
             otp: (!send_email).then(|| otp.expose().to_owned()),
         })
+    }
+
+    /// Writes a challenge and its e-mail, counted against the application's rate limits, and
+    /// wakes the outbox worker when there is mail.
+    pub(super) async fn store_challenge(
+        &self,
+        app: &Application,
+        challenge: &Challenge,
+        mail: Option<NewOutboxMessage>,
+        now: OffsetDateTime,
+    ) -> Result<(), ServiceError> {
+        let limits =
+            app.settings.rate_limits.for_request(&app.id, &challenge.email, challenge.client_ip.as_deref());
+        self.store.create_challenge(challenge, mail.as_ref(), &limits, now).await?.map_err(rate_limited)?;
+        if mail.is_some() {
+            self.outbox_wake.notify_one();
+        }
+        Ok(())
     }
 
     fn decoy(

@@ -3,6 +3,7 @@
 mod applications;
 mod auth;
 mod error;
+mod fields;
 mod keyring;
 mod landing;
 mod magic_links;

@@ -2,23 +2,23 @@
 //! purposes of their own. Neither signs anyone in; a registration creates its user when the
 //! application's back end validates it.
 
+use super::fields;
 use super::{Service, ServiceError};
 use latchkey_core::application::MismatchPolicy;
 use latchkey_core::challenge::{ChallengeRequest, IssuedChallenge, MAX_BINDING_LEN, MAX_STATE_LEN, Purpose};
 use latchkey_core::secret::HashPurpose;
-use latchkey_core::user::{MAX_METADATA_ENTRIES, MAX_METADATA_KEY, MAX_METADATA_VALUE};
-use latchkey_core::{Application, Challenge, ChallengeStatus, EmailAddress, RedirectUri, User};
+use latchkey_core::user::within_bounds;
+use latchkey_core::{Application, Challenge, ChallengeStatus, RedirectUri, User};
 use latchkey_mail::Locale;
 use latchkey_mail::compose;
 use latchkey_mail::templates::{MailContext, RegistrationMail, VerificationMail};
-use latchkey_store::{NewOutboxMessage, StoreError, TokenOutcome};
+use latchkey_store::{NewOutboxMessage, TokenOutcome};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use time::{Duration, OffsetDateTime};
 
 /// Registration links live 5 minutes unless the caller says otherwise.
 const REGISTRATION_LIFETIME: i64 = 300;
-const EXPIRES_IN: (i64, i64) = (60, 86_400);
 const MAX_ACTION_NAME: usize = 100;
 const MAX_SHORT_MSG: usize = 500;
 const MAX_SUBJECT: usize = 200;
@@ -81,38 +81,9 @@ pub struct Registered {
     pub client_mismatch: bool,
 }
 
-fn text(field: &'static str, value: Option<String>, max: usize) -> Result<Option<String>, ServiceError> {
-    match value {
-        Some(v) if v.len() > max => {
-            Err(ServiceError::invalid(field, format!("{field} is limited to {max} bytes")))
-        }
-        v => Ok(v),
-    }
-}
-
-fn lifetime(value: Option<i64>, default: i64) -> Result<Duration, ServiceError> {
-    match value.unwrap_or(default) {
-        s if (EXPIRES_IN.0..=EXPIRES_IN.1).contains(&s) => Ok(Duration::seconds(s)),
-        _ => Err(ServiceError::invalid(
-            "expires_in",
-            format!("expires_in must be between {} and {} seconds", EXPIRES_IN.0, EXPIRES_IN.1),
-        )),
-    }
-}
-
-fn email(value: Option<String>) -> Result<EmailAddress, ServiceError> {
-    let value = value.ok_or_else(|| ServiceError::invalid("email", "email is required"))?;
-    EmailAddress::parse(&value)
-        .map_err(|_| ServiceError::invalid("email", "email is not a valid e-mail address"))
-}
-
 fn context_data(value: Option<BTreeMap<String, String>>) -> Result<BTreeMap<String, String>, ServiceError> {
     let value = value.unwrap_or_default();
-    let too_big = value.len() > MAX_METADATA_ENTRIES
-        || value
-            .iter()
-            .any(|(k, v)| k.is_empty() || k.len() > MAX_METADATA_KEY || v.len() > MAX_METADATA_VALUE);
-    if too_big {
+    if !within_bounds(&value) {
         return Err(ServiceError::invalid(
             "context_data",
             "context_data is limited to 50 entries, keys of 1 to 40 bytes and values of 500",
@@ -203,40 +174,12 @@ impl Service {
         self.outbox_entry(app, challenge, id, &email)
     }
 
-    fn new_challenge(
-        &self,
-        app: &Application,
-        req: ChallengeRequest,
-        now: OffsetDateTime,
-    ) -> IssuedChallenge {
-        Challenge::issue(app, req, &self.key, now)
-    }
-
-    async fn store_challenge(
-        &self,
-        app: &Application,
-        challenge: &Challenge,
-        mail: Option<NewOutboxMessage>,
-        now: OffsetDateTime,
-    ) -> Result<(), ServiceError> {
-        let limits =
-            app.settings.rate_limits.for_request(&app.id, &challenge.email, challenge.client_ip.as_deref());
-        self.store
-            .create_challenge(challenge, mail.as_ref(), &limits, now)
-            .await?
-            .map_err(|r| ServiceError::RateLimited { retry_after: r.retry_after })?;
-        if mail.is_some() {
-            self.outbox_wake.notify_one();
-        }
-        Ok(())
-    }
-
     pub async fn create_registration(
         &self,
         app: &Application,
         input: RegistrationInput,
     ) -> Result<Created, ServiceError> {
-        let address = email(input.email)?;
+        let address = fields::email(input.email.as_deref())?;
         let redirect = input
             .redirect_uri
             .ok_or_else(|| ServiceError::invalid("redirect_uri", "redirect_uri is required"))?;
@@ -249,10 +192,11 @@ impl Service {
                     "redirect_uri is not on the application's registration allow list",
                 )
             })?;
-        let expires_in = lifetime(input.expires_in, REGISTRATION_LIFETIME)?;
-        let action_name = text("action_name", input.action_name, MAX_ACTION_NAME)?;
+        let expires_in =
+            fields::expires_in(input.expires_in)?.unwrap_or(Duration::seconds(REGISTRATION_LIFETIME));
+        let action_name = fields::bounded("action_name", input.action_name, MAX_ACTION_NAME)?;
         let locale = super::templates::request_locale("locale", input.locale.as_deref())?;
-        let short_msg = text("short_msg", input.short_msg, MAX_SHORT_MSG)?;
+        let short_msg = fields::bounded("short_msg", input.short_msg, MAX_SHORT_MSG)?;
         let req = ChallengeRequest {
             purpose: Purpose::Registration,
             redirect_uri: allowed.clone(),
@@ -260,8 +204,8 @@ impl Service {
             nonce: None,
             expires_in: Some(expires_in),
             code_challenge: None,
-            client_ip: text("client_ip", input.client_ip, MAX_BINDING_LEN)?,
-            user_agent: text("user_agent", input.user_agent, MAX_BINDING_LEN)?,
+            client_ip: fields::bounded("client_ip", input.client_ip, MAX_BINDING_LEN)?,
+            user_agent: fields::bounded("user_agent", input.user_agent, MAX_BINDING_LEN)?,
             create_user: true,
             org_id: None,
             context_data: context_data(input.context_data)?,
@@ -269,13 +213,10 @@ impl Service {
             email: address,
         };
         if self.store.user_by_email(&req.email).await?.is_some() {
-            return Err(ServiceError::Conflict {
-                code: "email_taken",
-                message: "a user with this e-mail exists".into(),
-            });
+            return Err(fields::email_taken());
         }
         let now = self.clock.now();
-        let IssuedChallenge { challenge, link_token, .. } = self.new_challenge(app, req, now);
+        let IssuedChallenge { challenge, link_token, .. } = Challenge::issue(app, req, &self.key, now);
         let link = allowed.with_params([
             ("registration_id", challenge.id.as_str()),
             ("registration_validation_token", link_token.expose()),
@@ -331,13 +272,7 @@ impl Service {
         let challenge = self.consume_token(app, Purpose::Registration, &hash, now).await?;
         let mut user = User::new(challenge.email.clone(), now);
         user.email_verified = true;
-        self.store.insert_user(&user).await.map_err(|e| match e {
-            StoreError::Conflict(_) => ServiceError::Conflict {
-                code: "email_taken",
-                message: "a user with this e-mail exists".into(),
-            },
-            other => other.into(),
-        })?;
+        self.store.insert_user(&user).await.map_err(fields::taken)?;
         let event = latchkey_core::event::Event::new(latchkey_core::event::EventKind::UserCreated, now)
             .app(&app.id)
             .user(&user.id)
@@ -373,14 +308,15 @@ impl Service {
         app: &Application,
         input: VerificationInput,
     ) -> Result<Created, ServiceError> {
-        let address = email(input.email)?;
+        let address = fields::email(input.email.as_deref())?;
         let template = template(input.template_base64)?;
-        let subject = text("subject", input.subject, MAX_SUBJECT)?;
+        let subject = fields::bounded("subject", input.subject, MAX_SUBJECT)?;
         if subject.as_deref().is_some_and(|s| s.contains(['\r', '\n'])) {
             return Err(ServiceError::invalid("subject", "subject must be one line"));
         }
-        let expires_in = lifetime(input.expires_in, app.settings.lifetimes.link().whole_seconds())?;
-        let created_by = text("created_by", input.created_by, MAX_STATE_LEN)?;
+        let expires_in =
+            fields::expires_in(input.expires_in)?.unwrap_or_else(|| app.settings.lifetimes.link());
+        let created_by = fields::bounded("created_by", input.created_by, MAX_STATE_LEN)?;
         let redirect = app.default_redirect().cloned().or_else(|| app.redirect_uris.first().cloned());
         let redirect =
             redirect.unwrap_or_else(|| RedirectUri::parse(&self.issuer).expect("the issuer is a URL"));
@@ -400,7 +336,7 @@ impl Service {
             created_by,
         };
         let now = self.clock.now();
-        let IssuedChallenge { challenge, link_token, .. } = self.new_challenge(app, req, now);
+        let IssuedChallenge { challenge, link_token, .. } = Challenge::issue(app, req, &self.key, now);
         let send = input.send_email.unwrap_or(true);
         let mail = send.then(|| {
             let html = template.replace(MAGICLINK, link_token.expose());

@@ -1,12 +1,12 @@
 //! Users (admin API): create, read, list by cursor, change, delete; their sessions; the events.
 
+use super::fields::{self, taken};
 use super::{Service, ServiceError};
+use latchkey_core::User;
 use latchkey_core::event::{Event, EventKind};
 use latchkey_core::id::UserId;
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::user::check_profile;
-use latchkey_core::{EmailAddress, User};
-use latchkey_store::StoreError;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -30,20 +30,6 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-fn email(value: &str) -> Result<EmailAddress, ServiceError> {
-    EmailAddress::parse(value)
-        .map_err(|_| ServiceError::invalid("email", "email is not a valid e-mail address"))
-}
-
-fn taken(e: StoreError) -> ServiceError {
-    match e {
-        StoreError::Conflict(_) => {
-            ServiceError::Conflict { code: "email_taken", message: "a user with this e-mail exists".into() }
-        }
-        other => other.into(),
-    }
-}
-
 fn page_size(limit: Option<u32>) -> Result<u32, ServiceError> {
     match limit.unwrap_or(DEFAULT_PAGE) {
         n @ 1..=MAX_PAGE => Ok(n),
@@ -53,9 +39,7 @@ fn page_size(limit: Option<u32>) -> Result<u32, ServiceError> {
 
 impl Service {
     pub async fn create_user(&self, input: UserInput) -> Result<User, ServiceError> {
-        let address = email(
-            input.email.as_deref().ok_or_else(|| ServiceError::invalid("email", "email is required"))?,
-        )?;
+        let address = fields::email(input.email.as_deref())?;
         let mut user = User::new(address, self.clock.now());
         user.name = input.name;
         user.metadata = input.metadata.unwrap_or_default();
@@ -92,7 +76,7 @@ impl Service {
     pub async fn update_user(&self, id: &str, input: UserInput) -> Result<User, ServiceError> {
         let mut user = self.user(id).await?;
         if let Some(e) = input.email.as_deref() {
-            let address = email(e)?;
+            let address = fields::email(Some(e))?;
             if address != user.email {
                 // A new address has not been proven yet.
                 user.email = address;
