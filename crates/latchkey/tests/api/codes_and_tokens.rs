@@ -113,15 +113,9 @@ async fn refresh(app: &TestApp, client: &Client, token: &str) -> reqwest::Respon
         .unwrap()
 }
 
-async fn signed_in(app: &TestApp, client: &Client) -> Value {
-    let (_, link, _) = app.link_without_mail(client, &random_email()).await;
-    let code = app.code_from(&link).await;
-    app.exchange(client, &code).await.json().await.unwrap()
-}
-
 async fn refresh_tokens_rotate_and_reuse_revokes_the_family(app: TestApp) {
     let client = app.client().await;
-    let tokens = signed_in(&app, &client).await;
+    let tokens = app.sign_in(&client).await;
     let first = tokens["refresh_token"].as_str().unwrap().to_owned();
     let sub = claims(tokens["id_token"].as_str().unwrap())["sub"].clone();
 
@@ -149,13 +143,13 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(app: TestApp) {
     assert!(kinds.contains(&"refresh_token.reuse_detected"), "{kinds:?}");
 
     // Concurrent refreshes of one token: one rotation wins; the losers count as reuse.
-    let tokens = signed_in(&app, &client).await;
+    let tokens = app.sign_in(&client).await;
     let token = tokens["refresh_token"].as_str().unwrap().to_owned();
     let results = join_all((0..10).map(|_| refresh(&app, &client, &token))).await;
     assert_eq!(results.iter().filter(|r| r.status() == StatusCode::OK).count(), 1);
 
     // Sliding lifetime: unused for 30 days, a token is dead.
-    let tokens = signed_in(&app, &client).await;
+    let tokens = app.sign_in(&client).await;
     app.advance(30 * 86_400);
     let token = tokens["refresh_token"].as_str().unwrap();
     assert_eq!(refresh(&app, &client, token).await.status(), StatusCode::BAD_REQUEST);
@@ -190,7 +184,7 @@ async fn client_credentials_work_as_the_applications_credential(app: TestApp) {
         .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     // A user's access token is not an application credential, nor is an expired one.
-    let user_token = signed_in(&app, &client).await["access_token"].as_str().unwrap().to_owned();
+    let user_token = app.sign_in(&client).await["access_token"].as_str().unwrap().to_owned();
     let res = app
         .http
         .post(app.url("/v1/magic-links"))
@@ -214,7 +208,7 @@ async fn client_credentials_work_as_the_applications_credential(app: TestApp) {
 
 async fn userinfo_revoke_and_introspect(app: TestApp) {
     let client = app.client().await;
-    let tokens = signed_in(&app, &client).await;
+    let tokens = app.sign_in(&client).await;
     let access = tokens["access_token"].as_str().unwrap();
     let refresh_token = tokens["refresh_token"].as_str().unwrap();
     let id = claims(tokens["id_token"].as_str().unwrap());

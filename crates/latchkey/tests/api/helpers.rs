@@ -240,6 +240,15 @@ impl TestApp {
             .expect("request")
     }
 
+    /// A whole sign-in by link for a new address; the token response.
+    pub async fn sign_in(&self, client: &Client) -> Value {
+        let (_, link, _) = self.link_without_mail(client, &random_email()).await;
+        let code = self.code_from(&link).await;
+        let res = self.exchange(client, &code).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+
     pub async fn magic_link(&self, client: &Client, id: &str) -> Value {
         let res = self
             .http

@@ -2,10 +2,9 @@
 //! library, through discovery and the key set.
 
 use crate::backend_tests;
-use crate::helpers::{TestApp, header, random_email};
+use crate::helpers::{TestApp, header};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 backend_tests!(
@@ -39,14 +38,6 @@ async fn verify(app: &TestApp, jwt: &str, audience: &str) -> Value {
         .claims
 }
 
-async fn sign_in(app: &TestApp, client: &crate::helpers::Client) -> Value {
-    let (_, link, _) = app.link_without_mail(client, &random_email()).await;
-    let code = app.code_from(&link).await;
-    let res = app.exchange(client, &code).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    res.json().await.unwrap()
-}
-
 async fn tokens_verify_from_the_issuer_url_alone(app: TestApp) {
     let discovery: Value = app
         .http
@@ -72,7 +63,7 @@ async fn tokens_verify_from_the_issuer_url_alone(app: TestApp) {
     assert!(discovery["code_challenge_methods_supported"].as_array().unwrap().contains(&json!("S256")));
 
     let client = app.client().await;
-    let tokens = sign_in(&app, &client).await;
+    let tokens = app.sign_in(&client).await;
     let id_token = tokens["id_token"].as_str().unwrap();
     assert_eq!(header(id_token)["alg"], "ES256");
     let claims = verify(&app, id_token, &client.id).await;
@@ -98,7 +89,7 @@ async fn tokens_verify_from_the_issuer_url_alone(app: TestApp) {
 
 async fn keys_survive_a_restart(mut app: TestApp) {
     let client = app.client().await;
-    let tokens = sign_in(&app, &client).await;
+    let tokens = app.sign_in(&client).await;
     let before: Value = app.http.get(app.url("/oauth/jwks")).send().await.unwrap().json().await.unwrap();
     app.start(false).await;
     let after: Value = app.http.get(app.url("/oauth/jwks")).send().await.unwrap().json().await.unwrap();
@@ -113,7 +104,7 @@ async fn keys_survive_a_restart(mut app: TestApp) {
     validation.set_audience(&[client.id.as_str()]);
     assert!(decode::<Value>(id_token, &key, &validation).is_ok());
     // And the application and its secret still work.
-    sign_in(&app, &client).await;
+    app.sign_in(&client).await;
 }
 
 async fn eddsa_applications_get_eddsa_tokens(app: TestApp) {
@@ -122,7 +113,7 @@ async fn eddsa_applications_get_eddsa_tokens(app: TestApp) {
             json!({"name": "Ed", "redirect_uris": [crate::helpers::CALLBACK], "signing_alg": "EdDSA"}),
         )
         .await;
-    let tokens = sign_in(&app, &client).await;
+    let tokens = app.sign_in(&client).await;
     let id_token = tokens["id_token"].as_str().unwrap();
     assert_eq!(header(id_token)["alg"], "EdDSA");
     verify(&app, id_token, &client.id).await;
