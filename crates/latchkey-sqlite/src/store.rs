@@ -1145,16 +1145,8 @@ impl Store for SqliteStore {
                 .fetch_all(&self.reader)
                 .await
                 .map_err(map_err)?;
-        let mut by_org: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
-        for (domain, org) in domains {
-            by_org.entry(org).or_default().push(domain);
-        }
-        orgs.iter()
-            .map(|row| {
-                let id: String = row.try_get("id").map_err(map_err)?;
-                rows::organization(&R(row), by_org.remove(&id).unwrap_or_default())
-            })
-            .collect()
+        let readers: Vec<R<'_>> = orgs.iter().map(R).collect();
+        rows::organizations(&readers.iter().map(|r| r as &dyn RowReader).collect::<Vec<_>>(), domains)
     }
 
     async fn update_organization(&self, org: &Organization) -> StoreResult<bool> {

@@ -265,3 +265,20 @@ pub fn organization(row: &dyn RowReader, domains: Vec<String>) -> Result<Organiz
         updated_at: r.time("updated_at")?,
     })
 }
+
+/// Organization rows with their domains, given as `(domain, org_id)` pairs in display order.
+pub fn organizations(
+    rows: &[&dyn RowReader],
+    domains: Vec<(String, String)>,
+) -> Result<Vec<Organization>, StoreError> {
+    let mut by_org: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for (domain, org) in domains {
+        by_org.entry(org).or_default().push(domain);
+    }
+    rows.iter()
+        .map(|row| {
+            let id = row.text("id")?.ok_or(StoreError::Corrupt("organization"))?;
+            organization(*row, by_org.remove(&id).unwrap_or_default())
+        })
+        .collect()
+}
