@@ -157,6 +157,7 @@ fn default_redirect(
 
 impl Service {
     async fn settings_changed(&self, kind: EventKind, app: &AppId, change: &str) -> Result<(), ServiceError> {
+        self.forget_applications();
         let event =
             Event::new(kind, self.clock.now()).app(app).detail(serde_json::json!({ "change": change }));
         Ok(self.store.insert_event(&event).await?)

@@ -2,6 +2,7 @@
 
 use super::{Service, ServiceError};
 use latchkey_core::Application;
+use latchkey_core::id::AppId;
 use latchkey_core::secret::HashPurpose;
 
 /// An application's credentials as presented, before they are checked.
@@ -31,16 +32,15 @@ impl Service {
     pub async fn authenticate_client(&self, creds: &ClientCredentials) -> Result<Application, ServiceError> {
         if let Some(secret) = creds.client_secret.as_deref().filter(|s| !s.is_empty()) {
             let hash = self.key.hash(HashPurpose::ClientSecret, secret);
-            let app =
-                self.store.application_by_secret_hash(&hash).await?.ok_or(ServiceError::Unauthenticated)?;
+            let app = self.application_by_secret(hash).await?.ok_or(ServiceError::Unauthenticated)?;
             return match &creds.client_id {
                 Some(id) if *id != app.client_id => Err(ServiceError::Unauthenticated),
                 _ => Ok(app),
             };
         }
-        let id = creds.client_id.as_deref().and_then(latchkey_core::id::AppId::parse);
+        let id = creds.client_id.as_deref().and_then(AppId::parse);
         let app = match id {
-            Some(id) => self.store.application(&id).await?,
+            Some(id) => self.application_by_id(&id).await?,
             None => None,
         };
         match app {
@@ -72,8 +72,38 @@ impl Service {
         if sub != client || claims["scope"] != super::tokens::CLIENT_SCOPE {
             return Err(ServiceError::Unauthenticated);
         }
-        let id = latchkey_core::id::AppId::parse(client).ok_or(ServiceError::Unauthenticated)?;
-        self.store.application(&id).await?.map(Some).ok_or(ServiceError::Unauthenticated)
+        let id = AppId::parse(client).ok_or(ServiceError::Unauthenticated)?;
+        self.application_by_id(&id).await?.map(Some).ok_or(ServiceError::Unauthenticated)
+    }
+
+    /// An application by id, from the cache when it was read a moment ago.
+    pub(crate) async fn application_by_id(&self, id: &AppId) -> Result<Option<Application>, ServiceError> {
+        let now = self.clock.now();
+        if let Some(app) = self.cache.apps_by_id.get(id, now) {
+            return Ok(Some(app));
+        }
+        let found = self.store.application(id).await?;
+        if let Some(app) = &found {
+            self.cache.apps_by_id.put(id.clone(), app.clone(), now);
+        }
+        Ok(found)
+    }
+
+    async fn application_by_secret(&self, hash: Vec<u8>) -> Result<Option<Application>, ServiceError> {
+        let now = self.clock.now();
+        if let Some(app) = self.cache.apps_by_secret.get(&hash, now) {
+            return Ok(Some(app));
+        }
+        let found = self.store.application_by_secret_hash(&hash).await?;
+        if let Some(app) = &found {
+            self.cache.apps_by_secret.put(hash, app.clone(), now);
+        }
+        Ok(found)
+    }
+
+    /// After any change to an application or its secrets, through this instance.
+    pub(crate) fn forget_applications(&self) {
+        self.cache.forget_applications();
     }
 
     /// The same at the token endpoint, which answers in OAuth's terms.

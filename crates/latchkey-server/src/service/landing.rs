@@ -57,7 +57,7 @@ impl Service {
         // application that asked for them.
         let found = self.store.challenge_by_link(&hash).await?.filter(|c| c.purpose == Purpose::Login);
         let Some(challenge) = found else { return Ok(None) };
-        let Some(app) = self.store.application(&challenge.app_id).await? else { return Ok(None) };
+        let Some(app) = self.application_by_id(&challenge.app_id).await? else { return Ok(None) };
         Ok(Some((challenge, app)))
     }
 

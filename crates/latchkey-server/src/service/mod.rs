@@ -2,6 +2,7 @@
 
 mod applications;
 mod auth;
+mod cache;
 mod error;
 mod fields;
 mod keyring;
@@ -53,6 +54,7 @@ pub struct Service {
     pub(crate) key: MasterKey,
     pub(crate) keys: KeyRing,
     pub(crate) outbox_wake: Arc<Notify>,
+    cache: cache::Caches,
     issuer: String,
     public_url: Url,
     mail_from: String,
@@ -78,6 +80,7 @@ impl Service {
             key,
             keys,
             outbox_wake,
+            cache: cache::Caches::new(),
             issuer,
             public_url: config.public_url,
             mail_from: config.mail_from,

@@ -73,6 +73,7 @@ impl Service {
             updated_at: now,
         };
         self.store.insert_organization(&org).await.map_err(conflict)?;
+        self.cache.org_by_domain.clear();
         let event = Event::new(EventKind::OrganizationCreated, now).subject(org.id.as_str());
         self.store.insert_event(&event).await?;
         Ok(org)
@@ -110,6 +111,7 @@ impl Service {
         if !self.store.update_organization(&org).await.map_err(conflict)? {
             return Err(ServiceError::NotFound("organization"));
         }
+        self.cache.org_by_domain.clear();
         let event = Event::new(EventKind::OrganizationUpdated, org.updated_at).subject(org.id.as_str());
         self.store.insert_event(&event).await?;
         Ok(org)
@@ -120,9 +122,21 @@ impl Service {
         if !self.store.delete_organization(&org.id).await? {
             return Err(ServiceError::NotFound("organization"));
         }
+        self.cache.org_by_domain.clear();
         let event = Event::new(EventKind::OrganizationDeleted, self.clock.now()).subject(org.id.as_str());
         self.store.insert_event(&event).await?;
         Ok(())
+    }
+
+    /// The organization owning a domain, from the cache when it was read a moment ago.
+    async fn domain_organization(&self, domain: &str) -> Result<Option<OrgId>, ServiceError> {
+        let now = self.clock.now();
+        if let Some(org) = self.cache.org_by_domain.get(&domain.to_owned(), now) {
+            return Ok(org);
+        }
+        let org = self.store.organization_by_domain(domain).await?.map(|o| o.id);
+        self.cache.org_by_domain.put(domain.to_owned(), org.clone(), now);
+        Ok(org)
     }
 
     /// The organization of a sign-in: the one named (which must own the address's domain), else
@@ -132,9 +146,7 @@ impl Service {
         named: Option<&str>,
         email: &EmailAddress,
     ) -> Result<Option<OrgId>, ServiceError> {
-        let Some(named) = named else {
-            return Ok(self.store.organization_by_domain(email.domain()).await?.map(|o| o.id));
-        };
+        let Some(named) = named else { return self.domain_organization(email.domain()).await };
         let org = match self.organization(named).await {
             Ok(org) => org,
             Err(ServiceError::NotFound(_)) => {

@@ -201,6 +201,7 @@ impl Service {
         if !self.store.update_application(app).await? {
             return Err(ServiceError::NotFound("application"));
         }
+        self.forget_applications();
         let event = Event::new(EventKind::ApplicationUpdated, now)
             .app(&app.id)
             .detail(serde_json::json!({ "template": key, "action": action }));

@@ -188,6 +188,38 @@ async fn a_sign_in_started_on_one_instance_finishes_on_another() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_secret_deleted_on_one_instance_stops_working_on_the_other_within_a_second() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else { return };
+    let b = Instance::beside(&app).await;
+    let client = app.client().await;
+    let body = || json!({ "email": random_email(), "send_email": false });
+    // Both instances have just authenticated the application with this secret, and keep it.
+    for base in [&app.base, &b.base] {
+        assert_eq!(request_link_at(&app, base, &client, body()).await.status(), StatusCode::CREATED);
+    }
+
+    let res =
+        app.admin(reqwest::Method::POST, &format!("/v1/applications/{}/secrets", client.id), None).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let added: Value = res.json().await.unwrap();
+    let res = app.admin(reqwest::Method::GET, &format!("/v1/applications/{}", client.id), None).await;
+    let secrets = res.json::<Value>().await.unwrap()["secrets"].clone();
+    let old = secrets.as_array().unwrap().iter().find(|s| s["id"] != added["id"]).unwrap()["id"].clone();
+    let path = format!("/v1/applications/{}/secrets/{}", client.id, old.as_str().unwrap());
+    assert_eq!(app.admin(reqwest::Method::DELETE, &path, None).await.status(), StatusCode::NO_CONTENT);
+
+    // A, where it was deleted, refuses the old secret at once.
+    assert_eq!(request_link_at(&app, &app.base, &client, body()).await.status(), StatusCode::UNAUTHORIZED);
+    // B may still accept it for at most a second, and not after.
+    assert_eq!(request_link_at(&app, &b.base, &client, body()).await.status(), StatusCode::CREATED);
+    app.advance(1);
+    assert_eq!(request_link_at(&app, &b.base, &client, body()).await.status(), StatusCode::UNAUTHORIZED);
+    let new = Client { id: client.id.clone(), secret: added["client_secret"].as_str().unwrap().into() };
+    assert_eq!(request_link_at(&app, &b.base, &new, body()).await.status(), StatusCode::CREATED);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_presses_across_two_instances_give_one_code() {
     let Some(app) = TestApp::spawn(Backend::Postgres).await else { return };
     let b = Instance::beside(&app).await;
