@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 use time::Duration;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
+    /// Messages in hand at once (claimed and being delivered).
     pub batch: u32,
     /// How long a claimed message is ours before another worker may take it.
     pub lease: Duration,
@@ -26,7 +28,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            batch: 32,
+            batch: 64,
             lease: Duration::minutes(2),
             poll_interval: StdDuration::from_secs(1),
             first_retry: Duration::seconds(10),
@@ -65,36 +67,54 @@ impl OutboxWorker {
         Self { store, mailer, key, clock, wake, config }
     }
 
-    /// Runs until `shutdown` turns true; the batch in hand is finished first.
+    /// Runs until `shutdown` turns true; the messages in hand are finished first.
+    ///
+    /// Up to `batch` deliveries are in flight at once, each a task of its own; whenever half
+    /// of them have finished, the worker claims more, so that a slow message does not hold up
+    /// the others.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        let mut in_flight = JoinSet::new();
         loop {
-            let delivered = match self.run_once().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox: could not claim messages");
-                    0
+            if !*shutdown.borrow() && in_flight.len() <= this.config.batch as usize / 2 {
+                let room = this.config.batch - in_flight.len() as u32;
+                for message in this.claim(room).await {
+                    let worker = this.clone();
+                    in_flight.spawn(async move { worker.deliver(message).await });
                 }
-            };
+            }
             if *shutdown.borrow() {
+                while in_flight.join_next().await.is_some() {}
                 return;
             }
-            if delivered == 0 {
+            if in_flight.is_empty() {
                 tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(self.config.poll_interval) => {}
-                    _ = shutdown.changed() => return,
+                    _ = this.wake.notified() => {}
+                    _ = tokio::time::sleep(this.config.poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+            } else {
+                tokio::select! {
+                    _ = in_flight.join_next() => {}
+                    _ = this.wake.notified() => {}
+                    _ = shutdown.changed() => {}
                 }
             }
         }
     }
 
-    /// Claims one batch of due messages and delivers it; returns how many were claimed.
-    pub async fn run_once(&self) -> Result<usize, latchkey_store::StoreError> {
+    async fn claim(&self, room: u32) -> Vec<OutboxMessage> {
+        if room == 0 {
+            return Vec::new();
+        }
         let now = self.clock.now();
-        let batch = self.store.claim_outbox(now, now + self.config.lease, self.config.batch).await?;
-        let count = batch.len();
-        futures_util::future::join_all(batch.into_iter().map(|m| self.deliver(m))).await;
-        Ok(count)
+        match self.store.claim_outbox(now, now + self.config.lease, room).await {
+            Ok(messages) => messages,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox: could not claim messages");
+                Vec::new()
+            }
+        }
     }
 
     async fn deliver(&self, message: OutboxMessage) {
