@@ -19,6 +19,8 @@ mod migrate;
 mod readers;
 mod sql;
 mod store;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 pub use store::{SqliteOptions, SqliteStore, Synchronous};
