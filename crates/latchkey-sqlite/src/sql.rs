@@ -5,16 +5,32 @@ use latchkey_store::StoreError;
 use latchkey_store::StoreResult;
 use latchkey_store::rows::RowReader;
 use rusqlite::types::FromSql;
-use rusqlite::{Connection, Params, Row};
+use rusqlite::{Connection, Params, Row, Statement};
 
 pub(crate) type Decode<T> = fn(&dyn RowReader) -> StoreResult<T>;
 
-pub(crate) struct R<'a, 'stmt>(pub(crate) &'a Row<'stmt>);
+/// A row and its statement's column names, read once per statement: rusqlite's lookup by
+/// name asks SQLite for every column's name on every call.
+pub(crate) struct R<'a, 'stmt> {
+    row: &'a Row<'stmt>,
+    names: &'a [String],
+}
 
-impl R<'_, '_> {
-    fn get<T: FromSql>(&self, col: &str) -> Result<Option<T>, StoreError> {
-        self.0.get(col).map_err(map_err)
+impl<'a, 'stmt> R<'a, 'stmt> {
+    pub(crate) fn new(row: &'a Row<'stmt>, names: &'a [String]) -> Self {
+        Self { row, names }
     }
+
+    fn get<T: FromSql>(&self, col: &str) -> Result<Option<T>, StoreError> {
+        let Some(idx) = self.names.iter().position(|name| name == col) else {
+            return Err(map_err(rusqlite::Error::InvalidColumnName(col.to_owned())));
+        };
+        self.row.get(idx).map_err(map_err)
+    }
+}
+
+pub(crate) fn column_names(stmt: &Statement<'_>) -> Vec<String> {
+    stmt.column_names().into_iter().map(str::to_owned).collect()
 }
 
 impl RowReader for R<'_, '_> {
@@ -40,9 +56,10 @@ pub(crate) fn one<T>(
     decode: Decode<T>,
 ) -> StoreResult<Option<T>> {
     let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let names = column_names(&stmt);
     let mut rows = stmt.query(params).map_err(map_err)?;
     match rows.next().map_err(map_err)? {
-        Some(row) => decode(&R(row)).map(Some),
+        Some(row) => decode(&R::new(row, &names)).map(Some),
         None => Ok(None),
     }
 }
@@ -55,10 +72,11 @@ pub(crate) fn all<T>(
     decode: Decode<T>,
 ) -> StoreResult<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let names = column_names(&stmt);
     let mut rows = stmt.query(params).map_err(map_err)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(map_err)? {
-        out.push(decode(&R(row))?);
+        out.push(decode(&R::new(row, &names))?);
     }
     Ok(out)
 }

@@ -3,7 +3,7 @@ use crate::connection;
 use crate::error::map_err;
 use crate::migrate;
 use crate::readers::Readers;
-use crate::sql::{R, all, column, exec, one};
+use crate::sql::{R, all, column, column_names, exec, one};
 use crate::writer::{self, Write, Writer};
 use async_trait::async_trait;
 use latchkey_core::challenge::Purpose;
@@ -812,6 +812,7 @@ impl Store for SqliteStore {
     async fn list_organizations(&self) -> StoreResult<Vec<Organization>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT * FROM organizations ORDER BY id").map_err(map_err)?;
+            let names = column_names(&stmt);
             let mut rows = stmt.query([]).map_err(map_err)?;
             let mut domains = None;
             let mut orgs = Vec::new();
@@ -821,8 +822,9 @@ impl Store for SqliteStore {
                     Some(domains) => domains,
                     None => domains.insert(domains_by_org(c)?),
                 };
-                let id = R(row).text("id")?.ok_or(StoreError::Corrupt("organization"))?;
-                orgs.push(rows::organization(&R(row), domains.remove(&id).unwrap_or_default())?);
+                let row = R::new(row, &names);
+                let id = row.text("id")?.ok_or(StoreError::Corrupt("organization"))?;
+                orgs.push(rows::organization(&row, domains.remove(&id).unwrap_or_default())?);
             }
             Ok(orgs)
         })
@@ -1215,16 +1217,18 @@ fn organization_where(c: &Connection, key: OrgKey, value: &str) -> StoreResult<O
         }
     };
     let mut stmt = c.prepare_cached(sql).map_err(map_err)?;
+    let names = column_names(&stmt);
     let mut rows = stmt.query([value]).map_err(map_err)?;
     let Some(row) = rows.next().map_err(map_err)? else { return Ok(None) };
-    let id = R(row).text("id")?.ok_or(StoreError::Corrupt("organization"))?;
+    let row = R::new(row, &names);
+    let id = row.text("id")?.ok_or(StoreError::Corrupt("organization"))?;
     // Read while the row holds the read transaction: one snapshot for both.
     let domains = column(
         c,
         "SELECT domain FROM organization_domains WHERE org_id = ?1 ORDER BY domain",
         [id.as_str()],
     )?;
-    rows::organization(&R(row), domains).map(Some)
+    rows::organization(&row, domains).map(Some)
 }
 
 /// Every organization's domains, in display order.

@@ -164,6 +164,8 @@ fn run(conn: Connection, queue: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
 fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>) {
     let mut jobs = group.drain(..);
     while jobs.len() > 0 {
+        // A job alone in its transaction needs no savepoint: undoing it is rolling back.
+        let alone = jobs.len() == 1;
         if let Err(e) = statement(conn, "BEGIN IMMEDIATE") {
             let failed = WriterError::from_sqlite("cannot begin a write", &e);
             jobs.for_each(|job| job.answer(Err(&failed)));
@@ -171,21 +173,28 @@ fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>) {
         }
         let mut ran: Vec<Box<dyn Job>> = Vec::with_capacity(jobs.len());
         let mut lost = None;
+        let mut kept = false;
         for mut job in jobs.by_ref() {
-            if let Err(e) = savepoint(conn, &mut *job) {
-                // SQLite rolled the whole transaction back (out of memory or disk, I/O):
-                // the jobs run so far are lost; the rest start a new transaction.
-                lost = Some(WriterError::from_sqlite("the write transaction was rolled back", &e));
-                if !conn.is_autocommit() {
-                    let _ = statement(conn, "ROLLBACK");
+            match run_job(conn, &mut *job, alone) {
+                Ok(keep) => kept |= keep,
+                Err(e) => {
+                    // SQLite rolled the whole transaction back (out of memory or disk, I/O):
+                    // the jobs run so far are lost; the rest start a new transaction.
+                    lost = Some(WriterError::from_sqlite("the write transaction was rolled back", &e));
+                    if !conn.is_autocommit() {
+                        let _ = statement(conn, "ROLLBACK");
+                    }
+                    ran.push(job);
+                    break;
                 }
-                ran.push(job);
-                break;
             }
             ran.push(job);
         }
         let outcome = match lost {
             Some(lost) => Err(lost),
+            None if alone && !kept => {
+                statement(conn, "ROLLBACK").map_err(|e| WriterError::from_sqlite("cannot roll back", &e))
+            }
             None => statement(conn, "COMMIT").map_err(|e| {
                 let failed = WriterError::from_sqlite("cannot commit", &e);
                 if !conn.is_autocommit() {
@@ -200,9 +209,12 @@ fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>) {
     }
 }
 
-/// Runs one job in its own savepoint. `Err` only when the transaction itself is gone.
-fn savepoint(conn: &Connection, job: &mut dyn Job) -> rusqlite::Result<()> {
-    statement(conn, "SAVEPOINT job")?;
+/// Runs one job, in its own savepoint unless it is `alone` in the transaction; whether its
+/// writes are kept. `Err` only when the transaction itself is gone.
+fn run_job(conn: &Connection, job: &mut dyn Job, alone: bool) -> rusqlite::Result<bool> {
+    if !alone {
+        statement(conn, "SAVEPOINT job")?;
+    }
     let keep = job.run(conn);
     if conn.is_autocommit() {
         return Err(rusqlite::Error::SqliteFailure(
@@ -210,10 +222,13 @@ fn savepoint(conn: &Connection, job: &mut dyn Job) -> rusqlite::Result<()> {
             Some("the transaction was rolled back by SQLite".into()),
         ));
     }
-    if !keep {
-        statement(conn, "ROLLBACK TO job")?;
+    if !alone {
+        if !keep {
+            statement(conn, "ROLLBACK TO job")?;
+        }
+        statement(conn, "RELEASE job")?;
     }
-    statement(conn, "RELEASE job")
+    Ok(keep)
 }
 
 fn statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
