@@ -1,3 +1,4 @@
+use crate::pool::{Pool, Query, Run, Tx};
 use async_trait::async_trait;
 use latchkey_core::challenge::Purpose;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, NewAuthorizationCode};
@@ -13,9 +14,10 @@ use latchkey_store::{
     ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage,
     RotateOutcome, Store, StoreError, StoreResult, StoredSigningKey, TokenOutcome,
 };
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, PgConnection, PgExecutor, Postgres, Row};
+use sqlx::postgres::{PgConnectOptions, PgRow};
+use sqlx::{Connection, PgConnection, Postgres, Row};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -40,11 +42,8 @@ impl Default for PostgresOptions {
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pool: Arc<Pool>,
 }
-
-/// How long a pooled connection may sit idle before it is checked again when handed out.
-const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -58,25 +57,8 @@ impl PostgresStore {
             let ms = timeout.as_nanos().div_ceil(1_000_000);
             connect = connect.options([("statement_timeout", ms)]);
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout)
-            // sqlx pings every connection it hands out, a round trip per store call. A busy
-            // connection was just seen alive (sqlx also pings it when it comes back); only one
-            // that sat idle, which a server restart or a proxy may have cut, is checked first.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= CHECK_AFTER_IDLE {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_with(connect)
-            .await
-            .map_err(map_err)?;
-        Ok(Self { pool })
+        let pool = Pool::connect(connect, options.max_connections, options.acquire_timeout).await?;
+        Ok(Self { pool: Arc::new(pool) })
     }
 
     pub async fn close(&self) {
@@ -135,7 +117,7 @@ fn unavailable_code(code: &str) -> bool {
         || code.starts_with("53") // insufficient resources: too many connections, out of memory or disk
 }
 
-fn map_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("unique"),
         sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_code(&c)) => {
@@ -160,23 +142,8 @@ fn one<T>(row: Option<PgRow>, f: fn(&dyn RowReader) -> StoreResult<T>) -> StoreR
     row.map(|r| f(&R(&r))).transpose()
 }
 
-async fn insert_secret(db: impl PgExecutor<'_>, s: &ClientSecret) -> StoreResult<()> {
-    sqlx::query("INSERT INTO client_secrets (id, app_id, hash, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(s.id.as_str())
-        .bind(s.app_id.as_str())
-        .bind(&s.hash)
-        .bind(millis(s.created_at))
-        .execute(db)
-        .await
-        .map_err(map_err)?;
-    Ok(())
-}
-
 /// How many rows one purge statement deletes at most: short statements, short row locks.
 const PURGE_BATCH: u64 = 2000;
-
-/// A query with its arguments, as the binders below extend it.
-type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 
 // Column lists shared by statements, in the order of the binders below.
 macro_rules! event_columns {
@@ -367,16 +334,15 @@ impl Consumption {
 /// (`ORDER BY` comes before `FOR UPDATE`), so revocations of overlapping sets (the losers of
 /// a rotation race each revoking the family, say) queue instead of deadlocking. A row revoked
 /// meanwhile no longer matches once its lock is granted, and is not counted twice.
-async fn revoke_family(db: impl PgExecutor<'_>, family_id: &FamilyId, now_ms: i64) -> StoreResult<u64> {
+async fn revoke_family(pool: &Pool, family_id: &FamilyId, now_ms: i64) -> StoreResult<u64> {
     let done = sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE id IN ( \
            SELECT id FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NULL ORDER BY id FOR UPDATE)",
     )
     .bind(family_id.as_str())
     .bind(now_ms)
-    .execute(db)
-    .await
-    .map_err(map_err)?;
+    .execute_on(pool)
+    .await?;
     Ok(done.rows_affected())
 }
 
@@ -387,7 +353,7 @@ impl Store for PostgresStore {
     async fn migrate(&self) -> StoreResult<()> {
         // A connection of its own without the statement timeout: a long migration, or waiting
         // for another instance's migration (the migrator holds an advisory lock), is not an error.
-        let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await.map_err(map_err)?;
+        let mut conn = PgConnection::connect_with(self.pool.connect_options()).await.map_err(map_err)?;
         sqlx::query("SET statement_timeout = 0").execute(&mut conn).await.map_err(map_err)?;
         let result = MIGRATOR.run_direct(&mut conn).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => map_err(e),
@@ -399,49 +365,49 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        sqlx::query("SELECT 1").execute_on(&self.pool).await?;
         Ok(())
     }
 
     async fn insert_application(&self, app: &Application, secret: Option<&ClientSecret>) -> StoreResult<()> {
+        const INSERT: &str = "INSERT INTO applications (id, client_id, name, public, redirect_uris, \
+             default_redirect_uri, settings, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        // The secret in the same statement: both rows or neither.
+        const INSERT_WITH_SECRET: &str = "WITH app AS (INSERT INTO applications (id, client_id, name, public, \
+             redirect_uris, default_redirect_uri, settings, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)) \
+             INSERT INTO client_secrets (id, app_id, hash, created_at) VALUES ($10, $1, $11, $12)";
         let (uris, settings) = rows::application_json(app);
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO applications (id, client_id, name, public, redirect_uris, default_redirect_uri, \
-             settings, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(app.id.as_str())
-        .bind(&app.client_id)
-        .bind(&app.name)
-        .bind(app.public)
-        .bind(uris)
-        .bind(app.default_redirect_uri.as_ref().map(|u| u.as_str()))
-        .bind(settings)
-        .bind(millis(app.created_at))
-        .bind(millis(app.updated_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if let Some(secret) = secret {
-            insert_secret(&mut *tx, secret).await?;
-        }
-        tx.commit().await.map_err(map_err)
+        let query = sqlx::query(if secret.is_some() { INSERT_WITH_SECRET } else { INSERT })
+            .bind(app.id.as_str())
+            .bind(&app.client_id)
+            .bind(&app.name)
+            .bind(app.public)
+            .bind(uris)
+            .bind(app.default_redirect_uri.as_ref().map(|u| u.as_str()))
+            .bind(settings)
+            .bind(millis(app.created_at))
+            .bind(millis(app.updated_at));
+        let query = match secret {
+            Some(s) => query.bind(s.id.as_str()).bind(&s.hash).bind(millis(s.created_at)),
+            None => query,
+        };
+        query.execute_on(&self.pool).await?;
+        Ok(())
     }
 
     async fn application(&self, id: &AppId) -> StoreResult<Option<Application>> {
         let row = sqlx::query("SELECT * FROM applications WHERE id = $1")
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         one(row, rows::application)
     }
 
     async fn list_applications(&self) -> StoreResult<Vec<Application>> {
         let rows = sqlx::query(r#"SELECT * FROM applications ORDER BY id COLLATE "C""#)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_all_on(&self.pool)
+            .await?;
         all(&rows, rows::application)
     }
 
@@ -458,31 +424,35 @@ impl Store for PostgresStore {
         .bind(app.default_redirect_uri.as_ref().map(|u| u.as_str()))
         .bind(settings)
         .bind(millis(app.updated_at))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .execute_on(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete_application(&self, id: &AppId) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM applications WHERE id = $1")
             .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute_on(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn insert_client_secret(&self, secret: &ClientSecret) -> StoreResult<()> {
-        insert_secret(&self.pool, secret).await
+    async fn insert_client_secret(&self, s: &ClientSecret) -> StoreResult<()> {
+        sqlx::query("INSERT INTO client_secrets (id, app_id, hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(s.id.as_str())
+            .bind(s.app_id.as_str())
+            .bind(&s.hash)
+            .bind(millis(s.created_at))
+            .execute_on(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn client_secrets(&self, app_id: &AppId) -> StoreResult<Vec<ClientSecret>> {
         let rows = sqlx::query(r#"SELECT * FROM client_secrets WHERE app_id = $1 ORDER BY id COLLATE "C""#)
             .bind(app_id.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_all_on(&self.pool)
+            .await?;
         all(&rows, rows::client_secret)
     }
 
@@ -490,9 +460,8 @@ impl Store for PostgresStore {
         let done = sqlx::query("DELETE FROM client_secrets WHERE id = $1 AND app_id = $2")
             .bind(id.as_str())
             .bind(app_id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute_on(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -501,9 +470,8 @@ impl Store for PostgresStore {
             "SELECT a.* FROM applications a JOIN client_secrets s ON s.app_id = a.id WHERE s.hash = $1",
         )
         .bind(hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_optional_on(&self.pool)
+        .await?;
         one(row, rows::application)
     }
 
@@ -578,7 +546,7 @@ impl Store for PostgresStore {
                 .bind(&m.sealed)
                 .bind(millis(m.created_at));
         }
-        let row = query.fetch_one(&self.pool).await.map_err(map_err)?;
+        let row = query.fetch_one_on(&self.pool).await?;
         let refused: Option<i32> = row.try_get("refused").map_err(map_err)?;
         Ok(hits.outcome(refused))
     }
@@ -594,9 +562,8 @@ impl Store for PostgresStore {
         let hits = Hits::new(limits, now);
         let refused: Option<i32> = hits
             .bind(sqlx::query("SELECT latchkey_count_hits($1, $2, $3, $4, $5)"))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?
+            .fetch_one_on(&self.pool)
+            .await?
             .try_get(0)
             .map_err(map_err)?;
         Ok(hits.outcome(refused))
@@ -615,9 +582,7 @@ impl Store for PostgresStore {
         .bind(app_id.as_str())
         .bind(email.as_str())
         .bind(millis(now))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_optional_on(&self.pool).await?;
         one(row, rows::challenge)
     }
 
@@ -656,9 +621,8 @@ impl Store for PostgresStore {
             .bind(id.as_str())
             .bind(otp_hash)
             .bind(i64::from(max_attempts))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         if let Some(row) = consumed {
             let (challenge, user) = Consumption::read(&row)?;
             return Ok(OtpOutcome::Consumed { challenge: Box::new(challenge), user });
@@ -670,9 +634,8 @@ impl Store for PostgresStore {
             .bind(i64::from(max_attempts))
             .bind(rejected.id.as_str())
             .bind(rejected.kind.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         let Some(row) = failed else { return Ok(OtpOutcome::Gone) };
         let attempts: i64 = row.try_get("otp_attempts").map_err(map_err)?;
         let left = i64::from(max_attempts).saturating_sub(attempts).max(0);
@@ -688,18 +651,16 @@ impl Store for PostgresStore {
         )
         .bind(id.as_str())
         .bind(app_id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_optional_on(&self.pool)
+        .await?;
         one(row, rows::challenge_record)
     }
 
     async fn challenge_by_link(&self, link_hash: &[u8]) -> StoreResult<Option<Challenge>> {
         let row = sqlx::query("SELECT * FROM challenges WHERE link_hash = $1")
             .bind(link_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         one(row, rows::challenge)
     }
 
@@ -724,9 +685,8 @@ impl Store for PostgresStore {
             .bind(millis(now))
             .bind(event.id.as_str())
             .bind(event.kind.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute_on(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -753,9 +713,8 @@ impl Store for PostgresStore {
             .bind(&code.code_hash)
             .bind(AuthMethod::Link.amr())
             .bind(millis(code.expires_at))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         let Some(row) = consumed else {
             // Nothing was written; a read tells an unknown link from a spent one.
             return Ok(
@@ -786,9 +745,8 @@ impl Store for PostgresStore {
     async fn authorization_code(&self, code_hash: &[u8]) -> StoreResult<Option<AuthorizationCode>> {
         let row = sqlx::query("SELECT * FROM authorization_codes WHERE code_hash = $1")
             .bind(code_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         one(row, rows::authorization_code)
     }
 
@@ -824,25 +782,23 @@ impl Store for PostgresStore {
             Some((refresh, event)) => bind_event(bind_refresh(query, refresh), event),
             None => query,
         };
-        let row = query.fetch_optional(&self.pool).await.map_err(map_err)?;
+        let row = query.fetch_optional_on(&self.pool).await?;
         one(row, rows::authorization_code)
     }
 
     async fn user(&self, id: &UserId) -> StoreResult<Option<User>> {
         let row = sqlx::query("SELECT * FROM users WHERE id = $1")
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         one(row, rows::user)
     }
 
     async fn user_by_email(&self, email: &EmailAddress) -> StoreResult<Option<User>> {
         let row = sqlx::query("SELECT * FROM users WHERE email = $1")
             .bind(email.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         one(row, rows::user)
     }
 
@@ -871,9 +827,8 @@ impl Store for PostgresStore {
         .bind(millis(now))
         .bind(millis(lease_until))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_all_on(&self.pool)
+        .await?;
         all(&rows, rows::outbox_message)
     }
 
@@ -892,9 +847,8 @@ impl Store for PostgresStore {
             .bind(millis(now))
             .bind(event.id.as_str())
             .bind(event.kind.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute_on(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -919,15 +873,14 @@ impl Store for PostgresStore {
             .bind(id.as_str())
             .bind(error),
         };
-        query.execute(&self.pool).await.map_err(map_err)?;
+        query.execute_on(&self.pool).await?;
         Ok(())
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         let rows = sqlx::query(r#"SELECT * FROM signing_keys ORDER BY created_at, kid COLLATE "C""#)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_all_on(&self.pool)
+            .await?;
         all(&rows, rows::signing_key)
     }
 
@@ -940,9 +893,7 @@ impl Store for PostgresStore {
         .bind(&key.sealed_pkcs8)
         .bind(millis(key.created_at))
         .bind(key.retired_at.map(millis))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .execute_on(&self.pool).await?;
         Ok(())
     }
 
@@ -950,18 +901,16 @@ impl Store for PostgresStore {
         sqlx::query("UPDATE signing_keys SET retired_at = $2 WHERE alg = $1 AND retired_at IS NULL")
             .bind(alg.as_str())
             .bind(millis(now))
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute_on(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn delete_signing_keys_retired_before(&self, cutoff: OffsetDateTime) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1")
             .bind(millis(cutoff))
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute_on(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -979,9 +928,7 @@ impl Store for PostgresStore {
         .bind(millis(u.updated_at))
         .bind(u.last_sign_in_at.map(millis))
         .bind(u.locale.as_deref())
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .execute_on(&self.pool).await?;
         Ok(())
     }
 
@@ -993,9 +940,7 @@ impl Store for PostgresStore {
         )
         .bind(after.map(|a| a.as_str()))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_all_on(&self.pool).await?;
         all(&rows, rows::user)
     }
 
@@ -1009,19 +954,14 @@ impl Store for PostgresStore {
         .bind(rows::metadata_json(u))
         .bind(millis(u.updated_at))
         .bind(u.locale.as_deref())
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .execute_on(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete_user(&self, id: &UserId) -> StoreResult<bool> {
         // Its refresh tokens and codes go with it (ON DELETE CASCADE).
-        let done = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let done =
+            sqlx::query("DELETE FROM users WHERE id = $1").bind(id.as_str()).execute_on(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -1044,7 +984,7 @@ impl Store for PostgresStore {
             Some(event) => bind_event(bind_refresh(sqlx::query(INSERT_WITH_EVENT), t), event),
             None => bind_refresh(sqlx::query(INSERT), t),
         };
-        query.execute(&self.pool).await.map_err(map_err)?;
+        query.execute_on(&self.pool).await?;
         Ok(())
     }
 
@@ -1104,7 +1044,7 @@ impl Store for PostgresStore {
             Some(event) => bind_event(query, event),
             None => query,
         };
-        if let Some(row) = query.fetch_optional(&self.pool).await.map_err(map_err)? {
+        if let Some(row) = query.fetch_optional_on(&self.pool).await? {
             return Ok(RotateOutcome::Rotated(Box::new(rows::refresh_token(&R(&row))?)));
         }
         // Unknown, another application's, revoked or expired: Invalid. Rotated out: reuse.
@@ -1115,9 +1055,8 @@ impl Store for PostgresStore {
             .bind(now_ms)
             .bind(reuse.id.as_str())
             .bind(reuse.kind.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         let Some(row) = known else { return Ok(RotateOutcome::Invalid) };
         let family_id: String = row.try_get("family_id").map_err(map_err)?;
         let user_id: String = row.try_get("user_id").map_err(map_err)?;
@@ -1130,9 +1069,8 @@ impl Store for PostgresStore {
     async fn refresh_token(&self, token_hash: &[u8]) -> StoreResult<Option<RefreshToken>> {
         let row = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = $1")
             .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         one(row, rows::refresh_token)
     }
 
@@ -1147,9 +1085,8 @@ impl Store for PostgresStore {
         )
         .bind(user_id.as_str())
         .bind(millis(now))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_all_on(&self.pool)
+        .await?;
         all(&rows, rows::refresh_token)
     }
 
@@ -1162,16 +1099,15 @@ impl Store for PostgresStore {
         )
         .bind(user_id.as_str())
         .bind(millis(now))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .execute_on(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
     async fn insert_event(&self, event: &Event) -> StoreResult<()> {
         const INSERT: &str =
             concat!("INSERT INTO events (", event_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)");
-        bind_event(sqlx::query(INSERT), event).execute(&self.pool).await.map_err(map_err)?;
+        bind_event(sqlx::query(INSERT), event).execute_on(&self.pool).await?;
         Ok(())
     }
 
@@ -1183,9 +1119,7 @@ impl Store for PostgresStore {
         )
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_all_on(&self.pool).await?;
         all(&rows, rows::event)
     }
 
@@ -1208,9 +1142,8 @@ impl Store for PostgresStore {
         .bind(holder)
         .bind(millis(now))
         .bind(millis(until))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_optional_on(&self.pool)
+        .await?;
         Ok(row.is_some())
     }
 
@@ -1256,12 +1189,8 @@ impl Store for PostgresStore {
         let mut total = 0;
         for (sql, cutoff) in statements {
             loop {
-                let done = sqlx::query(sql)
-                    .bind(cutoff)
-                    .bind(PURGE_BATCH as i64)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                let done =
+                    sqlx::query(sql).bind(cutoff).bind(PURGE_BATCH as i64).execute_on(&self.pool).await?;
                 total += done.rows_affected();
                 if done.rows_affected() < PURGE_BATCH {
                     break;
@@ -1298,9 +1227,8 @@ impl Store for PostgresStore {
             .bind(event.id.as_str())
             .bind(event.kind.as_str())
             .bind(event.detail.as_deref())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         let Some(row) = consumed else {
             let found = self
                 .challenge_by_link(link_hash)
@@ -1312,7 +1240,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_organization(&self, org: &Organization) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = Tx::begin(&self.pool).await?;
         sqlx::query(
             "INSERT INTO organizations (id, name, slug, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -1321,11 +1249,11 @@ impl Store for PostgresStore {
         .bind(&org.slug)
         .bind(millis(org.created_at))
         .bind(millis(org.updated_at))
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await
         .map_err(map_err)?;
-        insert_domains(&mut tx, org).await?;
-        tx.commit().await.map_err(map_err)
+        insert_domains(tx.conn(), org).await?;
+        tx.commit().await
     }
 
     async fn organization(&self, id: &OrgId) -> StoreResult<Option<Organization>> {
@@ -1342,60 +1270,60 @@ impl Store for PostgresStore {
 
     async fn list_organizations(&self) -> StoreResult<Vec<Organization>> {
         let orgs = sqlx::query("SELECT * FROM organizations ORDER BY id COLLATE \"C\"")
-            .fetch_all(&self.pool)
-            .await
+            .fetch_all_on(&self.pool)
+            .await?;
+        let domains = sqlx::query("SELECT domain, org_id FROM organization_domains ORDER BY domain")
+            .fetch_all_on(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<Vec<(String, String)>, sqlx::Error>>()
             .map_err(map_err)?;
-        let domains: Vec<(String, String)> =
-            sqlx::query_as("SELECT domain, org_id FROM organization_domains ORDER BY domain")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
         let readers: Vec<R<'_>> = orgs.iter().map(R).collect();
         rows::organizations(&readers.iter().map(|r| r as &dyn RowReader).collect::<Vec<_>>(), domains)
     }
 
     async fn update_organization(&self, org: &Organization) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = Tx::begin(&self.pool).await?;
         let done =
             sqlx::query("UPDATE organizations SET name = $2, slug = $3, updated_at = $4 WHERE id = $1")
                 .bind(org.id.as_str())
                 .bind(&org.name)
                 .bind(&org.slug)
                 .bind(millis(org.updated_at))
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await
                 .map_err(map_err)?;
         if done.rows_affected() != 1 {
+            // Nothing was written; committing returns the connection to the pool.
+            tx.commit().await?;
             return Ok(false);
         }
         sqlx::query("DELETE FROM organization_domains WHERE org_id = $1")
             .bind(org.id.as_str())
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await
             .map_err(map_err)?;
-        insert_domains(&mut tx, org).await?;
-        tx.commit().await.map_err(map_err)?;
+        insert_domains(tx.conn(), org).await?;
+        tx.commit().await?;
         Ok(true)
     }
 
     async fn delete_organization(&self, id: &OrgId) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM organizations WHERE id = $1")
             .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute_on(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn user_organizations(&self, user_id: &UserId) -> StoreResult<Vec<OrgId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT org_id FROM memberships WHERE user_id = $1 ORDER BY org_id COLLATE \"C\"",
-        )
-        .bind(user_id.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(ids.into_iter().map(OrgId::from_trusted).collect())
+        let rows =
+            sqlx::query("SELECT org_id FROM memberships WHERE user_id = $1 ORDER BY org_id COLLATE \"C\"")
+                .bind(user_id.as_str())
+                .fetch_all_on(&self.pool)
+                .await?;
+        rows.iter().map(|row| row.try_get(0).map(OrgId::from_trusted).map_err(map_err)).collect()
     }
 }
 
@@ -1423,8 +1351,7 @@ impl PostgresStore {
             OrgKey::Slug => org_sql!("o.slug = $1"),
             OrgKey::Domain => org_sql!("o.id = (SELECT org_id FROM organization_domains WHERE domain = $1)"),
         };
-        let Some(row) = sqlx::query(sql).bind(value).fetch_optional(&self.pool).await.map_err(map_err)?
-        else {
+        let Some(row) = sqlx::query(sql).bind(value).fetch_optional_on(&self.pool).await? else {
             return Ok(None);
         };
         let domains: Vec<String> = row.try_get("domains").map_err(map_err)?;
