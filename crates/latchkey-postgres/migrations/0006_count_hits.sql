@@ -19,26 +19,28 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     refused INT;
-    counted BIGINT;
 BEGIN
     IF coalesce(cardinality(keys), 0) = 0 THEN
         RETURN NULL;
     END IF;
     BEGIN
-        FOR i IN 1 .. cardinality(keys) LOOP
-            -- A concurrent hit on the same key waits for the row lock, then counts on the row the
-            -- other committed: no hit is lost.
+        -- One statement for every counter, taken in the order given (the caller's keys are
+        -- distinct). A concurrent hit on the same key waits for the row lock, then counts on the
+        -- row the other committed: no hit is lost.
+        WITH counted AS (
             INSERT INTO rate_limits AS r (key, window_start, count, expires_at)
-            VALUES (keys[i], window_starts[i], 1, expiries[i])
+            SELECT h.key, h.window_start, 1, h.expires_at
+            FROM unnest(keys, window_starts, expiries) WITH ORDINALITY AS h(key, window_start, expires_at, i)
+            ORDER BY h.i
             ON CONFLICT (key) DO UPDATE SET
                 count = CASE WHEN r.window_start = EXCLUDED.window_start THEN r.count + 1 ELSE 1 END,
                 window_start = EXCLUDED.window_start,
                 expires_at = EXCLUDED.expires_at
-            RETURNING count INTO counted;
-            IF counted > limits[i] AND (refused IS NULL OR positions[i] < refused) THEN
-                refused := positions[i];
-            END IF;
-        END LOOP;
+            RETURNING r.key, r.count
+        )
+        SELECT min(l.position) INTO refused
+        FROM counted JOIN unnest(keys, limits, positions) AS l(key, lim, position) ON l.key = counted.key
+        WHERE counted.count > l.lim;
         IF refused IS NOT NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'LK429';
         END IF;
