@@ -4,6 +4,7 @@
 //! Single use and leases rest on row locks taken by conditional updates under READ COMMITTED;
 //! the outbox is drained with `FOR UPDATE SKIP LOCKED`, so workers never wait on each other.
 
+mod pool;
 mod store;
 pub mod testing;
 

@@ -1,3 +1,4 @@
+use crate::pool::{Pool, Query, Run, Tx};
 use async_trait::async_trait;
 use latchkey_core::challenge::Purpose;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, NewAuthorizationCode};
@@ -13,9 +14,10 @@ use latchkey_store::{
     ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage,
     RotateOutcome, Store, StoreError, StoreResult, StoredSigningKey, TokenOutcome,
 };
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, PgConnection, PgExecutor, Row};
+use sqlx::postgres::{PgConnectOptions, PgRow};
+use sqlx::{Connection, PgConnection, Postgres, Row};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -40,7 +42,7 @@ impl Default for PostgresOptions {
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pool: Arc<Pool>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -55,13 +57,8 @@ impl PostgresStore {
             let ms = timeout.as_nanos().div_ceil(1_000_000);
             connect = connect.options([("statement_timeout", ms)]);
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await
-            .map_err(map_err)?;
-        Ok(Self { pool })
+        let pool = Pool::connect(connect, options.max_connections, options.acquire_timeout).await?;
+        Ok(Self { pool: Arc::new(pool) })
     }
 
     pub async fn close(&self) {
@@ -86,6 +83,31 @@ impl RowReader for R<'_> {
     }
 }
 
+/// The columns of a row whose names start with a prefix, read without it: a second record
+/// joined into the row (`u_id`, `u_email`… for a user).
+struct Prefixed<'a>(&'a PgRow, &'static str);
+
+impl Prefixed<'_> {
+    fn get<'r, T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>>(&'r self, col: &str) -> StoreResult<T> {
+        self.0.try_get(format!("{}{col}", self.1).as_str()).map_err(map_err)
+    }
+}
+
+impl RowReader for Prefixed<'_> {
+    fn text(&self, col: &str) -> Result<Option<String>, StoreError> {
+        self.get(col)
+    }
+    fn int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+        self.get(col)
+    }
+    fn bytes(&self, col: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(col)
+    }
+    fn boolean(&self, col: &str) -> Result<Option<bool>, StoreError> {
+        self.get(col)
+    }
+}
+
 /// Whether a SQLSTATE means the server is away, going away or too slow: worth retrying later.
 fn unavailable_code(code: &str) -> bool {
     code.starts_with("08") // connection exception
@@ -95,7 +117,7 @@ fn unavailable_code(code: &str) -> bool {
         || code.starts_with("53") // insufficient resources: too many connections, out of memory or disk
 }
 
-fn map_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("unique"),
         sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_code(&c)) => {
@@ -120,102 +142,190 @@ fn one<T>(row: Option<PgRow>, f: fn(&dyn RowReader) -> StoreResult<T>) -> StoreR
     row.map(|r| f(&R(&r))).transpose()
 }
 
-async fn insert_secret(db: impl PgExecutor<'_>, s: &ClientSecret) -> StoreResult<()> {
-    sqlx::query("INSERT INTO client_secrets (id, app_id, hash, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(s.id.as_str())
-        .bind(s.app_id.as_str())
-        .bind(&s.hash)
-        .bind(millis(s.created_at))
-        .execute(db)
-        .await
-        .map_err(map_err)?;
-    Ok(())
-}
-
 /// How many rows one purge statement deletes at most: short statements, short row locks.
 const PURGE_BATCH: u64 = 2000;
 
-/// Counts one hit on each limit; returns the refusal of the first limit (in the given order)
-/// that is exceeded, and the caller then rolls back, so a refused request counts nothing.
-///
-/// Each counter stays row-locked until the transaction ends, so counters are taken in key
-/// order: two requests sharing counters then never wait for each other in a cycle. Every
-/// counter is taken even after a refusal, so the refusal reported is the one the given order
-/// names first, as on SQLite.
-async fn count_hits(
-    conn: &mut PgConnection,
-    limits: &[RateLimit],
-    now: OffsetDateTime,
-) -> StoreResult<Result<(), RateLimited>> {
-    let now_ms = millis(now);
-    let mut order: Vec<usize> = (0..limits.len()).collect();
-    order.sort_by(|&a, &b| limits[a].key.cmp(&limits[b].key));
-    let mut refused: Option<(usize, RateLimited)> = None;
-    for i in order {
-        let limit = &limits[i];
-        let (start, left_ms) = rate_limit::window(now_ms, limit.window);
-        // A concurrent hit on the same key waits for the row lock, then counts on the row the
-        // other committed: no hit is lost.
-        let count: i64 = sqlx::query_scalar(
-            "INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES ($1, $2, 1, $3) \
-             ON CONFLICT (key) DO UPDATE SET \
-               count = CASE WHEN rate_limits.window_start = EXCLUDED.window_start THEN rate_limits.count + 1 ELSE 1 END, \
-               window_start = EXCLUDED.window_start, expires_at = EXCLUDED.expires_at \
-             RETURNING count",
-        )
-        .bind(&limit.key)
-        .bind(start)
-        .bind(now_ms + left_ms)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(map_err)?;
-        if count > i64::from(limit.limit) && refused.is_none_or(|(first, _)| i < first) {
-            refused = Some((i, RateLimited { retry_after: time::Duration::milliseconds(left_ms) }));
+// Column lists shared by statements, in the order of the binders below.
+macro_rules! event_columns {
+    () => {
+        "id, kind, app_id, user_id, subject, detail, created_at"
+    };
+}
+macro_rules! refresh_columns {
+    () => {
+        "id, token_hash, family_id, app_id, user_id, auth_method, auth_time, scope, created_at, expires_at, \
+         rotated_at, revoked_at, org_id"
+    };
+}
+
+/// Binds an event's columns, in the order of `event_columns!`.
+fn bind_event<'q>(q: Query<'q>, e: &'q Event) -> Query<'q> {
+    q.bind(e.id.as_str())
+        .bind(e.kind.as_str())
+        .bind(e.app_id.as_ref().map(|a| a.as_str()))
+        .bind(e.user_id.as_ref().map(|u| u.as_str()))
+        .bind(e.subject.as_deref())
+        .bind(e.detail.as_deref())
+        .bind(millis(e.created_at))
+}
+
+/// Binds a refresh token's columns, in the order of `refresh_columns!`.
+fn bind_refresh<'q>(q: Query<'q>, t: &'q RefreshToken) -> Query<'q> {
+    q.bind(t.id.as_str())
+        .bind(&t.token_hash)
+        .bind(t.family_id.as_str())
+        .bind(t.app_id.as_str())
+        .bind(t.user_id.as_str())
+        .bind(t.auth_method.amr())
+        .bind(millis(t.auth_time))
+        .bind(&t.scope)
+        .bind(millis(t.created_at))
+        .bind(millis(t.expires_at))
+        .bind(t.rotated_at.map(millis))
+        .bind(t.revoked_at.map(millis))
+        .bind(t.org_id.as_ref().map(|o| o.as_str()))
+}
+
+/// A request's rate limits as the arguments of `latchkey_count_hits` (migration 0006): sorted
+/// by key, each with its place in the caller's order, which names the refusal.
+struct Hits {
+    keys: Vec<String>,
+    window_starts: Vec<i64>,
+    expiries: Vec<i64>,
+    limits: Vec<i64>,
+    positions: Vec<i32>,
+    /// What is left of each limit's window, in the caller's order: the refusal's retry-after.
+    left_ms: Vec<i64>,
+}
+
+impl Hits {
+    fn new(limits: &[RateLimit], now: OffsetDateTime) -> Self {
+        let now_ms = millis(now);
+        let windows: Vec<(i64, i64)> = limits.iter().map(|l| rate_limit::window(now_ms, l.window)).collect();
+        let mut order: Vec<usize> = (0..limits.len()).collect();
+        order.sort_by(|&a, &b| limits[a].key.cmp(&limits[b].key));
+        let mut hits = Hits {
+            keys: Vec::with_capacity(limits.len()),
+            window_starts: Vec::with_capacity(limits.len()),
+            expiries: Vec::with_capacity(limits.len()),
+            limits: Vec::with_capacity(limits.len()),
+            positions: Vec::with_capacity(limits.len()),
+            left_ms: windows.iter().map(|&(_, left)| left).collect(),
+        };
+        for i in order {
+            let (start, left) = windows[i];
+            hits.keys.push(limits[i].key.clone());
+            hits.window_starts.push(start);
+            hits.expiries.push(now_ms + left);
+            hits.limits.push(i64::from(limits[i].limit));
+            hits.positions.push(i32::try_from(i).unwrap_or(i32::MAX));
+        }
+        hits
+    }
+
+    /// Binds the five arguments of `latchkey_count_hits`.
+    fn bind<'q>(&'q self, q: Query<'q>) -> Query<'q> {
+        q.bind(&self.keys[..])
+            .bind(&self.window_starts[..])
+            .bind(&self.expiries[..])
+            .bind(&self.limits[..])
+            .bind(&self.positions[..])
+    }
+
+    /// The outcome of the count, from the place the function returned.
+    fn outcome(&self, refused: Option<i32>) -> Result<(), RateLimited> {
+        match refused {
+            None => Ok(()),
+            Some(place) => {
+                let left =
+                    usize::try_from(place).ok().and_then(|p| self.left_ms.get(p)).copied().unwrap_or(0);
+                Err(RateLimited { retry_after: time::Duration::milliseconds(left) })
+            }
         }
     }
-    Ok(refused.map_or(Ok(()), |(_, r)| Err(r)))
 }
 
-async fn insert_event(db: impl PgExecutor<'_>, e: &Event) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO events (id, kind, app_id, user_id, subject, detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(e.id.as_str())
-    .bind(e.kind.as_str())
-    .bind(e.app_id.as_ref().map(|a| a.as_str()))
-    .bind(e.user_id.as_ref().map(|u| u.as_str()))
-    .bind(e.subject.as_deref())
-    .bind(e.detail.as_deref())
-    .bind(millis(e.created_at))
-    .execute(db)
-    .await
-    .map_err(map_err)?;
-    Ok(())
+/// Consumes a challenge and signs its user in, in one statement: the `UPDATE` of the challenge
+/// (given, with its own parameters from `$10`), then its user found or created and marked
+/// verified, the membership of its organization, and the events that say so; `$more` adds
+/// statements of the caller's (parameters after the update's). Answers one row, the challenge
+/// with its user's columns prefixed `u_`, or none when the update matched nothing, in which case
+/// nothing was written.
+///
+/// Concurrent callers queue on the challenge's row lock; once the winner commits, READ COMMITTED
+/// re-checks the update's condition on the new row version, which no longer matches. The user
+/// upsert never fails on the unique e-mail: a concurrent insert of the same address makes this
+/// one wait, then update the row the other committed. Foreign keys are checked at the end of the
+/// statement, when the user exists.
+macro_rules! consume_sql {
+    ($update:literal, $more:literal) => {
+        concat!(
+            "WITH challenge AS (",
+            $update,
+            " RETURNING *), \
+             signed_in AS ( \
+               INSERT INTO users (id, email, email_verified, created_at, updated_at, last_sign_in_at) \
+               SELECT $2, email, TRUE, $1, $1, $1 FROM challenge \
+               ON CONFLICT (email) DO UPDATE SET email_verified = TRUE, updated_at = $1, last_sign_in_at = $1 \
+               RETURNING *), \
+             joined AS ( \
+               INSERT INTO memberships (org_id, user_id, created_at) \
+               SELECT c.org_id, u.id, $1 FROM challenge c, signed_in u WHERE c.org_id IS NOT NULL \
+               ON CONFLICT DO NOTHING RETURNING org_id), \
+             logged AS ( \
+               INSERT INTO events (",
+            event_columns!(),
+            ") \
+               SELECT $3, $4, c.app_id, u.id, c.id, $5, $1 FROM challenge c, signed_in u \
+               UNION ALL SELECT $6, $7, c.app_id, u.id, NULL, NULL, $1 FROM challenge c, signed_in u WHERE u.id = $2 \
+               UNION ALL SELECT $8, $9, c.app_id, u.id, j.org_id, NULL, $1 FROM challenge c, signed_in u, joined j)",
+            $more,
+            " SELECT c.*, u.id AS u_id, u.email AS u_email, u.email_verified AS u_email_verified, u.name AS u_name, \
+               u.metadata AS u_metadata, u.locale AS u_locale, u.created_at AS u_created_at, \
+               u.updated_at AS u_updated_at, u.last_sign_in_at AS u_last_sign_in_at \
+             FROM challenge c, signed_in u"
+        )
+    };
 }
 
-async fn insert_refresh(db: impl PgExecutor<'_>, t: &RefreshToken) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO refresh_tokens (id, token_hash, family_id, app_id, user_id, auth_method, auth_time, scope, \
-         created_at, expires_at, rotated_at, revoked_at, org_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(t.id.as_str())
-    .bind(&t.token_hash)
-    .bind(t.family_id.as_str())
-    .bind(t.app_id.as_str())
-    .bind(t.user_id.as_str())
-    .bind(t.auth_method.amr())
-    .bind(millis(t.auth_time))
-    .bind(&t.scope)
-    .bind(millis(t.created_at))
-    .bind(millis(t.expires_at))
-    .bind(t.rotated_at.map(millis))
-    .bind(t.revoked_at.map(millis))
-    .bind(t.org_id.as_ref().map(|o| o.as_str()))
-    .execute(db)
-    .await
-    .map_err(map_err)?;
-    Ok(())
+/// The first nine parameters of a `consume_sql!` statement: the user that would be created and
+/// the events that may be written, made before the statement so that their ids keep their order.
+struct Consumption {
+    now_ms: i64,
+    new_user: UserId,
+    consumed: Event,
+    created: Event,
+    joined: Event,
+}
+
+impl Consumption {
+    fn new(method: AuthMethod, now: OffsetDateTime) -> Self {
+        Self {
+            now_ms: millis(now),
+            new_user: UserId::generate(),
+            consumed: Event::new(EventKind::ChallengeConsumed, now)
+                .detail(serde_json::json!({ "method": method.amr() })),
+            created: Event::new(EventKind::UserCreated, now),
+            joined: Event::new(EventKind::MembershipCreated, now),
+        }
+    }
+
+    fn bind<'q>(&'q self, q: Query<'q>) -> Query<'q> {
+        q.bind(self.now_ms)
+            .bind(self.new_user.as_str())
+            .bind(self.consumed.id.as_str())
+            .bind(self.consumed.kind.as_str())
+            .bind(self.consumed.detail.as_deref())
+            .bind(self.created.id.as_str())
+            .bind(self.created.kind.as_str())
+            .bind(self.joined.id.as_str())
+            .bind(self.joined.kind.as_str())
+    }
+
+    /// The consumed challenge and its user from the statement's row.
+    fn read(row: &PgRow) -> StoreResult<(Challenge, User)> {
+        Ok((rows::challenge(&R(row))?, rows::user(&Prefixed(row, "u_"))?))
+    }
 }
 
 /// Revokes the unrevoked tokens of a family; returns how many.
@@ -224,76 +334,16 @@ async fn insert_refresh(db: impl PgExecutor<'_>, t: &RefreshToken) -> StoreResul
 /// (`ORDER BY` comes before `FOR UPDATE`), so revocations of overlapping sets (the losers of
 /// a rotation race each revoking the family, say) queue instead of deadlocking. A row revoked
 /// meanwhile no longer matches once its lock is granted, and is not counted twice.
-async fn revoke_family(db: impl PgExecutor<'_>, family_id: &FamilyId, now_ms: i64) -> StoreResult<u64> {
+async fn revoke_family(pool: &Pool, family_id: &FamilyId, now_ms: i64) -> StoreResult<u64> {
     let done = sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE id IN ( \
            SELECT id FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NULL ORDER BY id FOR UPDATE)",
     )
     .bind(family_id.as_str())
     .bind(now_ms)
-    .execute(db)
-    .await
-    .map_err(map_err)?;
+    .execute_on(pool)
+    .await?;
     Ok(done.rows_affected())
-}
-
-/// After a challenge was consumed (by link or code): its user, found or created, marked
-/// verified, and the events that say so.
-async fn finish_consumption(
-    conn: &mut PgConnection,
-    row: &PgRow,
-    method: AuthMethod,
-    now: OffsetDateTime,
-) -> StoreResult<(Challenge, User)> {
-    let challenge = rows::challenge(&R(row))?;
-    let new_id = UserId::generate();
-    // ON CONFLICT DO UPDATE never fails on the unique e-mail: a concurrent insert of the
-    // same address makes this one wait, then update the row the other committed.
-    let user_row = sqlx::query(
-        "INSERT INTO users (id, email, email_verified, created_at, updated_at, last_sign_in_at) \
-         VALUES ($1, $2, TRUE, $3, $3, $3) \
-         ON CONFLICT (email) DO UPDATE SET email_verified = TRUE, updated_at = $3, last_sign_in_at = $3 \
-         RETURNING *",
-    )
-    .bind(new_id.as_str())
-    .bind(challenge.email.as_str())
-    .bind(millis(now))
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    let user = rows::user(&R(&user_row))?;
-    let consumed = Event::new(EventKind::ChallengeConsumed, now)
-        .app(&challenge.app_id)
-        .user(&user.id)
-        .subject(challenge.id.as_str());
-    let consumed = consumed.detail(serde_json::json!({ "method": method.amr() }));
-    insert_event(&mut *conn, &consumed).await?;
-    if user.id == new_id {
-        insert_event(
-            &mut *conn,
-            &Event::new(EventKind::UserCreated, now).app(&challenge.app_id).user(&user.id),
-        )
-        .await?;
-    }
-    if let Some(org) = &challenge.org_id {
-        let joined = sqlx::query(
-            "INSERT INTO memberships (org_id, user_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(org.as_str())
-        .bind(user.id.as_str())
-        .bind(millis(now))
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-        if joined.rows_affected() == 1 {
-            let event = Event::new(EventKind::MembershipCreated, now)
-                .app(&challenge.app_id)
-                .user(&user.id)
-                .subject(org.as_str());
-            insert_event(&mut *conn, &event).await?;
-        }
-    }
-    Ok((challenge, user))
 }
 
 // Ids are ordered with COLLATE "C": byte order, which is creation order for our ids, whatever
@@ -303,7 +353,7 @@ impl Store for PostgresStore {
     async fn migrate(&self) -> StoreResult<()> {
         // A connection of its own without the statement timeout: a long migration, or waiting
         // for another instance's migration (the migrator holds an advisory lock), is not an error.
-        let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await.map_err(map_err)?;
+        let mut conn = PgConnection::connect_with(self.pool.connect_options()).await.map_err(map_err)?;
         sqlx::query("SET statement_timeout = 0").execute(&mut conn).await.map_err(map_err)?;
         let result = MIGRATOR.run_direct(&mut conn).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => map_err(e),
@@ -315,49 +365,49 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        sqlx::query("SELECT 1").execute_on(&self.pool).await?;
         Ok(())
     }
 
     async fn insert_application(&self, app: &Application, secret: Option<&ClientSecret>) -> StoreResult<()> {
+        const INSERT: &str = "INSERT INTO applications (id, client_id, name, public, redirect_uris, \
+             default_redirect_uri, settings, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        // The secret in the same statement: both rows or neither.
+        const INSERT_WITH_SECRET: &str = "WITH app AS (INSERT INTO applications (id, client_id, name, public, \
+             redirect_uris, default_redirect_uri, settings, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)) \
+             INSERT INTO client_secrets (id, app_id, hash, created_at) VALUES ($10, $1, $11, $12)";
         let (uris, settings) = rows::application_json(app);
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO applications (id, client_id, name, public, redirect_uris, default_redirect_uri, \
-             settings, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(app.id.as_str())
-        .bind(&app.client_id)
-        .bind(&app.name)
-        .bind(app.public)
-        .bind(uris)
-        .bind(app.default_redirect_uri.as_ref().map(|u| u.as_str()))
-        .bind(settings)
-        .bind(millis(app.created_at))
-        .bind(millis(app.updated_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if let Some(secret) = secret {
-            insert_secret(&mut *tx, secret).await?;
-        }
-        tx.commit().await.map_err(map_err)
+        let query = sqlx::query(if secret.is_some() { INSERT_WITH_SECRET } else { INSERT })
+            .bind(app.id.as_str())
+            .bind(&app.client_id)
+            .bind(&app.name)
+            .bind(app.public)
+            .bind(uris)
+            .bind(app.default_redirect_uri.as_ref().map(|u| u.as_str()))
+            .bind(settings)
+            .bind(millis(app.created_at))
+            .bind(millis(app.updated_at));
+        let query = match secret {
+            Some(s) => query.bind(s.id.as_str()).bind(&s.hash).bind(millis(s.created_at)),
+            None => query,
+        };
+        query.execute_on(&self.pool).await?;
+        Ok(())
     }
 
     async fn application(&self, id: &AppId) -> StoreResult<Option<Application>> {
         let row = sqlx::query("SELECT * FROM applications WHERE id = $1")
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         one(row, rows::application)
     }
 
     async fn list_applications(&self) -> StoreResult<Vec<Application>> {
         let rows = sqlx::query(r#"SELECT * FROM applications ORDER BY id COLLATE "C""#)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_all_on(&self.pool)
+            .await?;
         all(&rows, rows::application)
     }
 
@@ -374,31 +424,35 @@ impl Store for PostgresStore {
         .bind(app.default_redirect_uri.as_ref().map(|u| u.as_str()))
         .bind(settings)
         .bind(millis(app.updated_at))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .execute_on(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete_application(&self, id: &AppId) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM applications WHERE id = $1")
             .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute_on(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn insert_client_secret(&self, secret: &ClientSecret) -> StoreResult<()> {
-        insert_secret(&self.pool, secret).await
+    async fn insert_client_secret(&self, s: &ClientSecret) -> StoreResult<()> {
+        sqlx::query("INSERT INTO client_secrets (id, app_id, hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(s.id.as_str())
+            .bind(s.app_id.as_str())
+            .bind(&s.hash)
+            .bind(millis(s.created_at))
+            .execute_on(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn client_secrets(&self, app_id: &AppId) -> StoreResult<Vec<ClientSecret>> {
         let rows = sqlx::query(r#"SELECT * FROM client_secrets WHERE app_id = $1 ORDER BY id COLLATE "C""#)
             .bind(app_id.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_all_on(&self.pool)
+            .await?;
         all(&rows, rows::client_secret)
     }
 
@@ -406,9 +460,8 @@ impl Store for PostgresStore {
         let done = sqlx::query("DELETE FROM client_secrets WHERE id = $1 AND app_id = $2")
             .bind(id.as_str())
             .bind(app_id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute_on(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -417,9 +470,8 @@ impl Store for PostgresStore {
             "SELECT a.* FROM applications a JOIN client_secrets s ON s.app_id = a.id WHERE s.hash = $1",
         )
         .bind(hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_optional_on(&self.pool)
+        .await?;
         one(row, rows::application)
     }
 
@@ -430,61 +482,73 @@ impl Store for PostgresStore {
         limits: &[RateLimit],
         now: OffsetDateTime,
     ) -> StoreResult<Result<(), RateLimited>> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        if let Err(refused) = count_hits(&mut tx, limits, now).await? {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(Err(refused));
+        // One statement, atomic without a transaction of its own: the counters, then (unless
+        // refused) the challenge, its e-mail and its event, which are written from the
+        // challenge's row and so only when it was.
+        macro_rules! create_sql {
+            ($mail:literal) => {
+                concat!(
+                    "WITH counted AS (SELECT latchkey_count_hits($1, $2, $3, $4, $5) AS refused), \
+                     challenge AS ( \
+                       INSERT INTO challenges (id, purpose, app_id, email, redirect_uri, state, nonce, \
+                         code_challenge, client_ip, user_agent, create_user, link_hash, otp_hash, otp_attempts, \
+                         status, created_at, expires_at, otp_expires_at, consumed_at, org_id, context_data, \
+                         created_by) \
+                       SELECT $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
+                         $23, $24, $25, $26, $27 FROM counted WHERE refused IS NULL \
+                       RETURNING id), \
+                     logged AS (INSERT INTO events (",
+                    event_columns!(),
+                    ") SELECT $28, $29, $30, $31, $32, $33, $34 FROM challenge)",
+                    $mail,
+                    " SELECT refused FROM counted"
+                )
+            };
         }
-        sqlx::query(
-            "INSERT INTO challenges (id, purpose, app_id, email, redirect_uri, state, nonce, code_challenge, \
-             client_ip, user_agent, create_user, link_hash, otp_hash, otp_attempts, status, created_at, \
-             expires_at, otp_expires_at, consumed_at, org_id, context_data, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
-        )
-        .bind(c.id.as_str())
-        .bind(c.purpose.as_str())
-        .bind(c.app_id.as_str())
-        .bind(c.email.as_str())
-        .bind(c.redirect_uri.as_str())
-        .bind(c.state.as_deref())
-        .bind(c.nonce.as_deref())
-        .bind(c.code_challenge.as_ref().map(|p| p.as_str()))
-        .bind(c.client_ip.as_deref())
-        .bind(c.user_agent.as_deref())
-        .bind(c.create_user)
-        .bind(&c.link_hash)
-        .bind(&c.otp_hash)
-        .bind(i64::from(c.otp_attempts))
-        .bind(c.status.as_str())
-        .bind(millis(c.created_at))
-        .bind(millis(c.expires_at))
-        .bind(millis(c.otp_expires_at))
-        .bind(c.consumed_at.map(millis))
-        .bind(c.org_id.as_ref().map(|o| o.as_str()))
-        .bind(rows::context_data_json(c))
-        .bind(c.created_by.as_deref())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if let Some(m) = mail {
-            sqlx::query(
-                "INSERT INTO outbox (id, app_id, challenge_id, sealed, status, attempts, next_attempt_at, \
-                 created_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $5)",
-            )
-            .bind(m.id.as_str())
-            .bind(m.app_id.as_ref().map(|a| a.as_str()))
-            .bind(m.challenge_id.as_ref().map(|c| c.as_str()))
-            .bind(&m.sealed)
-            .bind(millis(m.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        }
+        const PLAIN: &str = create_sql!("");
+        const WITH_MAIL: &str = create_sql!(
+            ", queued AS (INSERT INTO outbox (id, app_id, challenge_id, sealed, status, attempts, \
+               next_attempt_at, created_at) SELECT $35, $36, $37, $38, 'queued', 0, $39, $39 FROM challenge)"
+        );
+        let hits = Hits::new(limits, now);
         let event =
             Event::new(EventKind::ChallengeCreated, c.created_at).app(&c.app_id).subject(c.id.as_str());
-        insert_event(&mut *tx, &event).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(Ok(()))
+        let query = hits
+            .bind(sqlx::query(if mail.is_some() { WITH_MAIL } else { PLAIN }))
+            .bind(c.id.as_str())
+            .bind(c.purpose.as_str())
+            .bind(c.app_id.as_str())
+            .bind(c.email.as_str())
+            .bind(c.redirect_uri.as_str())
+            .bind(c.state.as_deref())
+            .bind(c.nonce.as_deref())
+            .bind(c.code_challenge.as_ref().map(|p| p.as_str()))
+            .bind(c.client_ip.as_deref())
+            .bind(c.user_agent.as_deref())
+            .bind(c.create_user)
+            .bind(&c.link_hash)
+            .bind(&c.otp_hash)
+            .bind(i64::from(c.otp_attempts))
+            .bind(c.status.as_str())
+            .bind(millis(c.created_at))
+            .bind(millis(c.expires_at))
+            .bind(millis(c.otp_expires_at))
+            .bind(c.consumed_at.map(millis))
+            .bind(c.org_id.as_ref().map(|o| o.as_str()))
+            .bind(rows::context_data_json(c))
+            .bind(c.created_by.as_deref());
+        let mut query = bind_event(query, &event);
+        if let Some(m) = mail {
+            query = query
+                .bind(m.id.as_str())
+                .bind(m.app_id.as_ref().map(|a| a.as_str()))
+                .bind(m.challenge_id.as_ref().map(|c| c.as_str()))
+                .bind(&m.sealed)
+                .bind(millis(m.created_at));
+        }
+        let row = query.fetch_one_on(&self.pool).await?;
+        let refused: Option<i32> = row.try_get("refused").map_err(map_err)?;
+        Ok(hits.outcome(refused))
     }
 
     async fn hit_rate_limits(
@@ -495,14 +559,14 @@ impl Store for PostgresStore {
         if limits.is_empty() {
             return Ok(Ok(()));
         }
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let outcome = count_hits(&mut tx, limits, now).await?;
-        if outcome.is_ok() {
-            tx.commit().await.map_err(map_err)?;
-        } else {
-            tx.rollback().await.map_err(map_err)?;
-        }
-        Ok(outcome)
+        let hits = Hits::new(limits, now);
+        let refused: Option<i32> = hits
+            .bind(sqlx::query("SELECT latchkey_count_hits($1, $2, $3, $4, $5)"))
+            .fetch_one_on(&self.pool)
+            .await?
+            .try_get(0)
+            .map_err(map_err)?;
+        Ok(hits.outcome(refused))
     }
 
     async fn latest_pending_challenge(
@@ -518,9 +582,7 @@ impl Store for PostgresStore {
         .bind(app_id.as_str())
         .bind(email.as_str())
         .bind(millis(now))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_optional_on(&self.pool).await?;
         one(row, rows::challenge)
     }
 
@@ -531,54 +593,51 @@ impl Store for PostgresStore {
         max_attempts: u32,
         now: OffsetDateTime,
     ) -> StoreResult<OtpOutcome> {
-        let now_ms = millis(now);
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
         // As in consume_link: callers racing on the challenge (by code or by link) queue on the
         // row lock, and READ COMMITTED re-checks the condition on the winner's row version.
-        let consumed = sqlx::query(
-            "UPDATE challenges SET status = 'consumed', consumed_at = $3 \
-             WHERE id = $1 AND status = 'pending' AND otp_hash = $2 AND otp_expires_at > $3 AND otp_attempts < $4 \
-             RETURNING *",
-        )
-        .bind(id.as_str())
-        .bind(otp_hash)
-        .bind(now_ms)
-        .bind(i64::from(max_attempts))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if let Some(row) = consumed {
-            let (challenge, user) = finish_consumption(&mut tx, &row, AuthMethod::Otp, now).await?;
-            tx.commit().await.map_err(map_err)?;
-            return Ok(OtpOutcome::Consumed { challenge: Box::new(challenge), user });
-        }
+        const CONSUME: &str = consume_sql!(
+            "UPDATE challenges SET status = 'consumed', consumed_at = $1 \
+             WHERE id = $10 AND status = 'pending' AND otp_hash = $11 AND otp_expires_at > $1 AND otp_attempts < $12",
+            ""
+        );
         // Wrong code: count the attempt. Concurrent wrong guesses each count once (each
         // increments the version the previous one committed), and exactly one of them reaches
-        // the limit and revokes.
-        let failed = sqlx::query(
-            "UPDATE challenges SET otp_attempts = otp_attempts + 1, \
-             status = CASE WHEN otp_attempts + 1 >= $3 THEN 'revoked' ELSE status END, \
-             consumed_at = CASE WHEN otp_attempts + 1 >= $3 THEN $2 ELSE consumed_at END \
-             WHERE id = $1 AND status = 'pending' AND otp_expires_at > $2 RETURNING app_id, otp_attempts",
-        )
-        .bind(id.as_str())
-        .bind(now_ms)
-        .bind(i64::from(max_attempts))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let Some(row) = failed else {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(OtpOutcome::Gone);
-        };
+        // the limit and revokes. The event's detail is written as serde_json writes it.
+        const COUNT_WRONG: &str = concat!(
+            "WITH failed AS ( \
+               UPDATE challenges SET otp_attempts = otp_attempts + 1, \
+               status = CASE WHEN otp_attempts + 1 >= $3 THEN 'revoked' ELSE status END, \
+               consumed_at = CASE WHEN otp_attempts + 1 >= $3 THEN $2 ELSE consumed_at END \
+               WHERE id = $1 AND status = 'pending' AND otp_expires_at > $2 RETURNING app_id, otp_attempts), \
+             logged AS (INSERT INTO events (",
+            event_columns!(),
+            ") SELECT $4, $5, app_id, NULL, $1, '{\"attempts\":' || otp_attempts || ',\"reason\":\"wrong_code\"}', $2 \
+               FROM failed) \
+             SELECT otp_attempts FROM failed"
+        );
+        let consumption = Consumption::new(AuthMethod::Otp, now);
+        let consumed = consumption
+            .bind(sqlx::query(CONSUME))
+            .bind(id.as_str())
+            .bind(otp_hash)
+            .bind(i64::from(max_attempts))
+            .fetch_optional_on(&self.pool)
+            .await?;
+        if let Some(row) = consumed {
+            let (challenge, user) = Consumption::read(&row)?;
+            return Ok(OtpOutcome::Consumed { challenge: Box::new(challenge), user });
+        }
+        let rejected = Event::new(EventKind::ChallengeRejected, now);
+        let failed = sqlx::query(COUNT_WRONG)
+            .bind(id.as_str())
+            .bind(millis(now))
+            .bind(i64::from(max_attempts))
+            .bind(rejected.id.as_str())
+            .bind(rejected.kind.as_str())
+            .fetch_optional_on(&self.pool)
+            .await?;
+        let Some(row) = failed else { return Ok(OtpOutcome::Gone) };
         let attempts: i64 = row.try_get("otp_attempts").map_err(map_err)?;
-        let app_id: String = row.try_get("app_id").map_err(map_err)?;
-        let event = Event::new(EventKind::ChallengeRejected, now)
-            .app(&AppId::from_trusted(app_id))
-            .subject(id.as_str());
-        let event = event.detail(serde_json::json!({ "reason": "wrong_code", "attempts": attempts }));
-        insert_event(&mut *tx, &event).await?;
-        tx.commit().await.map_err(map_err)?;
         let left = i64::from(max_attempts).saturating_sub(attempts).max(0);
         Ok(OtpOutcome::Wrong { attempts_left: u32::try_from(left).unwrap_or(0) })
     }
@@ -592,18 +651,16 @@ impl Store for PostgresStore {
         )
         .bind(id.as_str())
         .bind(app_id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_optional_on(&self.pool)
+        .await?;
         one(row, rows::challenge_record)
     }
 
     async fn challenge_by_link(&self, link_hash: &[u8]) -> StoreResult<Option<Challenge>> {
         let row = sqlx::query("SELECT * FROM challenges WHERE link_hash = $1")
             .bind(link_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         one(row, rows::challenge)
     }
 
@@ -613,28 +670,24 @@ impl Store for PostgresStore {
         id: &ChallengeId,
         now: OffsetDateTime,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let done = sqlx::query(
-            "UPDATE challenges SET status = 'revoked', consumed_at = $3 \
-             WHERE id = $1 AND app_id = $2 AND status = 'pending'",
-        )
-        .bind(id.as_str())
-        .bind(app_id.as_str())
-        .bind(millis(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if done.rows_affected() != 1 {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(false);
-        }
-        insert_event(
-            &mut *tx,
-            &Event::new(EventKind::ChallengeRevoked, now).app(app_id).subject(id.as_str()),
-        )
-        .await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(true)
+        const REVOKE: &str = concat!(
+            "WITH revoked AS ( \
+               UPDATE challenges SET status = 'revoked', consumed_at = $3 \
+               WHERE id = $1 AND app_id = $2 AND status = 'pending' RETURNING id) \
+             INSERT INTO events (",
+            event_columns!(),
+            ") SELECT $4, $5, $2, NULL, id, NULL, $3 FROM revoked"
+        );
+        let event = Event::new(EventKind::ChallengeRevoked, now);
+        let done = sqlx::query(REVOKE)
+            .bind(id.as_str())
+            .bind(app_id.as_str())
+            .bind(millis(now))
+            .bind(event.id.as_str())
+            .bind(event.kind.as_str())
+            .execute_on(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn consume_link(
@@ -643,21 +696,27 @@ impl Store for PostgresStore {
         code: &NewAuthorizationCode,
         now: OffsetDateTime,
     ) -> StoreResult<ConsumeOutcome> {
-        let now_ms = millis(now);
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        // Concurrent callers queue on the row lock; once the winner commits, READ COMMITTED
-        // re-checks the condition on the new row version, which no longer matches.
-        let consumed = sqlx::query(
-            "UPDATE challenges SET status = 'consumed', consumed_at = $2 \
-             WHERE link_hash = $1 AND purpose = 'login' AND status = 'pending' AND expires_at > $2 RETURNING *",
-        )
-        .bind(link_hash)
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        const CONSUME: &str = consume_sql!(
+            "UPDATE challenges SET status = 'consumed', consumed_at = $1 \
+             WHERE link_hash = $10 AND purpose = 'login' AND status = 'pending' AND expires_at > $1",
+            ", issued AS ( \
+               INSERT INTO authorization_codes (id, code_hash, app_id, challenge_id, user_id, redirect_uri, \
+                 code_challenge, nonce, auth_method, auth_time, expires_at, org_id) \
+               SELECT $11, $12, c.app_id, c.id, u.id, c.redirect_uri, c.code_challenge, c.nonce, $13, $1, $14, \
+                 c.org_id FROM challenge c, signed_in u)"
+        );
+        let consumption = Consumption::new(AuthMethod::Link, now);
+        let consumed = consumption
+            .bind(sqlx::query(CONSUME))
+            .bind(link_hash)
+            .bind(code.id.as_str())
+            .bind(&code.code_hash)
+            .bind(AuthMethod::Link.amr())
+            .bind(millis(code.expires_at))
+            .fetch_optional_on(&self.pool)
+            .await?;
         let Some(row) = consumed else {
-            tx.rollback().await.map_err(map_err)?;
+            // Nothing was written; a read tells an unknown link from a spent one.
             return Ok(
                 match self.challenge_by_link(link_hash).await?.filter(|c| c.purpose == Purpose::Login) {
                     None => ConsumeOutcome::NotFound,
@@ -665,7 +724,7 @@ impl Store for PostgresStore {
                 },
             );
         };
-        let (challenge, user) = finish_consumption(&mut tx, &row, AuthMethod::Link, now).await?;
+        let (challenge, user) = Consumption::read(&row)?;
         let issued = AuthorizationCode {
             id: code.id.clone(),
             code_hash: code.code_hash.clone(),
@@ -680,36 +739,14 @@ impl Store for PostgresStore {
             org_id: challenge.org_id.clone(),
             expires_at: code.expires_at,
         };
-        sqlx::query(
-            "INSERT INTO authorization_codes (id, code_hash, app_id, challenge_id, user_id, redirect_uri, \
-             code_challenge, nonce, auth_method, auth_time, expires_at, org_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(issued.id.as_str())
-        .bind(&issued.code_hash)
-        .bind(issued.app_id.as_str())
-        .bind(issued.challenge_id.as_str())
-        .bind(issued.user_id.as_str())
-        .bind(issued.redirect_uri.as_str())
-        .bind(issued.code_challenge.as_ref().map(|p| p.as_str()))
-        .bind(issued.nonce.as_deref())
-        .bind(issued.auth_method.amr())
-        .bind(now_ms)
-        .bind(millis(issued.expires_at))
-        .bind(issued.org_id.as_ref().map(|o| o.as_str()))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
         Ok(ConsumeOutcome::Consumed { challenge: Box::new(challenge), user, code: Box::new(issued) })
     }
 
     async fn authorization_code(&self, code_hash: &[u8]) -> StoreResult<Option<AuthorizationCode>> {
         let row = sqlx::query("SELECT * FROM authorization_codes WHERE code_hash = $1")
             .bind(code_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         one(row, rows::authorization_code)
     }
 
@@ -720,41 +757,48 @@ impl Store for PostgresStore {
         now: OffsetDateTime,
         then: Option<(&RefreshToken, &Event)>,
     ) -> StoreResult<Option<AuthorizationCode>> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let row = sqlx::query(
-            "UPDATE authorization_codes SET used_at = $3 \
-             WHERE code_hash = $1 AND app_id = $2 AND used_at IS NULL AND expires_at > $3 RETURNING *",
-        )
-        .bind(code_hash)
-        .bind(app_id.as_str())
-        .bind(millis(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let Some(code) = one(row, rows::authorization_code)? else { return Ok(None) };
-        if let Some((refresh, event)) = then {
-            insert_refresh(&mut *tx, refresh).await?;
-            insert_event(&mut *tx, event).await?;
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(Some(code))
+        // Of concurrent redeemers, one updates the row; the others wait for its lock and no
+        // longer match. The refresh token and its event are written from the redeemed row, so
+        // only when the code was redeemed, and in the same statement.
+        const REDEEM: &str = "UPDATE authorization_codes SET used_at = $3 \
+             WHERE code_hash = $1 AND app_id = $2 AND used_at IS NULL AND expires_at > $3 RETURNING *";
+        const REDEEM_AND_ISSUE: &str = concat!(
+            "WITH code AS ( \
+               UPDATE authorization_codes SET used_at = $3 \
+               WHERE code_hash = $1 AND app_id = $2 AND used_at IS NULL AND expires_at > $3 RETURNING *), \
+             issued AS (INSERT INTO refresh_tokens (",
+            refresh_columns!(),
+            ") SELECT $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 FROM code), \
+             logged AS (INSERT INTO events (",
+            event_columns!(),
+            ") SELECT $17, $18, $19, $20, $21, $22, $23 FROM code) \
+             SELECT * FROM code"
+        );
+        let query = sqlx::query(if then.is_some() { REDEEM_AND_ISSUE } else { REDEEM })
+            .bind(code_hash)
+            .bind(app_id.as_str())
+            .bind(millis(now));
+        let query = match then {
+            Some((refresh, event)) => bind_event(bind_refresh(query, refresh), event),
+            None => query,
+        };
+        let row = query.fetch_optional_on(&self.pool).await?;
+        one(row, rows::authorization_code)
     }
 
     async fn user(&self, id: &UserId) -> StoreResult<Option<User>> {
         let row = sqlx::query("SELECT * FROM users WHERE id = $1")
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         one(row, rows::user)
     }
 
     async fn user_by_email(&self, email: &EmailAddress) -> StoreResult<Option<User>> {
         let row = sqlx::query("SELECT * FROM users WHERE email = $1")
             .bind(email.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         one(row, rows::user)
     }
 
@@ -783,32 +827,29 @@ impl Store for PostgresStore {
         .bind(millis(now))
         .bind(millis(lease_until))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_all_on(&self.pool)
+        .await?;
         all(&rows, rows::outbox_message)
     }
 
     async fn outbox_sent(&self, id: &OutboxId, now: OffsetDateTime) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let row = sqlx::query(
-            "UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, sealed = NULL, \
-             lease_until = NULL, last_error = NULL WHERE id = $1 RETURNING app_id, challenge_id",
-        )
-        .bind(id.as_str())
-        .bind(millis(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if let Some(row) = row {
-            let app_id: Option<String> = row.try_get("app_id").map_err(map_err)?;
-            let challenge_id: Option<String> = row.try_get("challenge_id").map_err(map_err)?;
-            let mut event = Event::new(EventKind::ChallengeDelivered, now)
-                .subject(challenge_id.unwrap_or_else(|| id.to_string()));
-            event.app_id = app_id.map(AppId::from_trusted);
-            insert_event(&mut *tx, &event).await?;
-        }
-        tx.commit().await.map_err(map_err)
+        const SENT: &str = concat!(
+            "WITH sent AS ( \
+               UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, sealed = NULL, \
+               lease_until = NULL, last_error = NULL WHERE id = $1 RETURNING app_id, challenge_id) \
+             INSERT INTO events (",
+            event_columns!(),
+            ") SELECT $3, $4, app_id, NULL, COALESCE(challenge_id, $1), NULL, $2 FROM sent"
+        );
+        let event = Event::new(EventKind::ChallengeDelivered, now);
+        sqlx::query(SENT)
+            .bind(id.as_str())
+            .bind(millis(now))
+            .bind(event.id.as_str())
+            .bind(event.kind.as_str())
+            .execute_on(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn outbox_attempt_failed(
@@ -832,15 +873,14 @@ impl Store for PostgresStore {
             .bind(id.as_str())
             .bind(error),
         };
-        query.execute(&self.pool).await.map_err(map_err)?;
+        query.execute_on(&self.pool).await?;
         Ok(())
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         let rows = sqlx::query(r#"SELECT * FROM signing_keys ORDER BY created_at, kid COLLATE "C""#)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_all_on(&self.pool)
+            .await?;
         all(&rows, rows::signing_key)
     }
 
@@ -853,9 +893,7 @@ impl Store for PostgresStore {
         .bind(&key.sealed_pkcs8)
         .bind(millis(key.created_at))
         .bind(key.retired_at.map(millis))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .execute_on(&self.pool).await?;
         Ok(())
     }
 
@@ -863,18 +901,16 @@ impl Store for PostgresStore {
         sqlx::query("UPDATE signing_keys SET retired_at = $2 WHERE alg = $1 AND retired_at IS NULL")
             .bind(alg.as_str())
             .bind(millis(now))
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute_on(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn delete_signing_keys_retired_before(&self, cutoff: OffsetDateTime) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1")
             .bind(millis(cutoff))
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute_on(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -892,9 +928,7 @@ impl Store for PostgresStore {
         .bind(millis(u.updated_at))
         .bind(u.last_sign_in_at.map(millis))
         .bind(u.locale.as_deref())
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .execute_on(&self.pool).await?;
         Ok(())
     }
 
@@ -906,9 +940,7 @@ impl Store for PostgresStore {
         )
         .bind(after.map(|a| a.as_str()))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_all_on(&self.pool).await?;
         all(&rows, rows::user)
     }
 
@@ -922,29 +954,38 @@ impl Store for PostgresStore {
         .bind(rows::metadata_json(u))
         .bind(millis(u.updated_at))
         .bind(u.locale.as_deref())
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .execute_on(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete_user(&self, id: &UserId) -> StoreResult<bool> {
         // Its refresh tokens and codes go with it (ON DELETE CASCADE).
-        let done = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let done =
+            sqlx::query("DELETE FROM users WHERE id = $1").bind(id.as_str()).execute_on(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn insert_refresh_token(&self, t: &RefreshToken, event: Option<&Event>) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        insert_refresh(&mut *tx, t).await?;
-        if let Some(event) = event {
-            insert_event(&mut *tx, event).await?;
-        }
-        tx.commit().await.map_err(map_err)
+        const INSERT: &str = concat!(
+            "INSERT INTO refresh_tokens (",
+            refresh_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        );
+        // One statement: both rows or neither.
+        const INSERT_WITH_EVENT: &str = concat!(
+            "WITH issued AS (INSERT INTO refresh_tokens (",
+            refresh_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)) \
+             INSERT INTO events (",
+            event_columns!(),
+            ") VALUES ($14, $15, $16, $17, $18, $19, $20)"
+        );
+        let query = match event {
+            Some(event) => bind_event(bind_refresh(sqlx::query(INSERT_WITH_EVENT), t), event),
+            None => bind_refresh(sqlx::query(INSERT), t),
+        };
+        query.execute_on(&self.pool).await?;
+        Ok(())
     }
 
     async fn rotate_refresh_token(
@@ -955,60 +996,81 @@ impl Store for PostgresStore {
         event: Option<&Event>,
         now: OffsetDateTime,
     ) -> StoreResult<RotateOutcome> {
-        let now_ms = millis(now);
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        // Single use rests on this conditional update: of callers presenting the same token at
+        // Single use rests on the conditional update: of callers presenting the same token at
         // once, one rotates it; the others wait for its row lock, no longer match, and find
-        // the token rotated out below, which is reuse.
-        let rotated = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = $3 WHERE token_hash = $1 AND app_id = $2 \
-             AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $3 RETURNING *",
-        )
-        .bind(token_hash)
-        .bind(app_id.as_str())
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if let Some(row) = rotated {
-            let old = rows::refresh_token(&R(&row))?;
-            insert_refresh(&mut *tx, next).await?;
-            if let Some(event) = event {
-                insert_event(&mut *tx, event).await?;
-            }
-            tx.commit().await.map_err(map_err)?;
-            return Ok(RotateOutcome::Rotated(Box::new(old)));
+        // the token rotated out below, which is reuse. The next token and the event are written
+        // from the rotated row, so only when it was rotated.
+        macro_rules! rotate_sql {
+            ($event:literal) => {
+                concat!(
+                    "WITH old AS ( \
+                       UPDATE refresh_tokens SET rotated_at = $3 WHERE token_hash = $1 AND app_id = $2 \
+                       AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $3 RETURNING *), \
+                     issued AS (INSERT INTO refresh_tokens (",
+                    refresh_columns!(),
+                    ") SELECT $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 FROM old)",
+                    $event,
+                    " SELECT * FROM old"
+                )
+            };
         }
-        let known = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = $1 AND app_id = $2")
+        const ROTATE: &str = rotate_sql!("");
+        const ROTATE_WITH_EVENT: &str = rotate_sql!(
+            ", logged AS (INSERT INTO events (id, kind, app_id, user_id, subject, detail, created_at) \
+               SELECT $17, $18, $19, $20, $21, $22, $23 FROM old)"
+        );
+        // A statement of its own, so that its snapshot sees the rotation that made the first one
+        // miss. The family is revoked as in revoke_family (rows locked in id order).
+        const REUSED: &str = concat!(
+            "WITH known AS ( \
+               SELECT family_id, user_id FROM refresh_tokens \
+               WHERE token_hash = $1 AND app_id = $2 AND rotated_at IS NOT NULL), \
+             revoked AS ( \
+               UPDATE refresh_tokens SET revoked_at = $3 WHERE id IN ( \
+                 SELECT id FROM refresh_tokens WHERE family_id = (SELECT family_id FROM known) \
+                 AND revoked_at IS NULL ORDER BY id FOR UPDATE)), \
+             logged AS (INSERT INTO events (",
+            event_columns!(),
+            ") SELECT $4, $5, $2, user_id, family_id, NULL, $3 FROM known) \
+             SELECT family_id, user_id FROM known"
+        );
+        let now_ms = millis(now);
+        let query = sqlx::query(if event.is_some() { ROTATE_WITH_EVENT } else { ROTATE })
             .bind(token_hash)
             .bind(app_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let token = match one(known, rows::refresh_token)? {
-            Some(token) if token.rotated_at.is_some() => token,
-            // Unknown, another application's, revoked or expired.
-            _ => {
-                tx.rollback().await.map_err(map_err)?;
-                return Ok(RotateOutcome::Invalid);
-            }
+            .bind(now_ms);
+        let query = bind_refresh(query, next);
+        let query = match event {
+            Some(event) => bind_event(query, event),
+            None => query,
         };
-        revoke_family(&mut *tx, &token.family_id, now_ms).await?;
-        let event = Event::new(EventKind::RefreshReuseDetected, now)
-            .app(app_id)
-            .user(&token.user_id)
-            .subject(token.family_id.as_str());
-        insert_event(&mut *tx, &event).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(RotateOutcome::Reused { family_id: token.family_id, user_id: token.user_id })
+        if let Some(row) = query.fetch_optional_on(&self.pool).await? {
+            return Ok(RotateOutcome::Rotated(Box::new(rows::refresh_token(&R(&row))?)));
+        }
+        // Unknown, another application's, revoked or expired: Invalid. Rotated out: reuse.
+        let reuse = Event::new(EventKind::RefreshReuseDetected, now);
+        let known = sqlx::query(REUSED)
+            .bind(token_hash)
+            .bind(app_id.as_str())
+            .bind(now_ms)
+            .bind(reuse.id.as_str())
+            .bind(reuse.kind.as_str())
+            .fetch_optional_on(&self.pool)
+            .await?;
+        let Some(row) = known else { return Ok(RotateOutcome::Invalid) };
+        let family_id: String = row.try_get("family_id").map_err(map_err)?;
+        let user_id: String = row.try_get("user_id").map_err(map_err)?;
+        Ok(RotateOutcome::Reused {
+            family_id: FamilyId::from_trusted(family_id),
+            user_id: UserId::from_trusted(user_id),
+        })
     }
 
     async fn refresh_token(&self, token_hash: &[u8]) -> StoreResult<Option<RefreshToken>> {
         let row = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = $1")
             .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional_on(&self.pool)
+            .await?;
         one(row, rows::refresh_token)
     }
 
@@ -1023,9 +1085,8 @@ impl Store for PostgresStore {
         )
         .bind(user_id.as_str())
         .bind(millis(now))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_all_on(&self.pool)
+        .await?;
         all(&rows, rows::refresh_token)
     }
 
@@ -1038,14 +1099,16 @@ impl Store for PostgresStore {
         )
         .bind(user_id.as_str())
         .bind(millis(now))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .execute_on(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
     async fn insert_event(&self, event: &Event) -> StoreResult<()> {
-        insert_event(&self.pool, event).await
+        const INSERT: &str =
+            concat!("INSERT INTO events (", event_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)");
+        bind_event(sqlx::query(INSERT), event).execute_on(&self.pool).await?;
+        Ok(())
     }
 
     async fn events(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<Event>> {
@@ -1056,9 +1119,7 @@ impl Store for PostgresStore {
         )
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_all_on(&self.pool).await?;
         all(&rows, rows::event)
     }
 
@@ -1081,9 +1142,8 @@ impl Store for PostgresStore {
         .bind(holder)
         .bind(millis(now))
         .bind(millis(until))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_optional_on(&self.pool)
+        .await?;
         Ok(row.is_some())
     }
 
@@ -1129,12 +1189,8 @@ impl Store for PostgresStore {
         let mut total = 0;
         for (sql, cutoff) in statements {
             loop {
-                let done = sqlx::query(sql)
-                    .bind(cutoff)
-                    .bind(PURGE_BATCH as i64)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                let done =
+                    sqlx::query(sql).bind(cutoff).bind(PURGE_BATCH as i64).execute_on(&self.pool).await?;
                 total += done.rows_affected();
                 if done.rows_affected() < PURGE_BATCH {
                     break;
@@ -1151,39 +1207,40 @@ impl Store for PostgresStore {
         app_id: &AppId,
         now: OffsetDateTime,
     ) -> StoreResult<TokenOutcome> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let consumed = sqlx::query(
-            "UPDATE challenges SET status = 'consumed', consumed_at = $4 \
-             WHERE link_hash = $1 AND purpose = $2 AND app_id = $3 AND status = 'pending' AND expires_at > $4 \
-             RETURNING *",
-        )
-        .bind(link_hash)
-        .bind(purpose.as_str())
-        .bind(app_id.as_str())
-        .bind(millis(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        const CONSUME: &str = concat!(
+            "WITH challenge AS ( \
+               UPDATE challenges SET status = 'consumed', consumed_at = $4 \
+               WHERE link_hash = $1 AND purpose = $2 AND app_id = $3 AND status = 'pending' AND expires_at > $4 \
+               RETURNING *), \
+             logged AS (INSERT INTO events (",
+            event_columns!(),
+            ") SELECT $5, $6, $3, NULL, id, $7, $4 FROM challenge) \
+             SELECT * FROM challenge"
+        );
+        let event = Event::new(EventKind::ChallengeConsumed, now)
+            .detail(serde_json::json!({ "purpose": purpose.as_str() }));
+        let consumed = sqlx::query(CONSUME)
+            .bind(link_hash)
+            .bind(purpose.as_str())
+            .bind(app_id.as_str())
+            .bind(millis(now))
+            .bind(event.id.as_str())
+            .bind(event.kind.as_str())
+            .bind(event.detail.as_deref())
+            .fetch_optional_on(&self.pool)
+            .await?;
         let Some(row) = consumed else {
-            drop(tx);
             let found = self
                 .challenge_by_link(link_hash)
                 .await?
                 .filter(|c| c.purpose == purpose && &c.app_id == app_id);
             return Ok(found.map_or(TokenOutcome::NotFound, |c| TokenOutcome::Gone(c.status_at(now))));
         };
-        let challenge = rows::challenge(&R(&row))?;
-        let event = Event::new(EventKind::ChallengeConsumed, now)
-            .app(app_id)
-            .subject(challenge.id.as_str())
-            .detail(serde_json::json!({ "purpose": purpose.as_str() }));
-        insert_event(&mut *tx, &event).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(TokenOutcome::Consumed(Box::new(challenge)))
+        Ok(TokenOutcome::Consumed(Box::new(rows::challenge(&R(&row))?)))
     }
 
     async fn insert_organization(&self, org: &Organization) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = Tx::begin(&self.pool).await?;
         sqlx::query(
             "INSERT INTO organizations (id, name, slug, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -1192,11 +1249,11 @@ impl Store for PostgresStore {
         .bind(&org.slug)
         .bind(millis(org.created_at))
         .bind(millis(org.updated_at))
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await
         .map_err(map_err)?;
-        insert_domains(&mut tx, org).await?;
-        tx.commit().await.map_err(map_err)
+        insert_domains(tx.conn(), org).await?;
+        tx.commit().await
     }
 
     async fn organization(&self, id: &OrgId) -> StoreResult<Option<Organization>> {
@@ -1213,60 +1270,60 @@ impl Store for PostgresStore {
 
     async fn list_organizations(&self) -> StoreResult<Vec<Organization>> {
         let orgs = sqlx::query("SELECT * FROM organizations ORDER BY id COLLATE \"C\"")
-            .fetch_all(&self.pool)
-            .await
+            .fetch_all_on(&self.pool)
+            .await?;
+        let domains = sqlx::query("SELECT domain, org_id FROM organization_domains ORDER BY domain")
+            .fetch_all_on(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<Vec<(String, String)>, sqlx::Error>>()
             .map_err(map_err)?;
-        let domains: Vec<(String, String)> =
-            sqlx::query_as("SELECT domain, org_id FROM organization_domains ORDER BY domain")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
         let readers: Vec<R<'_>> = orgs.iter().map(R).collect();
         rows::organizations(&readers.iter().map(|r| r as &dyn RowReader).collect::<Vec<_>>(), domains)
     }
 
     async fn update_organization(&self, org: &Organization) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = Tx::begin(&self.pool).await?;
         let done =
             sqlx::query("UPDATE organizations SET name = $2, slug = $3, updated_at = $4 WHERE id = $1")
                 .bind(org.id.as_str())
                 .bind(&org.name)
                 .bind(&org.slug)
                 .bind(millis(org.updated_at))
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await
                 .map_err(map_err)?;
         if done.rows_affected() != 1 {
+            // Nothing was written; committing returns the connection to the pool.
+            tx.commit().await?;
             return Ok(false);
         }
         sqlx::query("DELETE FROM organization_domains WHERE org_id = $1")
             .bind(org.id.as_str())
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await
             .map_err(map_err)?;
-        insert_domains(&mut tx, org).await?;
-        tx.commit().await.map_err(map_err)?;
+        insert_domains(tx.conn(), org).await?;
+        tx.commit().await?;
         Ok(true)
     }
 
     async fn delete_organization(&self, id: &OrgId) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM organizations WHERE id = $1")
             .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute_on(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn user_organizations(&self, user_id: &UserId) -> StoreResult<Vec<OrgId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT org_id FROM memberships WHERE user_id = $1 ORDER BY org_id COLLATE \"C\"",
-        )
-        .bind(user_id.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(ids.into_iter().map(OrgId::from_trusted).collect())
+        let rows =
+            sqlx::query("SELECT org_id FROM memberships WHERE user_id = $1 ORDER BY org_id COLLATE \"C\"")
+                .bind(user_id.as_str())
+                .fetch_all_on(&self.pool)
+                .await?;
+        rows.iter().map(|row| row.try_get(0).map(OrgId::from_trusted).map_err(map_err)).collect()
     }
 }
 
@@ -1279,24 +1336,25 @@ enum OrgKey {
 
 impl PostgresStore {
     async fn organization_where(&self, key: OrgKey, value: &str) -> StoreResult<Option<Organization>> {
+        // The organization and its domains in one statement.
+        macro_rules! org_sql {
+            ($condition:literal) => {
+                concat!(
+                    "SELECT o.*, ARRAY(SELECT domain FROM organization_domains d WHERE d.org_id = o.id \
+                     ORDER BY domain) AS domains FROM organizations o WHERE ",
+                    $condition
+                )
+            };
+        }
         let sql = match key {
-            OrgKey::Id => "SELECT * FROM organizations WHERE id = $1",
-            OrgKey::Slug => "SELECT * FROM organizations WHERE slug = $1",
-            OrgKey::Domain => {
-                "SELECT * FROM organizations WHERE id = (SELECT org_id FROM organization_domains WHERE domain = $1)"
-            }
+            OrgKey::Id => org_sql!("o.id = $1"),
+            OrgKey::Slug => org_sql!("o.slug = $1"),
+            OrgKey::Domain => org_sql!("o.id = (SELECT org_id FROM organization_domains WHERE domain = $1)"),
         };
-        let Some(row) = sqlx::query(sql).bind(value).fetch_optional(&self.pool).await.map_err(map_err)?
-        else {
+        let Some(row) = sqlx::query(sql).bind(value).fetch_optional_on(&self.pool).await? else {
             return Ok(None);
         };
-        let id: String = row.try_get("id").map_err(map_err)?;
-        let domains: Vec<String> =
-            sqlx::query_scalar("SELECT domain FROM organization_domains WHERE org_id = $1 ORDER BY domain")
-                .bind(&id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
+        let domains: Vec<String> = row.try_get("domains").map_err(map_err)?;
         rows::organization(&R(&row), domains).map(Some)
     }
 }

@@ -4,7 +4,8 @@
 
 use latchkey_core::challenge::{AuthMethod, NewAuthorizationCode, otp_subject};
 use latchkey_core::event::EventKind;
-use latchkey_core::id::OutboxId;
+use latchkey_core::id::{OrgId, OutboxId};
+use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::RateLimit;
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::secret::HashPurpose;
@@ -378,4 +379,180 @@ async fn concurrent_revocations_count_each_token_once() {
         }
         assert_eq!(revoked, 12, "each token is counted by exactly one revocation");
     }
+}
+
+fn one_connection() -> PostgresOptions {
+    PostgresOptions { max_connections: 1, acquire_timeout: Duration::from_secs(5), ..Default::default() }
+}
+
+fn org(slug: &str, domains: &[&str]) -> Organization {
+    Organization {
+        id: OrgId::generate(),
+        name: slug.to_uppercase(),
+        slug: slug.into(),
+        domains: domains.iter().map(|d| d.to_string()).collect(),
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_abandoned_midway_leaves_no_connection_behind_it() {
+    let Some(db) = TestDatabase::from_env().await else { return };
+    let store = PostgresStore::connect(&db.url, &one_connection()).await.unwrap();
+    store.migrate().await.unwrap();
+    let (a, b) = (application("A"), application("B"));
+    store.insert_application(&a, None).await.unwrap();
+    store.insert_application(&b, None).await.unwrap();
+
+    // The caller gives up on a read stuck behind a lock: its future is dropped mid-statement.
+    let mut other = PgConnection::connect(&db.url).await.unwrap();
+    other.execute("BEGIN").await.unwrap();
+    other.execute("LOCK TABLE applications IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let abandoned = tokio::time::timeout(Duration::from_millis(300), store.application(&a.id)).await;
+    assert!(abandoned.is_err(), "the read waits for the lock");
+    other.execute("ROLLBACK").await.unwrap();
+
+    // The only connection of the pool answered nothing more to the next caller: each read gets
+    // its own row, not the one the abandoned read was waiting for.
+    for _ in 0..3 {
+        assert_eq!(store.application(&b.id).await.unwrap().unwrap().id, b.id);
+        assert_eq!(store.application(&a.id).await.unwrap().unwrap().id, a.id);
+    }
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_cut_while_idle_are_replaced() {
+    let Some(db) = TestDatabase::from_env().await else { return };
+    let store = PostgresStore::connect(&db.url, &PostgresOptions::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+    let mut admin = PgConnection::connect(&db.url).await.unwrap();
+    let terminate = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    );
+    admin.execute(terminate.as_str()).await.unwrap();
+    // A connection that sat idle is checked before it is handed out.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    store.ping().await.expect("a new connection replaces the one cut");
+
+    // Cut again and used at once: that call may fail, as unavailable, and the next one works.
+    admin.execute(terminate.as_str()).await.unwrap();
+    if let Err(err) = store.ping().await {
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    }
+    store.ping().await.expect("the broken connection was not kept");
+    store.close().await;
+    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))), "a closed store refuses");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_that_fails_is_rolled_back_and_frees_its_connection() {
+    let Some(db) = TestDatabase::from_env().await else { return };
+    let store = PostgresStore::connect(&db.url, &one_connection()).await.unwrap();
+    store.migrate().await.unwrap();
+    let acme = org("acme", &["acme.example"]);
+    let beta = org("beta", &["beta.example"]);
+    store.insert_organization(&acme).await.unwrap();
+    store.insert_organization(&beta).await.unwrap();
+
+    // The rename is written, then a domain of beta's refuses the whole update.
+    let mut taken = acme.clone();
+    taken.name = "Renamed".into();
+    taken.domains = vec!["acme.example".into(), "beta.example".into()];
+    let err = store.update_organization(&taken).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    // No lock is left held by the connection of that transaction: the same rows can be written.
+    let got = store.organization(&acme.id).await.unwrap().unwrap();
+    assert_eq!((got.name.as_str(), got.domains.clone()), ("ACME", vec!["acme.example".to_owned()]));
+    let mut renamed = acme.clone();
+    renamed.name = "Renamed".into();
+    renamed.domains = vec!["acme.example".into(), "acme.test".into()];
+    assert!(store.update_organization(&renamed).await.unwrap());
+    assert_eq!(store.organization_by_domain("acme.test").await.unwrap().unwrap().name, "Renamed");
+    assert!(!store.update_organization(&org("ghost", &[])).await.unwrap());
+    assert_eq!(store.list_organizations().await.unwrap().len(), 2);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_statement_writes_the_events_of_a_step() {
+    let Some(db) = TestDatabase::from_env().await else { return };
+    let store = PostgresStore::connect(&db.url, &PostgresOptions::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    let app = application("Events");
+    store.insert_application(&app, None).await.unwrap();
+    let acme = org("acme", &["acme.example"]);
+    store.insert_organization(&acme).await.unwrap();
+
+    // A first sign-in for an organization: consumed, user created, member, in that order.
+    let (mut c, token) = challenge(&app, "ada@acme.example", t0());
+    c.org_id = Some(acme.id.clone());
+    store.create_challenge(&c, None, &[], t0()).await.unwrap().unwrap();
+    let code = NewAuthorizationCode::generate(&app, &key(), t0());
+    let ConsumeOutcome::Consumed { user, .. } =
+        store.consume_link(&key().hash(HashPurpose::LinkToken, &token), &code, t0()).await.unwrap()
+    else {
+        panic!("consumed");
+    };
+    let events = store.events(None, 100).await.unwrap();
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| (e.kind, e.app_id.clone(), e.user_id.clone(), e.subject.clone(), e.detail.clone()))
+        .collect();
+    let (app_id, user_id) = (Some(app.id.clone()), Some(user.id.clone()));
+    assert_eq!(
+        seen,
+        [
+            (EventKind::ChallengeCreated, app_id.clone(), None, Some(c.id.to_string()), None),
+            (
+                EventKind::ChallengeConsumed,
+                app_id.clone(),
+                user_id.clone(),
+                Some(c.id.to_string()),
+                Some(format!(r#"{{"method":"{}"}}"#, AuthMethod::Link.amr()))
+            ),
+            (EventKind::UserCreated, app_id.clone(), user_id.clone(), None, None),
+            (EventKind::MembershipCreated, app_id.clone(), user_id.clone(), Some(acme.id.to_string()), None),
+        ]
+    );
+    assert!(events.iter().all(|e| e.created_at == t0()));
+
+    // A wrong code: its detail reads as the one SQLite writes.
+    let (c2, _, otp) = challenge_with_otp(&app, "bob@example.com", t0());
+    store.create_challenge(&c2, None, &[], t0()).await.unwrap().unwrap();
+    let wrong = ["000000", "111111"].into_iter().map(|w| Otp::parse(w).unwrap()).find(|w| w != &otp).unwrap();
+    let hash = key().hash(HashPurpose::Otp, &otp_subject(&c2.id, &wrong));
+    assert!(matches!(
+        store.consume_by_otp(&c2.id, &hash, 5, t0()).await.unwrap(),
+        OtpOutcome::Wrong { attempts_left: 4 }
+    ));
+    let last = store.events(None, 100).await.unwrap().pop().unwrap();
+    assert_eq!(last.kind, EventKind::ChallengeRejected);
+    assert_eq!(last.subject.as_deref(), Some(c2.id.as_str()));
+    assert_eq!(last.detail.as_deref(), Some(r#"{"attempts":1,"reason":"wrong_code"}"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_names_the_first_limit_in_the_callers_order() {
+    let Some(db) = TestDatabase::from_env().await else { return };
+    let store = PostgresStore::connect(&db.url, &PostgresOptions::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    let minute = time::Duration::minutes(1);
+    let at = t0() + time::Duration::seconds(15);
+    // Keys in the opposite order to the caller's; both are exceeded by the third hit.
+    let limits = [
+        RateLimit { key: "z:hour".into(), window: time::Duration::hours(1), limit: 2 },
+        RateLimit { key: "a:minute".into(), window: minute, limit: 2 },
+    ];
+    for _ in 0..2 {
+        assert_eq!(store.hit_rate_limits(&limits, at).await.unwrap(), Ok(()));
+    }
+    let refused = store.hit_rate_limits(&limits, at).await.unwrap().unwrap_err();
+    assert_eq!(refused.retry_after, time::Duration::seconds(3600 - 15), "the hour's, named first");
+    let reversed = [limits[1].clone(), limits[0].clone()];
+    let refused = store.hit_rate_limits(&reversed, at).await.unwrap().unwrap_err();
+    assert_eq!(refused.retry_after, time::Duration::seconds(45), "the minute's, named first");
 }
