@@ -89,8 +89,8 @@ impl Writer {
         Ok(Self { jobs, commits })
     }
 
-    /// How many groups the thread has committed (or tried to): the checkpointer reads it to
-    /// know whether there is anything to checkpoint.
+    /// How many transactions the thread has ended (committed or not): the checkpointer reads
+    /// it to know whether there is anything to checkpoint.
     pub(crate) fn commits(&self) -> Arc<AtomicU64> {
         self.commits.clone()
     }
@@ -144,8 +144,7 @@ fn run(conn: Connection, queue: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
             }
         }
         if !group.is_empty() {
-            commit_group(&conn, &mut group);
-            commits.fetch_add(1, Ordering::Relaxed);
+            commit_group(&conn, &mut group, &commits);
         }
         if closing.is_some() {
             break;
@@ -161,7 +160,7 @@ fn run(conn: Connection, queue: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
 }
 
 /// Runs the jobs in one transaction and answers each of them.
-fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>) {
+fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>, commits: &AtomicU64) {
     let mut jobs = group.drain(..);
     while jobs.len() > 0 {
         // A job alone in its transaction needs no savepoint: undoing it is rolling back.
@@ -203,6 +202,8 @@ fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>) {
                 failed
             }),
         };
+        // Counted before anyone hears of it, so that a caller's answer implies the count.
+        commits.fetch_add(1, Ordering::Relaxed);
         for job in ran {
             job.answer(outcome.as_ref().map(|_| ()));
         }
