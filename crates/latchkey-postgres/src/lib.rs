@@ -3,6 +3,8 @@
 //!
 //! Single use and leases rest on row locks taken by conditional updates under READ COMMITTED;
 //! the outbox is drained with `FOR UPDATE SKIP LOCKED`, so workers never wait on each other.
+//! Each write of a request is one statement (data-modifying CTEs, rate limits counted by a
+//! PL/pgSQL function), atomic without `BEGIN` and `COMMIT` round trips of its own.
 
 mod pool;
 mod store;

@@ -257,6 +257,9 @@ impl Hits {
 /// upsert never fails on the unique e-mail: a concurrent insert of the same address makes this
 /// one wait, then update the row the other committed. Foreign keys are checked at the end of the
 /// statement, when the user exists.
+///
+/// The user's columns are listed one by one (a second `*` would repeat the challenge's names):
+/// a column `rows::user` comes to read must be added there.
 macro_rules! consume_sql {
     ($update:literal, $more:literal) => {
         concat!(
