@@ -241,6 +241,34 @@ pub struct AuthorizationCode {
     pub expires_at: OffsetDateTime,
 }
 
+impl AuthorizationCode {
+    /// The code issued when `challenge` is consumed through its link by `user_id` at `now`: it
+    /// carries the challenge's application, redirect URI, PKCE challenge, nonce and organization.
+    pub fn for_link(
+        id: &CodeId,
+        code_hash: &[u8],
+        expires_at: OffsetDateTime,
+        challenge: &Challenge,
+        user_id: &UserId,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id: id.clone(),
+            code_hash: code_hash.to_vec(),
+            app_id: challenge.app_id.clone(),
+            challenge_id: challenge.id.clone(),
+            user_id: user_id.clone(),
+            redirect_uri: challenge.redirect_uri.clone(),
+            code_challenge: challenge.code_challenge.clone(),
+            nonce: challenge.nonce.clone(),
+            auth_method: AuthMethod::Link,
+            auth_time: now,
+            org_id: challenge.org_id.clone(),
+            expires_at,
+        }
+    }
+}
+
 /// The secret half of an authorization code about to be issued; the rest comes from the
 /// challenge it is issued for, inside the store's consuming transaction.
 #[derive(Debug)]
@@ -260,6 +288,16 @@ impl NewAuthorizationCode {
             expires_at: now + app.settings.lifetimes.authorization_code(),
             code,
         }
+    }
+
+    /// The code as issued for `challenge`, consumed through its link by `user_id` at `now`.
+    pub fn issued_for(
+        &self,
+        challenge: &Challenge,
+        user_id: &UserId,
+        now: OffsetDateTime,
+    ) -> AuthorizationCode {
+        AuthorizationCode::for_link(&self.id, &self.code_hash, self.expires_at, challenge, user_id, now)
     }
 }
 

@@ -728,20 +728,7 @@ impl Store for PostgresStore {
             );
         };
         let (challenge, user) = Consumption::read(&row)?;
-        let issued = AuthorizationCode {
-            id: code.id.clone(),
-            code_hash: code.code_hash.clone(),
-            app_id: challenge.app_id.clone(),
-            challenge_id: challenge.id.clone(),
-            user_id: user.id.clone(),
-            redirect_uri: challenge.redirect_uri.clone(),
-            code_challenge: challenge.code_challenge.clone(),
-            nonce: challenge.nonce.clone(),
-            auth_method: AuthMethod::Link,
-            auth_time: now,
-            org_id: challenge.org_id.clone(),
-            expires_at: code.expires_at,
-        };
+        let issued = code.issued_for(&challenge, &user.id, now);
         Ok(ConsumeOutcome::Consumed { challenge: Box::new(challenge), user, code: Box::new(issued) })
     }
 

@@ -349,20 +349,8 @@ fn consume_link(
         });
     };
     let user = finish_consumption(conn, &challenge, AuthMethod::Link, now)?;
-    let issued = AuthorizationCode {
-        id: code.id.clone(),
-        code_hash: code.code_hash.clone(),
-        app_id: challenge.app_id.clone(),
-        challenge_id: challenge.id.clone(),
-        user_id: user.id.clone(),
-        redirect_uri: challenge.redirect_uri.clone(),
-        code_challenge: challenge.code_challenge.clone(),
-        nonce: challenge.nonce.clone(),
-        auth_method: AuthMethod::Link,
-        auth_time: now,
-        org_id: challenge.org_id.clone(),
-        expires_at: code.expires_at,
-    };
+    let issued =
+        AuthorizationCode::for_link(&code.id, &code.code_hash, code.expires_at, &challenge, &user.id, now);
     exec(
         conn,
         "INSERT INTO authorization_codes (id, code_hash, app_id, challenge_id, user_id, redirect_uri, \
