@@ -4,15 +4,14 @@
 
 use latchkey_core::challenge::{AuthMethod, NewAuthorizationCode, otp_subject};
 use latchkey_core::event::EventKind;
-use latchkey_core::id::{OrgId, OutboxId};
-use latchkey_core::organization::Organization;
+use latchkey_core::id::OutboxId;
 use latchkey_core::rate_limit::RateLimit;
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::secret::HashPurpose;
 use latchkey_core::{ChallengeStatus, EmailAddress, Otp, User};
 use latchkey_postgres::testing::TestDatabase;
 use latchkey_postgres::{PostgresOptions, PostgresStore};
-use latchkey_store::conformance::{application, challenge, challenge_with_otp, key, t0};
+use latchkey_store::conformance::{application, challenge, challenge_with_otp, key, organization, t0};
 use latchkey_store::{
     ConsumeOutcome, NewOutboxMessage, OtpOutcome, RotateOutcome, Store, StoreError, StoredSigningKey,
 };
@@ -385,17 +384,6 @@ fn one_connection() -> PostgresOptions {
     PostgresOptions { max_connections: 1, acquire_timeout: Duration::from_secs(5), ..Default::default() }
 }
 
-fn org(slug: &str, domains: &[&str]) -> Organization {
-    Organization {
-        id: OrgId::generate(),
-        name: slug.to_uppercase(),
-        slug: slug.into(),
-        domains: domains.iter().map(|d| d.to_string()).collect(),
-        created_at: t0(),
-        updated_at: t0(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_abandoned_midway_leaves_no_connection_behind_it() {
     let Some(db) = TestDatabase::from_env().await else { return };
@@ -453,8 +441,8 @@ async fn a_transaction_that_fails_is_rolled_back_and_frees_its_connection() {
     let Some(db) = TestDatabase::from_env().await else { return };
     let store = PostgresStore::connect(&db.url, &one_connection()).await.unwrap();
     store.migrate().await.unwrap();
-    let acme = org("acme", &["acme.example"]);
-    let beta = org("beta", &["beta.example"]);
+    let acme = organization("acme", &["acme.example"]);
+    let beta = organization("beta", &["beta.example"]);
     store.insert_organization(&acme).await.unwrap();
     store.insert_organization(&beta).await.unwrap();
 
@@ -472,7 +460,7 @@ async fn a_transaction_that_fails_is_rolled_back_and_frees_its_connection() {
     renamed.domains = vec!["acme.example".into(), "acme.test".into()];
     assert!(store.update_organization(&renamed).await.unwrap());
     assert_eq!(store.organization_by_domain("acme.test").await.unwrap().unwrap().name, "Renamed");
-    assert!(!store.update_organization(&org("ghost", &[])).await.unwrap());
+    assert!(!store.update_organization(&organization("ghost", &[])).await.unwrap());
     assert_eq!(store.list_organizations().await.unwrap().len(), 2);
     store.close().await;
 }
@@ -484,7 +472,7 @@ async fn one_statement_writes_the_events_of_a_step() {
     store.migrate().await.unwrap();
     let app = application("Events");
     store.insert_application(&app, None).await.unwrap();
-    let acme = org("acme", &["acme.example"]);
+    let acme = organization("acme", &["acme.example"]);
     store.insert_organization(&acme).await.unwrap();
 
     // A first sign-in for an organization: consumed, user created, member, in that order.

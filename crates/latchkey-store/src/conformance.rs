@@ -928,7 +928,8 @@ pub async fn tokens_consume_only_their_own_purpose_and_application(store: Arc<dy
     assert_eq!(won, 1);
 }
 
-fn organization(slug: &str, domains: &[&str]) -> Organization {
+/// An organization owning `domains`, named after its slug.
+pub fn organization(slug: &str, domains: &[&str]) -> Organization {
     Organization {
         id: OrgId::generate(),
         name: slug.to_uppercase(),

@@ -7,6 +7,7 @@
 
 use latchkey_core::Application;
 use latchkey_core::id::{AppId, OrgId};
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
@@ -45,7 +46,11 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
         Self { entries: Mutex::new(HashMap::new()) }
     }
 
-    pub fn get(&self, key: &K, now: OffsetDateTime) -> Option<V> {
+    pub fn get<Q>(&self, key: &Q, now: OffsetDateTime) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(key)

@@ -131,7 +131,7 @@ impl Service {
     /// The organization owning a domain, from the cache when it was read a moment ago.
     async fn domain_organization(&self, domain: &str) -> Result<Option<OrgId>, ServiceError> {
         let now = self.clock.now();
-        if let Some(org) = self.cache.org_by_domain.get(&domain.to_owned(), now) {
+        if let Some(org) = self.cache.org_by_domain.get(domain, now) {
             return Ok(org);
         }
         let org = self.store.organization_by_domain(domain).await?.map(|o| o.id);
