@@ -85,7 +85,7 @@ impl SqliteStore {
         let readers = Readers::new(path.to_owned(), options.readers as usize)?;
         let checkpoints = connection::open_checkpointer(path, synchronous).map_err(map_err)?;
         let writer = Writer::start(conn).map_err(thread_error)?;
-        let checkpointer = Checkpointer::start(checkpoints, writer.commits()).map_err(thread_error)?;
+        let checkpointer = Checkpointer::start(checkpoints, writer.wal()).map_err(thread_error)?;
         Ok(Self { inner: Arc::new(Inner { writer, readers, checkpointer: Mutex::new(Some(checkpointer)) }) })
     }
 

@@ -49,7 +49,7 @@ fn queue<'a, T>(mut call: Pending<'a, T>) -> Pending<'a, T> {
 }
 
 fn commits(store: &SqliteStore) -> u64 {
-    store.writer().commits().load(Ordering::Relaxed)
+    store.writer().wal().commits.load(Ordering::Relaxed)
 }
 
 fn secret(app: &latchkey_core::Application, byte: u8) -> ClientSecret {
@@ -176,6 +176,41 @@ async fn many_concurrent_writes_all_land() {
     assert_eq!(written, tasks * each);
     let groups = commits(&store) - before;
     assert!(groups <= (tasks * each) as u64, "{groups} groups");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_starts_the_wal_over_between_groups_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("restart.db");
+    let store = open(&path).await;
+    store
+        .write(|c| {
+            for i in 0..2_000 {
+                crate::store::insert_event(
+                    c,
+                    &Event::new(EventKind::TokenIssued, t0()).subject(format!("{i}")),
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let wal = store.writer().wal();
+    wal.restart.store(true, Ordering::Release);
+    store.insert_event(&Event::new(EventKind::TokenIssued, t0()).subject("after")).await.unwrap();
+
+    assert!(!wal.restart.load(Ordering::Acquire), "the writer clears the request");
+    let look = rusqlite::Connection::open(&path).unwrap();
+    let (in_wal, copied): (i64, i64) =
+        look.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?))).unwrap();
+    assert!(
+        in_wal < 20,
+        "only the last write is in the WAL, not the 2,000 events before it: {in_wal} frames"
+    );
+    assert_eq!(in_wal, copied);
+    let written: i64 =
+        store.read(|c| Ok(c.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap())).unwrap();
+    assert_eq!(written, 2_001);
 }
 
 /// Makes a database the way the previous version did: sqlx's migrator over the first

@@ -8,12 +8,13 @@
 //! before the commit that made it durable; when the commit fails, every job of the group gets
 //! the error.
 
+use crate::checkpoint::{self, WalState};
 use crate::error::{WriterError, map_err};
 use latchkey_store::StoreResult;
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
@@ -76,23 +77,23 @@ enum Msg {
 #[derive(Debug)]
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Msg>,
-    commits: Arc<AtomicU64>,
+    wal: Arc<WalState>,
 }
 
 impl Writer {
     /// Starts the writer thread on `conn`.
     pub(crate) fn start(conn: Connection) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel();
-        let commits = Arc::new(AtomicU64::new(0));
-        let counter = commits.clone();
-        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || run(conn, queue, counter))?;
-        Ok(Self { jobs, commits })
+        let wal = Arc::new(WalState::default());
+        let shared = wal.clone();
+        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || run(conn, queue, &shared))?;
+        Ok(Self { jobs, wal })
     }
 
-    /// How many transactions the thread has ended (committed or not): the checkpointer reads
-    /// it to know whether there is anything to checkpoint.
-    pub(crate) fn commits(&self) -> Arc<AtomicU64> {
-        self.commits.clone()
+    /// What the checkpointer shares with the thread: the count of its transactions, and the
+    /// flag by which it asks the thread to start the WAL over.
+    pub(crate) fn wal(&self) -> Arc<WalState> {
+        self.wal.clone()
     }
 
     /// Runs `work` in the writer's next group and answers after its commit.
@@ -125,11 +126,15 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, queue: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
+fn run(conn: Connection, queue: mpsc::Receiver<Msg>, wal: &WalState) {
     let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(GROUP_CAP);
     let mut closing = None;
     // Ends when every handle is dropped (the queue is drained first) or on `Close`.
     while let Ok(first) = queue.recv() {
+        if wal.restart.load(Ordering::Acquire) {
+            checkpoint::restart(&conn);
+            wal.restart.store(false, Ordering::Release);
+        }
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
@@ -144,7 +149,7 @@ fn run(conn: Connection, queue: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
             }
         }
         if !group.is_empty() {
-            commit_group(&conn, &mut group, &commits);
+            commit_group(&conn, &mut group, &wal.commits);
         }
         if closing.is_some() {
             break;
@@ -160,7 +165,7 @@ fn run(conn: Connection, queue: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
 }
 
 /// Runs the jobs in one transaction and answers each of them.
-fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>, commits: &AtomicU64) {
+fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>, commits: &std::sync::atomic::AtomicU64) {
     let mut jobs = group.drain(..);
     while jobs.len() > 0 {
         // A job alone in its transaction needs no savepoint: undoing it is rolling back.
