@@ -732,12 +732,10 @@ impl Store for PostgresStore {
         Ok(ConsumeOutcome::Consumed { challenge: Box::new(challenge), user, code: Box::new(issued) })
     }
 
-    async fn authorization_code(&self, code_hash: &[u8]) -> StoreResult<Option<AuthorizationCode>> {
-        let row = sqlx::query("SELECT * FROM authorization_codes WHERE code_hash = $1")
-            .bind(code_hash)
-            .fetch_optional_on(&self.pool)
-            .await?;
-        one(row, rows::authorization_code)
+    async fn authorization_code(&self, code_hash: &[u8]) -> StoreResult<Option<(AuthorizationCode, User)>> {
+        let row =
+            sqlx::query(rows::CODE_AND_USER_BY_HASH).bind(code_hash).fetch_optional_on(&self.pool).await?;
+        one(row, rows::code_and_user)
     }
 
     async fn redeem_authorization_code(

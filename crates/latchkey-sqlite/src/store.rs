@@ -701,15 +701,8 @@ impl Store for SqliteStore {
         self.write(move |c| consume_link(c, &link_hash, &code, now)).await
     }
 
-    async fn authorization_code(&self, code_hash: &[u8]) -> StoreResult<Option<AuthorizationCode>> {
-        self.read(|c| {
-            one(
-                c,
-                "SELECT * FROM authorization_codes WHERE code_hash = ?1",
-                [code_hash],
-                rows::authorization_code,
-            )
-        })
+    async fn authorization_code(&self, code_hash: &[u8]) -> StoreResult<Option<(AuthorizationCode, User)>> {
+        self.read(|c| one(c, rows::CODE_AND_USER_BY_HASH, [code_hash], rows::code_and_user))
     }
 
     async fn redeem_authorization_code(

@@ -366,8 +366,9 @@ pub async fn authorization_code_redeems_once_for_its_own_application(store: Arc<
         store.redeem_authorization_code(&hash, &other.id, t0(), None).await.unwrap().is_none(),
         "foreign"
     );
-    let looked_up = store.authorization_code(&hash).await.unwrap().expect("readable before redeeming");
-    let user = store.user(&looked_up.user_id).await.unwrap().unwrap();
+    let (looked_up, user) =
+        store.authorization_code(&hash).await.unwrap().expect("readable before redeeming");
+    assert_eq!(looked_up.user_id, user.id, "read with the user it signs in");
     let (rt, rt_hash) = refresh(&app, &user, None, t0());
     let issued_event = Event::new(EventKind::TokenIssued, t0()).app(&app.id).user(&user.id);
     let redeemed = store

@@ -100,8 +100,9 @@ pub trait Store: Send + Sync + 'static {
         code: &NewAuthorizationCode,
         now: OffsetDateTime,
     ) -> StoreResult<ConsumeOutcome>;
-    /// An authorization code by its hash, used or not (to check its bindings before redeeming).
-    async fn authorization_code(&self, code_hash: &[u8]) -> StoreResult<Option<AuthorizationCode>>;
+    /// An authorization code by its hash, used or not (to check its bindings before
+    /// redeeming), with the user it signs in, in one read.
+    async fn authorization_code(&self, code_hash: &[u8]) -> StoreResult<Option<(AuthorizationCode, User)>>;
     /// Marks an unused, unexpired code of this application used and returns it; `None` for
     /// an unknown, used, expired or foreign code. Exactly one of concurrent calls succeeds.
     /// `then` (the sign-in's refresh token and its event) is written in the same transaction,

@@ -175,9 +175,25 @@ pub fn user(row: &dyn RowReader) -> Result<User, StoreError> {
 }
 
 pub fn authorization_code(row: &dyn RowReader) -> Result<AuthorizationCode, StoreError> {
+    authorization_code_with_id(row, "id")
+}
+
+/// The code whose hash is the one parameter, with its user, for [`code_and_user`]; the code's
+/// id is renamed so as not to clash with the user's. `$1` is a positional parameter in
+/// both engines.
+pub const CODE_AND_USER_BY_HASH: &str = "SELECT users.*, authorization_codes.id AS code_id, code_hash, \
+    app_id, challenge_id, user_id, redirect_uri, code_challenge, nonce, auth_method, auth_time, org_id, \
+    expires_at FROM authorization_codes JOIN users ON users.id = user_id WHERE code_hash = $1";
+
+/// A code and its user from a row of [`CODE_AND_USER_BY_HASH`].
+pub fn code_and_user(row: &dyn RowReader) -> Result<(AuthorizationCode, User), StoreError> {
+    Ok((authorization_code_with_id(row, "code_id")?, user(row)?))
+}
+
+fn authorization_code_with_id(row: &dyn RowReader, id: &str) -> Result<AuthorizationCode, StoreError> {
     let r = Reader { row, what: "authorization code" };
     Ok(AuthorizationCode {
-        id: r.id("id")?,
+        id: r.id(id)?,
         code_hash: r.bytes("code_hash")?,
         app_id: r.id("app_id")?,
         challenge_id: r.id("challenge_id")?,

@@ -102,19 +102,15 @@ impl Service {
         }
         let now = self.clock.now();
         let hash = self.key.hash(HashPurpose::AuthorizationCode, code);
-        // Bindings are checked on a read; the redeem below is what holds single use.
-        let found = self
+        // Bindings are checked on a read; the redeem below is what holds single use. A code
+        // whose user was deleted is gone with it.
+        let (found, user) = self
             .store
             .authorization_code(&hash)
             .await?
-            .filter(|c| c.app_id == app.id)
+            .filter(|(c, _)| c.app_id == app.id)
             .ok_or(ServiceError::InvalidGrant(USED_OR_UNKNOWN))?;
         check_binding(app, &found, req)?;
-        let user = self
-            .store
-            .user(&found.user_id)
-            .await?
-            .ok_or(ServiceError::InvalidGrant("the user no longer exists"))?;
         let grant = Grant {
             user: &user,
             method: found.auth_method,
