@@ -12,6 +12,9 @@ use time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+/// Deliveries in flight at once, by default.
+pub const DEFAULT_BATCH: u32 = 64;
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Messages in hand at once (claimed and being delivered).
@@ -28,7 +31,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            batch: 64,
+            batch: DEFAULT_BATCH,
             lease: Duration::minutes(2),
             poll_interval: StdDuration::from_secs(1),
             first_retry: Duration::seconds(10),

@@ -2,6 +2,7 @@ use crate::{DeliveryError, Email, Mailer};
 use async_trait::async_trait;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -32,11 +33,18 @@ pub struct SmtpOptions {
     pub timeout: Duration,
     /// PEM certificates to trust besides the public roots: a private CA (`LATCHKEY_SMTP_CA_FILE`).
     pub ca_pem: Option<Vec<u8>>,
+    /// Idle connections kept open for reuse. As many as the outbox has deliveries in flight:
+    /// with fewer, each delivery past them opened a connection and closed it after one message.
+    pub idle_connections: u32,
 }
 
 impl Default for SmtpOptions {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(30), ca_pem: None }
+        Self {
+            timeout: Duration::from_secs(30),
+            ca_pem: None,
+            idle_connections: crate::outbox::DEFAULT_BATCH,
+        }
     }
 }
 
@@ -165,7 +173,8 @@ impl Settings {
         let mut builder = Transport::builder_dangerous(&self.host)
             .port(self.port)
             .tls(tls)
-            .timeout(Some(self.options.timeout));
+            .timeout(Some(self.options.timeout))
+            .pool_config(PoolConfig::new().max_size(self.options.idle_connections));
         if let Some(credentials) = &self.credentials {
             builder = builder.credentials(credentials.clone());
         }

@@ -17,7 +17,11 @@ fn email(n: usize) -> Email {
 }
 
 fn options(sink: &SmtpSink) -> SmtpOptions {
-    SmtpOptions { timeout: Duration::from_secs(5), ca_pem: sink.ca_pem().map(|p| p.as_bytes().to_vec()) }
+    SmtpOptions {
+        timeout: Duration::from_secs(5),
+        ca_pem: sink.ca_pem().map(|p| p.as_bytes().to_vec()),
+        ..SmtpOptions::default()
+    }
 }
 
 async fn sink(tls: SinkTls, auth: Option<SinkAuth>) -> SmtpSink {
@@ -140,6 +144,24 @@ async fn refusals_are_temporary_or_permanent_as_the_server_says() {
     sink.set_mode(SinkMode::Accept);
     mailer.deliver(&email(1)).await.unwrap();
     assert_eq!(sink.mails().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_keep_their_connections_for_the_next_ones() {
+    let sink = SmtpSink::start().await.unwrap();
+    let mailer = SmtpMailer::from_url(&sink.url(), options(&sink)).unwrap();
+    let round = |from: usize| {
+        let mailer = &mailer;
+        futures_util::future::join_all(
+            (from..from + 32).map(move |n| async move { mailer.send(&email(n)).await }),
+        )
+    };
+    assert!(round(0).await.iter().all(Result::is_ok));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let opened = sink.connections();
+    assert!(round(100).await.iter().all(Result::is_ok));
+    assert_eq!(sink.wait_for(64, Duration::from_secs(5)).await.len(), 64);
+    assert_eq!(sink.connections(), opened, "the second round reuses the first round's connections");
 }
 
 #[tokio::test]
