@@ -74,7 +74,7 @@ fn run(conn: &Connection, stopping: &mpsc::Receiver<()>, wal: &WalState) {
     let mut seen = wal.commits.load(Ordering::Relaxed);
     // Ends on `stop` or when the store is dropped.
     while let Err(mpsc::RecvTimeoutError::Timeout) = stopping.recv_timeout(INTERVAL) {
-        // Two checkpoints at once would make the writer's wait for the other.
+        // A PASSIVE checkpoint running here would make the writer's RESTART wait for it.
         if wal.restart.load(Ordering::Acquire) {
             continue;
         }

@@ -14,7 +14,7 @@ use latchkey_store::StoreResult;
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
@@ -165,7 +165,7 @@ fn run(conn: Connection, queue: mpsc::Receiver<Msg>, wal: &WalState) {
 }
 
 /// Runs the jobs in one transaction and answers each of them.
-fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>, commits: &std::sync::atomic::AtomicU64) {
+fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>, commits: &AtomicU64) {
     let mut jobs = group.drain(..);
     while jobs.len() > 0 {
         // A job alone in its transaction needs no savepoint: undoing it is rolling back.
