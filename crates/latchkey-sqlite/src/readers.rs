@@ -8,9 +8,10 @@
 use crate::error::{WriterError, map_err};
 use latchkey_store::StoreResult;
 use rusqlite::{Connection, OpenFlags};
+use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug)]
 pub(crate) struct Readers {
@@ -19,12 +20,19 @@ pub(crate) struct Readers {
     /// Connections kept between reads; more are opened when all are busy, then closed.
     keep: usize,
     closed: AtomicBool,
+    /// Dropped after the connections (see `SqliteStore::open_now`).
+    _database: Arc<File>,
 }
 
 impl Readers {
-    pub(crate) fn new(path: PathBuf, keep: usize) -> StoreResult<Self> {
-        let readers =
-            Self { path, idle: Mutex::new(Vec::new()), keep: keep.max(1), closed: AtomicBool::new(false) };
+    pub(crate) fn new(path: PathBuf, keep: usize, database: Arc<File>) -> StoreResult<Self> {
+        let readers = Self {
+            path,
+            idle: Mutex::new(Vec::new()),
+            keep: keep.max(1),
+            closed: AtomicBool::new(false),
+            _database: database,
+        };
         // Open one now, so that a file that cannot be read fails the open, not the first read.
         let first = readers.open()?;
         readers.lock().push(first);

@@ -82,10 +82,14 @@ impl SqliteStore {
         let synchronous = options.synchronous.pragma();
         let conn = connection::open_writer(path, synchronous)?;
         writer::in_transaction(&conn, migrate::apply)?;
-        let readers = Readers::new(path.to_owned(), options.readers as usize)?;
+        // For the checkpointer's syncs. Closing any descriptor of a file drops every POSIX lock
+        // the process holds on it, SQLite's included, so each holder of a connection also holds
+        // this descriptor and lets it go only after its connections are closed.
+        let database = Arc::new(std::fs::OpenOptions::new().write(true).open(path).map_err(thread_error)?);
+        let readers = Readers::new(path.to_owned(), options.readers as usize, database.clone())?;
         let checkpoints = connection::open_checkpointer(path, synchronous).map_err(map_err)?;
-        let writer = Writer::start(conn).map_err(thread_error)?;
-        let checkpointer = Checkpointer::start(checkpoints, writer.wal()).map_err(thread_error)?;
+        let writer = Writer::start(conn, database.clone()).map_err(thread_error)?;
+        let checkpointer = Checkpointer::start(checkpoints, database, writer.wal()).map_err(thread_error)?;
         Ok(Self { inner: Arc::new(Inner { writer, readers, checkpointer: Mutex::new(Some(checkpointer)) }) })
     }
 

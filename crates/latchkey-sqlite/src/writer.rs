@@ -12,6 +12,7 @@ use crate::checkpoint::{self, WalState};
 use crate::error::{WriterError, map_err};
 use latchkey_store::StoreResult;
 use rusqlite::Connection;
+use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,12 +82,16 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub(crate) fn start(conn: Connection) -> std::io::Result<Self> {
+    /// Starts the writer thread on `conn`; `database` is let go after it (see
+    /// `SqliteStore::open_now`).
+    pub(crate) fn start(conn: Connection, database: Arc<File>) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel();
         let wal = Arc::new(WalState::default());
         let shared = wal.clone();
-        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || run(conn, queue, &shared))?;
+        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || {
+            run(conn, queue, &shared);
+            drop(database);
+        })?;
         Ok(Self { jobs, wal })
     }
 
