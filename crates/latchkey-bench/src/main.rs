@@ -188,6 +188,7 @@ impl Target {
             idle_rss_mb,
             seeded_challenges: seeded,
             database_bytes: own.database.size_bytes().await,
+            database_cached_bytes: own.database.cached_bytes(),
         };
         eprintln!(
             "server started ({label}): healthy after {:.1} ms, idle RSS {:.1} MB",
@@ -471,8 +472,7 @@ async fn main() -> anyhow::Result<()> {
     }
     report.starts = starts.clone();
 
-    // Seeded rows are created 40 days ago, one millisecond apart, in index order.
-    let origin_ms = now.as_millis() as i64 - 40 * 24 * 3600 * 1000;
+    let origin_ms = seed::origin_ms(now.as_millis() as i64, levels.iter().copied().max().unwrap_or(0));
     let mut seeded = 0u64;
     let outcome: anyhow::Result<()> = async {
         for &level in &levels {

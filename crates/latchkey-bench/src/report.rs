@@ -173,7 +173,7 @@ pub fn print_summary(report: &RunReport) {
             s.start.start_to_healthy_ms,
             s.start.idle_rss_mb,
             s.start.seeded_challenges,
-            s.start.database_bytes.map(|b| format!(" ({:.0} MB)", b as f64 / 1e6)).unwrap_or_default()
+            database_size(&s.start)
         );
     }
     println!(
@@ -201,5 +201,42 @@ pub fn print_summary(report: &RunReport) {
             rss,
             r.other_load_cores.map(|c| format!("{c:.2}")).unwrap_or_else(|| "?".into())
         );
+    }
+}
+
+/// " (4792 MB)", with what of it was in the page cache when that is known.
+fn database_size(start: &Start) -> String {
+    let mb = |b: u64| b as f64 / 1e6;
+    match (start.database_bytes, start.database_cached_bytes) {
+        (Some(size), Some(cached)) => {
+            format!(" ({:.0} MB, {:.0} MB of it in the page cache)", mb(size), mb(cached))
+        }
+        (Some(size), None) => format!(" ({:.0} MB)", mb(size)),
+        (None, _) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(size: Option<u64>, cached: Option<u64>) -> Start {
+        Start {
+            start_to_healthy_ms: 5.0,
+            idle_rss_mb: 14.0,
+            seeded_challenges: 10_000_000,
+            database_bytes: size,
+            database_cached_bytes: cached,
+        }
+    }
+
+    #[test]
+    fn the_database_size_says_how_much_of_it_is_cached_when_known() {
+        assert_eq!(
+            database_size(&start(Some(4_792_000_000), Some(3_200_000_000))),
+            " (4792 MB, 3200 MB of it in the page cache)"
+        );
+        assert_eq!(database_size(&start(Some(8_000_000), None)), " (8 MB)");
+        assert_eq!(database_size(&start(None, None)), "");
     }
 }

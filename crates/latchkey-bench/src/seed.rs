@@ -1,9 +1,9 @@
 //! Filling the database with old challenges, straight into the `challenges` table (the HTTP API
 //! would take hours for millions), to see how the cost of each step grows with the table.
 //!
-//! Rows look like real ones long past: a UUIDv7-style `ml_…` id in creation order, random
-//! 32-byte `link_hash` and `otp_hash`, seven in ten `consumed` and the rest `expired`, created
-//! 40 days ago, one millisecond apart, for the bench's application.
+//! Rows look like real ones of the last hours: a UUIDv7-style `ml_…` id in creation order,
+//! random 32-byte `link_hash` and `otp_hash`, seven in ten `consumed` and the rest `expired`,
+//! one millisecond apart up to an hour before the bench ran, for the bench's application.
 
 use crate::server::Database;
 use anyhow::Context;
@@ -28,6 +28,17 @@ struct Row {
     otp_hash: String,
     consumed: bool,
     created_at: i64,
+}
+
+/// How long before the bench the last seeded row was created.
+const LAST_ROW_AGE_MS: i64 = 3600 * 1000;
+
+/// Row 0's creation time for seeding up to `rows` rows one millisecond apart, the last an hour
+/// before `now_ms`: all of them have expired (challenges live 15 minutes), and up to about 80M
+/// rows none expired more than a day ago, which is when the server's maintenance purges a
+/// challenge. Older rows would be deleted under the measurement, 30 s after the server starts.
+pub fn origin_ms(now_ms: i64, rows: u64) -> i64 {
+    now_ms - LAST_ROW_AGE_MS - rows as i64
 }
 
 /// Makes rows `index` of a seeding whose row 0 was created at `origin_ms`.
@@ -237,6 +248,18 @@ mod tests {
         assert_eq!(a.len(), 29);
         assert!(a.starts_with("ml_") && a[3..].bytes().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
         assert!(a < b);
+    }
+
+    #[test]
+    fn seeded_rows_have_all_expired_and_none_is_old_enough_to_purge() {
+        let now = 1_800_000_000_000;
+        let rows = 10_000_000;
+        let origin = origin_ms(now, rows);
+        let mut maker = RowMaker::new(origin, 1);
+        let (first, last) = (maker.row(0), maker.row(rows - 1));
+        let day = 24 * 3600 * 1000;
+        assert!(last.created_at + FIFTEEN_MINUTES_MS < now, "the newest has expired");
+        assert!(first.created_at + FIFTEEN_MINUTES_MS > now - day, "the oldest expired less than a day ago");
     }
 
     #[test]

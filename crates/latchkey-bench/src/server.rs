@@ -94,6 +94,22 @@ impl Database {
         }
     }
 
+    /// How much of the SQLite file is in the kernel's page cache, read with util-linux's
+    /// `fincore` when it is installed. A large database partly out of the cache makes reads
+    /// wait for the disk, which changes the figures more than the size does.
+    pub fn cached_bytes(&self) -> Option<u64> {
+        let Self::Sqlite { path, .. } = self else { return None };
+        let out = std::process::Command::new("fincore")
+            .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
+            .arg(path)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        parse_fincore(&String::from_utf8_lossy(&out.stdout))
+    }
+
     /// Drops a PostgreSQL database the bench created (a temporary SQLite folder goes by itself).
     pub async fn remove(self, keep: bool) -> anyhow::Result<()> {
         if let Self::Postgres { admin_url, name, .. } = &self
@@ -171,6 +187,13 @@ pub struct Start {
     /// Challenges seeded into the database before this start.
     pub seeded_challenges: u64,
     pub database_bytes: Option<u64>,
+    /// Of the SQLite file, what was in the page cache (when `fincore` could tell).
+    pub database_cached_bytes: Option<u64>,
+}
+
+/// `fincore --bytes --noheadings --raw --output RES FILE` prints one number.
+fn parse_fincore(out: &str) -> Option<u64> {
+    out.trim().parse().ok()
 }
 
 impl ServerProcess {
@@ -360,6 +383,13 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fincore_prints_the_resident_bytes() {
+        assert_eq!(parse_fincore("4792123392\n"), Some(4_792_123_392));
+        assert_eq!(parse_fincore(""), None);
+        assert_eq!(parse_fincore("fincore: cannot open"), None);
+    }
 
     #[test]
     fn database_urls() {
