@@ -80,12 +80,21 @@ impl SqliteStore {
 
     fn open_now(path: &Path, options: &SqliteOptions) -> StoreResult<Self> {
         let synchronous = options.synchronous.pragma();
-        let conn = connection::open_writer(path, synchronous)?;
-        writer::in_transaction(&conn, migrate::apply)?;
         // For the checkpointer's syncs. Closing any descriptor of a file drops every POSIX lock
         // the process holds on it, SQLite's included, so each holder of a connection also holds
-        // this descriptor and lets it go only after its connections are closed.
-        let database = Arc::new(std::fs::OpenOptions::new().write(true).open(path).map_err(thread_error)?);
+        // this descriptor and lets it go only after its connections are closed; opened first, it
+        // is also the last local to go when opening fails half-way. (SQLite takes an empty file
+        // as an empty database.)
+        let database = Arc::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(thread_error)?,
+        );
+        let conn = connection::open_writer(path, synchronous)?;
+        writer::in_transaction(&conn, migrate::apply)?;
         let readers = Readers::new(path.to_owned(), options.readers as usize, database.clone())?;
         let checkpoints = connection::open_checkpointer(path, synchronous).map_err(map_err)?;
         let writer = Writer::start(conn, database.clone()).map_err(thread_error)?;
