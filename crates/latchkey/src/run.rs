@@ -213,7 +213,7 @@ pub fn smtp_mailer(config: &Config) -> anyhow::Result<Option<SmtpMailer>> {
         ),
         None => None,
     };
-    let options = SmtpOptions { timeout: Duration::from_secs(30), ca_pem, ..SmtpOptions::default() };
+    let options = SmtpOptions { ca_pem, ..SmtpOptions::default() };
     let mailer = SmtpMailer::from_url(url, options).context("LATCHKEY_SMTP_URL / LATCHKEY_SMTP_CA_FILE")?;
     Ok(Some(mailer))
 }
