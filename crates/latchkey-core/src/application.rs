@@ -185,7 +185,7 @@ mod tests {
     fn app(uris: &[&str], default: Option<&str>) -> Application {
         let now = OffsetDateTime::UNIX_EPOCH;
         Application {
-            id: AppId::generate(),
+            id: AppId::generate(now),
             client_id: "c".into(),
             name: "Demo".into(),
             public: false,

@@ -1,7 +1,8 @@
 //! The challenge: one engine behind every e-mail flow. A challenge carries a link token and a
 //! one-time code (both stored as keyed hashes); using either consumes the challenge.
 
-use crate::application::Application;
+use crate::application::{Application, limits};
+use crate::bounded::Bounded;
 use crate::email::EmailAddress;
 use crate::id::{AppId, ChallengeId, CodeId, OrgId, UserId};
 use crate::pkce::CodeChallenge;
@@ -90,6 +91,33 @@ pub const MAX_STATE_LEN: usize = 1024;
 /// The longest client binding strings (IP address, user agent) kept.
 pub const MAX_BINDING_LEN: usize = 512;
 
+/// `state` or `nonce`: handed back as given.
+pub type StateText = Bounded<MAX_STATE_LEN>;
+/// What the caller says of the browser that asked (its IP address, its user agent).
+pub type ClientHint = Bounded<MAX_BINDING_LEN>;
+
+/// A lifetime a caller chose for its challenge, within [`limits::LINK`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChallengeLifetime(Duration);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be between {} and {} seconds", limits::LINK.0, limits::LINK.1)]
+pub struct LifetimeOutOfBounds;
+
+impl ChallengeLifetime {
+    pub fn from_secs(secs: i64) -> Result<Self, LifetimeOutOfBounds> {
+        let (min, max) = limits::LINK;
+        if secs < i64::from(min) || secs > i64::from(max) {
+            return Err(LifetimeOutOfBounds);
+        }
+        Ok(Self(Duration::seconds(secs)))
+    }
+
+    pub fn duration(self) -> Duration {
+        self.0
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Challenge {
     pub id: ChallengeId,
@@ -153,7 +181,7 @@ impl Challenge {
         key: &MasterKey,
         now: OffsetDateTime,
     ) -> IssuedChallenge {
-        let id = ChallengeId::generate_with_prefix(req.purpose.id_prefix());
+        let id = ChallengeId::generate_with_prefix(req.purpose.id_prefix(), now);
         let link_token = OpaqueToken::generate();
         let otp = Otp::generate();
         let lifetimes = &app.settings.lifetimes;
@@ -283,7 +311,7 @@ impl NewAuthorizationCode {
     pub fn generate(app: &Application, key: &MasterKey, now: OffsetDateTime) -> Self {
         let code = OpaqueToken::generate();
         Self {
-            id: CodeId::generate(),
+            id: CodeId::generate(now),
             code_hash: key.hash(HashPurpose::AuthorizationCode, code.expose()),
             expires_at: now + app.settings.lifetimes.authorization_code(),
             code,
@@ -312,7 +340,7 @@ mod tests {
         let key = MasterKey::from_secret("0123456789abcdef0123456789abcdef").unwrap();
         let uri = RedirectUri::parse("https://a.example/cb").unwrap();
         let app = Application {
-            id: AppId::generate(),
+            id: AppId::generate(now),
             client_id: "c".into(),
             name: "Demo".into(),
             public: false,

@@ -61,7 +61,7 @@ pub struct Event {
 impl Event {
     pub fn new(kind: EventKind, now: OffsetDateTime) -> Self {
         Self {
-            id: EventId::generate(),
+            id: EventId::generate(now),
             kind,
             app_id: None,
             user_id: None,
@@ -88,6 +88,18 @@ impl Event {
 
     pub fn detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = Some(detail.to_string());
+        self
+    }
+
+    /// Adds one field to the detail object, so that callers never write JSON themselves.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        let mut detail = self
+            .detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(d).ok())
+            .unwrap_or_default();
+        detail.insert(key.to_owned(), value.into());
+        self.detail = Some(serde_json::Value::Object(detail).to_string());
         self
     }
 }

@@ -5,6 +5,7 @@
 //! into a type that cannot be invalid ([`EmailAddress`], [`RedirectUri`], the ids).
 
 pub mod application;
+pub mod bounded;
 pub mod challenge;
 pub mod clock;
 pub mod email;

@@ -77,7 +77,7 @@ mod tests {
 
     #[test]
     fn defaults_apply_and_zero_turns_off() {
-        let app = AppId::generate();
+        let app = AppId::generate(time::OffsetDateTime::UNIX_EPOCH);
         let email = EmailAddress::parse("a@example.com").unwrap();
         let limits = RateLimits::default().for_request(&app, &email, Some("192.0.2.1"));
         assert_eq!(limits.iter().map(|l| l.limit).collect::<Vec<_>>(), [3, 20, 30]);

@@ -42,9 +42,9 @@ impl RefreshToken {
     ) -> (Self, String) {
         let plain = format!("{REFRESH_PREFIX}{}", OpaqueToken::generate().expose());
         let token = Self {
-            id: RefreshTokenId::generate(),
+            id: RefreshTokenId::generate(now),
             token_hash: key.hash(HashPurpose::RefreshToken, &plain),
-            family_id: family.unwrap_or_else(FamilyId::generate),
+            family_id: family.unwrap_or_else(|| FamilyId::generate(now)),
             app_id,
             user_id,
             auth_method,

@@ -163,6 +163,22 @@ impl SigningKey {
     }
 }
 
+/// The JWK Set document (RFC 7517 §5) that publishes these keys.
+pub fn jwks_document<'a>(keys: impl IntoIterator<Item = &'a SigningKey>) -> String {
+    let keys: Vec<serde_json::Value> = keys.into_iter().map(SigningKey::public_jwk).collect();
+    serde_json::json!({ "keys": keys }).to_string()
+}
+
+/// How long a retired key stays published: as long as the longest-lived token it can have
+/// signed, and an hour on top for clocks and caches.
+pub const RETIRED_KEY_RETENTION: time::Duration = time::Duration::seconds(
+    max(crate::application::limits::ACCESS_TOKEN.1, crate::application::limits::ID_TOKEN.1) as i64 + 3600,
+);
+
+const fn max(a: u32, b: u32) -> u32 {
+    if a > b { a } else { b }
+}
+
 /// A JWT this server signed, checked: its header's `kid` names one of our keys, its `alg` is
 /// that key's, and the signature holds. Claims are returned for the caller to check.
 pub fn verify_jwt<'a>(

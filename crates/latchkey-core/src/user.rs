@@ -26,7 +26,7 @@ pub struct User {
 impl User {
     pub fn new(email: EmailAddress, now: OffsetDateTime) -> Self {
         Self {
-            id: UserId::generate(),
+            id: UserId::generate(now),
             email,
             email_verified: false,
             name: None,

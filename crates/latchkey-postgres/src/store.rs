@@ -305,7 +305,7 @@ impl Consumption {
     fn new(method: AuthMethod, now: OffsetDateTime) -> Self {
         Self {
             now_ms: millis(now),
-            new_user: UserId::generate(),
+            new_user: UserId::generate(now),
             consumed: Event::new(EventKind::ChallengeConsumed, now)
                 .detail(serde_json::json!({ "method": method.amr() })),
             created: Event::new(EventKind::UserCreated, now),

@@ -93,7 +93,7 @@ async fn workers_drain_the_outbox_without_sharing_a_message() {
     for i in 0..200 {
         let (c, _) = challenge(&app, &format!("d{i}@example.com"), t0());
         let mail = NewOutboxMessage {
-            id: OutboxId::generate(),
+            id: OutboxId::generate(t0()),
             app_id: Some(app.id.clone()),
             challenge_id: Some(c.id.clone()),
             sealed: vec![1],

@@ -1,13 +1,33 @@
-//! The HTTP faces of Latchkey over the challenge engine.
+//! The HTTP faces of Latchkey: each one a module that owns its wire format (request and
+//! response types, its one error mapping, its authentication extractor) and translates to the
+//! use cases of `latchkey-service`. Adding a face is adding a module and a line below.
 //!
-//! - [`service`]: the use cases (create a magic link, consume a link, exchange a code, manage
-//!   applications). They combine the engine's rules with the store and the outbox and return
-//!   one [`service::ServiceError`]. No HTTP here.
-//! - [`http`]: thin adapters that parse requests into engine types, call the service and shape
-//!   responses: the native API, OAuth/OIDC, the landing pages, development pages, operations.
+//! - [`native`]: the native API (`/v1/…`) and its OpenAPI document.
+//! - [`oauth`]: OAuth 2.0 / OpenID Connect: token endpoint, discovery, keys, userinfo.
+//! - [`pages`]: what a person's browser sees: the landing page of a link, `/oauth/authorize`.
+//! - [`dev`]: the development pages of `--dev` and the development mailbox.
+//! - [`ops`]: liveness and readiness.
+//! - [`common`]: what every face shares: body parsing, credentials, page shell, middleware.
 
-pub mod http;
-pub mod service;
+pub mod common;
+pub mod dev;
+pub mod native;
+pub mod oauth;
+pub mod ops;
+pub mod pages;
 
-pub use http::router;
-pub use service::{Service, ServiceConfig};
+use axum::Router;
+use latchkey_service::Service;
+use std::sync::Arc;
+
+/// The whole server: every face, then the middleware every request goes through.
+pub fn router(service: Arc<Service>) -> Router {
+    let faces = Router::new()
+        .merge(native::routes())
+        .merge(oauth::routes())
+        .merge(pages::routes())
+        .merge(dev::routes())
+        .merge(ops::routes())
+        .fallback(native::not_found);
+    common::layers(faces.with_state(service))
+}

@@ -285,7 +285,7 @@ fn finish_consumption(
     method: AuthMethod,
     now: OffsetDateTime,
 ) -> StoreResult<User> {
-    let new_id = UserId::generate();
+    let new_id = UserId::generate(now);
     let user = one(
         conn,
         "INSERT INTO users (id, email, email_verified, created_at, updated_at, last_sign_in_at) \

@@ -53,7 +53,12 @@ fn commits(store: &SqliteStore) -> u64 {
 }
 
 fn secret(app: &latchkey_core::Application, byte: u8) -> ClientSecret {
-    ClientSecret { id: SecretId::generate(), app_id: app.id.clone(), hash: vec![byte; 32], created_at: t0() }
+    ClientSecret {
+        id: SecretId::generate(t0()),
+        app_id: app.id.clone(),
+        hash: vec![byte; 32],
+        created_at: t0(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,7 +311,7 @@ async fn a_closed_store_is_unavailable_and_its_writes_are_kept() {
 
 fn user(email: &str) -> User {
     User {
-        id: UserId::generate(),
+        id: UserId::generate(t0()),
         email: EmailAddress::parse(email).unwrap(),
         email_verified: false,
         name: None,

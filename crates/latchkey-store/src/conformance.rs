@@ -84,7 +84,7 @@ pub fn t0() -> OffsetDateTime {
 pub fn application(name: &str) -> Application {
     let uri = RedirectUri::parse("https://app.example/callback").expect("valid uri");
     Application {
-        id: AppId::generate(),
+        id: AppId::generate(t0()),
         client_id: String::new(),
         name: name.to_owned(),
         public: false,
@@ -140,7 +140,7 @@ fn link_hash(token: &str) -> Vec<u8> {
 
 fn mail_for(app: &Application, c: &Challenge) -> NewOutboxMessage {
     NewOutboxMessage {
-        id: OutboxId::generate(),
+        id: OutboxId::generate(c.created_at),
         app_id: Some(app.id.clone()),
         challenge_id: Some(c.id.clone()),
         sealed: b"sealed body".to_vec(),
@@ -193,14 +193,14 @@ pub async fn applications_round_trip(store: Arc<dyn Store>) {
 pub async fn secrets_find_their_application(store: Arc<dyn Store>) {
     let app = application("Secretive");
     let first = ClientSecret {
-        id: SecretId::generate(),
+        id: SecretId::generate(t0()),
         app_id: app.id.clone(),
         hash: vec![1; 32],
         created_at: t0(),
     };
     store.insert_application(&app, Some(&first)).await.unwrap();
     let second = ClientSecret {
-        id: SecretId::generate(),
+        id: SecretId::generate(t0()),
         app_id: app.id.clone(),
         hash: vec![2; 32],
         created_at: t0(),
@@ -221,7 +221,7 @@ pub async fn secrets_find_their_application(store: Arc<dyn Store>) {
     assert_eq!(store.client_secrets(&app.id).await.unwrap().len(), 1);
 
     let duplicate = ClientSecret {
-        id: SecretId::generate(),
+        id: SecretId::generate(t0()),
         app_id: other.id.clone(),
         hash: vec![2; 32],
         created_at: t0(),
@@ -487,7 +487,7 @@ pub async fn signing_keys_round_trip(store: Arc<dyn Store>) {
 pub async fn deleting_an_application_removes_what_it_owns(store: Arc<dyn Store>) {
     let app = application("Doomed");
     let secret = ClientSecret {
-        id: SecretId::generate(),
+        id: SecretId::generate(t0()),
         app_id: app.id.clone(),
         hash: vec![7; 32],
         created_at: t0(),
@@ -932,7 +932,7 @@ pub async fn tokens_consume_only_their_own_purpose_and_application(store: Arc<dy
 /// An organization owning `domains`, named after its slug.
 pub fn organization(slug: &str, domains: &[&str]) -> Organization {
     Organization {
-        id: OrgId::generate(),
+        id: OrgId::generate(t0()),
         name: slug.to_uppercase(),
         slug: slug.into(),
         domains: domains.iter().map(|d| d.to_string()).collect(),

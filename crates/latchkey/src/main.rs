@@ -3,7 +3,8 @@ use clap::{Args, Parser, Subcommand};
 use latchkey::run::{StartOptions, open_core, service_for, start};
 use latchkey::{Config, config::redact_url};
 use latchkey_core::{Clock, SystemClock};
-use latchkey_server::service::ApplicationInput;
+use latchkey_server::native::ApplicationBody;
+use latchkey_service::NewApplication;
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -194,8 +195,11 @@ async fn mail_test(config: &Config, to: &str) -> anyhow::Result<()> {
     };
     let public = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
     let host = url::Url::parse(&public).ok().and_then(|u| u.host_str().map(str::to_owned));
-    let message_id =
-        format!("{}@{}", latchkey_core::id::OutboxId::generate(), host.as_deref().unwrap_or("localhost"));
+    let message_id = format!(
+        "{}@{}",
+        latchkey_core::id::OutboxId::generate(time::OffsetDateTime::now_utc()),
+        host.as_deref().unwrap_or("localhost")
+    );
     let email = latchkey_mail::Email {
         from: config.mail_from.clone(),
         to: to.as_str().to_owned(),
@@ -230,7 +234,7 @@ async fn mail_test(config: &Config, to: &str) -> anyhow::Result<()> {
 }
 
 /// The service without a listener, for commands that manage data.
-async fn offline_service(config: &Config) -> anyhow::Result<latchkey_server::Service> {
+async fn offline_service(config: &Config) -> anyhow::Result<latchkey_service::Service> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let core = open_core(config, &*clock).await?;
     let public = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
@@ -242,16 +246,17 @@ async fn app(config: Config, cmd: AppCommand) -> anyhow::Result<()> {
     let service = offline_service(&config).await?;
     match cmd {
         AppCommand::Create { name, redirect_uris, public, json } => {
-            let input = ApplicationInput {
+            let body = ApplicationBody {
                 name,
                 default_redirect_uri: redirect_uris.first().cloned(),
                 redirect_uris,
                 public,
-                ..ApplicationInput::default()
+                ..ApplicationBody::default()
             };
-            let created = service.create_application(input).await.map_err(refused)?;
+            let cmd = NewApplication::try_from(body).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let created = service.create_application(cmd).await.map_err(refused)?;
             if json {
-                let body = latchkey_server::http::native_json::created_application(&created);
+                let body = latchkey_server::native::created_application_json(&created);
                 println!("{}", serde_json::to_string_pretty(&body)?);
             } else {
                 println!("client_id:     {}", created.application.client_id);
@@ -265,7 +270,7 @@ async fn app(config: Config, cmd: AppCommand) -> anyhow::Result<()> {
             let apps = service.list_applications().await.map_err(refused)?;
             if json {
                 let data: Vec<_> =
-                    apps.iter().map(|a| latchkey_server::http::native_json::application(a, &[])).collect();
+                    apps.iter().map(|a| latchkey_server::native::application_json(a, &[])).collect();
                 println!("{}", serde_json::to_string_pretty(&data)?);
             } else {
                 for a in apps {
@@ -301,10 +306,10 @@ fn healthcheck(config: &Config, url: Option<String>) -> anyhow::Result<()> {
 }
 
 /// A service refusal as the command line says it: which field, and why.
-fn refused(e: latchkey_server::service::ServiceError) -> anyhow::Error {
+fn refused(e: latchkey_service::ServiceError) -> anyhow::Error {
     match e {
-        latchkey_server::service::ServiceError::InvalidField { field, message } => {
-            anyhow::anyhow!("{field}: {message}")
+        latchkey_service::ServiceError::Refused(latchkey_service::Refusal::Invalid { field, reason }) => {
+            anyhow::anyhow!("{field}: {reason}")
         }
         other => anyhow::anyhow!("{other}"),
     }

@@ -7,8 +7,7 @@ use anyhow::Context;
 use latchkey_core::secret::OpaqueToken;
 use latchkey_core::{Clock, MasterKey, RedirectUri, SystemClock};
 use latchkey_mail::{DevMailbox, Mailer, OutboxWorker, SmtpMailer, SmtpOptions, WorkerConfig};
-use latchkey_server::service::{ApplicationInput, KeyRing};
-use latchkey_server::{Service, ServiceConfig};
+use latchkey_service::{ApplicationChange, KeyRing, NewApplication, Service, ServiceConfig};
 use latchkey_store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -220,7 +219,7 @@ pub fn smtp_mailer(config: &Config) -> anyhow::Result<Option<SmtpMailer>> {
 
 /// Periodic upkeep: every instance reloads the signing keys; the one holding the lease purges.
 async fn maintain(service: Arc<Service>, every: Duration, mut stop: watch::Receiver<bool>) {
-    let instance = latchkey_core::id::RequestId::generate().to_string();
+    let instance = latchkey_core::id::RequestId::generate(service.now()).to_string();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -241,20 +240,20 @@ async fn ensure_demo_app(service: &Service, public_url: &str) -> anyhow::Result<
     let apps = service.list_applications().await?;
     if let Some(app) = apps.into_iter().find(|a| a.name == DEMO_APP_NAME) {
         if !app.redirect_uris.contains(&callback_uri) {
-            let patch = latchkey_server::service::ApplicationPatch {
-                redirect_uris: Some(vec![callback.clone()]),
-                default_redirect_uri: Some(callback),
+            let change = ApplicationChange {
+                redirect_uris: Some(vec![callback_uri.clone()]),
+                default_redirect_uri: Some(Some(callback_uri)),
                 ..Default::default()
             };
-            service.update_application(app.id.as_str(), patch).await?;
+            service.update_application(&app.id, change).await?;
         }
         return Ok(app.id);
     }
     let created = service
-        .create_application(ApplicationInput {
+        .create_application(NewApplication {
             name: DEMO_APP_NAME.into(),
-            redirect_uris: vec![callback.clone()],
-            default_redirect_uri: Some(callback),
+            redirect_uris: vec![callback_uri.clone()],
+            default_redirect_uri: Some(callback_uri),
             ..Default::default()
         })
         .await?;

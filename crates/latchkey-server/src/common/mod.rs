@@ -1,0 +1,117 @@
+//! What every face shares: body parsing, credentials from headers, the page shell, times, and
+//! the middleware around every request (request ids, spans, logging internal causes once).
+
+pub mod body;
+pub mod credentials;
+pub mod html;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use latchkey_core::id::RequestId;
+use latchkey_service::{RETRY_AFTER_UNAVAILABLE, ServiceError, retry_after_secs};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId as TowerRequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+
+/// RFC 3339 in UTC to the second, as every face writes times.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.replace_nanosecond(0).unwrap_or(t).format(&Rfc3339).unwrap_or_default()
+}
+
+/// Why a request failed on our side, attached to its response by a face's error mapping and
+/// logged once by [`log_causes`]; never sent.
+#[derive(Debug, Clone)]
+pub struct Cause {
+    /// `true`: a fault of ours; `false`: the database was unavailable.
+    pub internal: bool,
+    pub text: String,
+}
+
+impl Cause {
+    /// The cause behind a service error, when there is one to log.
+    pub fn of(e: &ServiceError) -> Option<Self> {
+        match e {
+            ServiceError::Internal(cause) => {
+                let source =
+                    std::error::Error::source(&**cause).map(|s| format!(": {s}")).unwrap_or_default();
+                Some(Self { internal: true, text: format!("{cause}{source}") })
+            }
+            ServiceError::Unavailable(cause) => Some(Self { internal: false, text: format!("{cause:?}") }),
+            ServiceError::Refused(_) => None,
+        }
+    }
+
+    /// Attaches the cause of `e`, if any, to `response`.
+    pub fn attach(e: &ServiceError, response: &mut Response) {
+        if let Some(cause) = Self::of(e) {
+            response.extensions_mut().insert(cause);
+        }
+    }
+}
+
+async fn log_causes(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if let Some(cause) = response.extensions().get::<Cause>() {
+        if cause.internal {
+            tracing::error!(error = %cause.text, "internal error");
+        } else {
+            tracing::warn!(error = %cause.text, "database unavailable");
+        }
+    }
+    response
+}
+
+/// `Retry-After` for a refusal to wait (seconds, rounded up) or an unavailable database.
+pub fn retry_after(e: &ServiceError) -> Option<HeaderValue> {
+    match e {
+        ServiceError::Refused(latchkey_service::Refusal::RateLimited { retry_after }) => {
+            Some(HeaderValue::from(retry_after_secs(*retry_after)))
+        }
+        ServiceError::Unavailable(_) => Some(HeaderValue::from(RETRY_AFTER_UNAVAILABLE.whole_seconds())),
+        _ => None,
+    }
+}
+
+/// Sets `Retry-After` on `response` when `e` calls for one.
+pub fn add_retry_after(e: &ServiceError, response: &mut Response) {
+    if let Some(v) = retry_after(e) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+}
+
+/// Marks a response that carries a secret (a token, a link, a code) as never to be stored.
+pub fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[derive(Clone, Copy)]
+struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<TowerRequestId> {
+        let id = RequestId::generate(OffsetDateTime::now_utc());
+        HeaderValue::from_str(id.as_str()).ok().map(TowerRequestId::new)
+    }
+}
+
+/// The middleware of every face. Spans name the matched route, never the URI: paths and query
+/// strings carry link tokens and codes.
+pub fn layers(router: Router) -> Router {
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request| {
+        let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+        let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        tracing::info_span!("request", method = %req.method(), route = route.as_deref().unwrap_or("unmatched"), request_id = %id)
+    });
+    router
+        .layer(axum::middleware::from_fn(log_causes))
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeId))
+}

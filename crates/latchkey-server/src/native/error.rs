@@ -1,0 +1,165 @@
+//! The native API's one error shape: `{"error": "<code>", "message": "…"}`, with `field` on
+//! 422. Each refusal of the use cases has its status and stable code here, and only here.
+
+use crate::common::body::BodyError;
+use crate::common::{Cause, add_retry_after};
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use latchkey_service::{Refusal, ServiceError};
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum NativeError {
+    Service(ServiceError),
+    Body(BodyError),
+    /// A value that does not parse (422).
+    Field {
+        field: &'static str,
+        message: String,
+    },
+    /// A request that cannot be served as asked (400), with its code.
+    BadRequest {
+        code: &'static str,
+        message: String,
+    },
+    /// No such endpoint.
+    NoRoute,
+}
+
+impl NativeError {
+    pub fn field(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Field { field, message: message.into() }
+    }
+}
+
+impl From<ServiceError> for NativeError {
+    fn from(e: ServiceError) -> Self {
+        Self::Service(e)
+    }
+}
+
+impl From<Refusal> for NativeError {
+    fn from(r: Refusal) -> Self {
+        Self::Service(r.into())
+    }
+}
+
+impl From<BodyError> for NativeError {
+    fn from(e: BodyError) -> Self {
+        Self::Body(e)
+    }
+}
+
+/// Status, code and field of a refusal, as the native API says it.
+fn refusal(r: &Refusal) -> (StatusCode, &'static str, Option<&'static str>) {
+    use Refusal::*;
+    match r {
+        Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", None),
+        AdminDisabled => (StatusCode::FORBIDDEN, "admin_disabled", None),
+        RedirectNotAllowed => (StatusCode::BAD_REQUEST, "redirect_uri_not_allowed", None),
+        RedirectRequired => (StatusCode::BAD_REQUEST, "redirect_uri_required", None),
+        PkceRequired => (StatusCode::BAD_REQUEST, "pkce_required", None),
+        OrganizationUnknown => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("organization")),
+        EmailOutsideOrganization => (StatusCode::FORBIDDEN, "email_domain_not_in_organization", None),
+        EmailTaken => (StatusCode::CONFLICT, "email_taken", None),
+        RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
+        CodeInvalid
+        | RedirectMismatch
+        | VerifierRequired
+        | VerifierMismatch
+        | PublicClientWithoutPkce
+        | OtpInvalid
+        | RefreshTokenInvalid => (StatusCode::BAD_REQUEST, "invalid_grant", None),
+        AccessTokenInvalid => (StatusCode::UNAUTHORIZED, "invalid_token", None),
+        PublicClientCannotActForItself => (StatusCode::BAD_REQUEST, "unauthorized_client", None),
+        ClientMismatch => (StatusCode::FORBIDDEN, "client_mismatch", None),
+        NoLongerValid { .. } => (StatusCode::GONE, "no_longer_valid", None),
+        NotPending(_) => (StatusCode::CONFLICT, "not_pending", None),
+        NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+        Invalid { field, .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some(*field)),
+        OrganizationTaken => (StatusCode::CONFLICT, "organization_conflict", None),
+        PublicClientHasNoSecrets => (StatusCode::CONFLICT, "public_client", None),
+        LastSecret => (StatusCode::CONFLICT, "last_secret", None),
+    }
+}
+
+impl IntoResponse for NativeError {
+    fn into_response(self) -> Response {
+        let (status, code, message, field) = match &self {
+            Self::Body(BodyError::Malformed(m)) => {
+                (StatusCode::BAD_REQUEST, "malformed_request", m.clone(), None)
+            }
+            Self::Body(BodyError::TooLarge) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large".into(),
+                None,
+            ),
+            Self::Body(BodyError::UnsupportedMediaType) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send JSON or a form-encoded body".into(),
+                None,
+            ),
+            Self::Field { field, message } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message.clone(), Some(*field))
+            }
+            Self::BadRequest { code, message } => (StatusCode::BAD_REQUEST, *code, message.clone(), None),
+            Self::NoRoute => (StatusCode::NOT_FOUND, "not_found", "no such endpoint".into(), None),
+            Self::Service(ServiceError::Refused(r)) => {
+                let (status, code, field) = refusal(r);
+                (status, code, r.to_string(), field)
+            }
+            Self::Service(ServiceError::Unavailable(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "the service is temporarily unavailable; retry shortly".into(),
+                None,
+            ),
+            Self::Service(ServiceError::Internal(_)) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "something went wrong on our side".into(),
+                None,
+            ),
+        };
+        let mut body = json!({ "error": code, "message": message });
+        if let Some(field) = field {
+            body["field"] = field.into();
+        }
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = HeaderValue::from_static("Bearer realm=\"latchkey\"");
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let Self::Service(e) = &self {
+            add_retry_after(e, &mut response);
+            Cause::attach(e, &mut response);
+        }
+        response
+    }
+}
+
+/// Where a handler does not take the body's failure itself, it is said in the native shape.
+impl IntoResponse for BodyError {
+    fn into_response(self) -> Response {
+        NativeError::Body(self).into_response()
+    }
+}
+
+/// How the command line says a native refusal: which field, and why.
+impl std::fmt::Display for NativeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Field { field, message } => write!(f, "{field}: {message}"),
+            Self::BadRequest { message, .. } => f.write_str(message),
+            Self::Body(e) => write!(f, "{e:?}"),
+            Self::NoRoute => f.write_str("no such endpoint"),
+            Self::Service(ServiceError::Refused(Refusal::Invalid { field, reason })) => {
+                write!(f, "{field}: {reason}")
+            }
+            Self::Service(e) => write!(f, "{e}"),
+        }
+    }
+}

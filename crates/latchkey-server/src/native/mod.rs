@@ -1,0 +1,71 @@
+//! The native API (`/v1/…`): applications, magic links, registrations, verification links,
+//! users, organizations, events, keys and templates. Its request and response types, its
+//! callers ([`Admin`], [`Caller`]) and its one error shape ([`NativeError`]) live here.
+
+mod admin;
+mod applications;
+mod error;
+mod magic_links;
+mod parse;
+mod registrations;
+mod templates;
+
+pub use applications::{ApplicationBody, application_json, created_application_json};
+pub use error::NativeError;
+
+use crate::common::body::{BodyError, Input};
+use crate::common::credentials;
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use latchkey_core::Application;
+use latchkey_service::Service;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Service>> {
+    Router::new()
+        .merge(applications::routes())
+        .merge(magic_links::routes())
+        .merge(registrations::routes())
+        .merge(admin::routes())
+        .merge(templates::routes())
+}
+
+/// What a path matches nothing of.
+pub async fn not_found() -> Response {
+    NativeError::NoRoute.into_response()
+}
+
+type Result<T> = std::result::Result<T, NativeError>;
+/// A body, or why it could not be read (answered in the native shape).
+type Body<T> = std::result::Result<Input<T>, BodyError>;
+
+/// The admin, authenticated by the admin token.
+#[derive(Debug)]
+pub struct Admin;
+
+impl FromRequestParts<Arc<Service>> for Admin {
+    type Rejection = NativeError;
+
+    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Self> {
+        service
+            .authenticate_admin(credentials::bearer(&parts.headers))
+            .map(|()| Admin)
+            .map_err(NativeError::from)
+    }
+}
+
+/// The application calling the native API: HTTP Basic, a bearer client secret, or a bearer
+/// client_credentials access token.
+#[derive(Debug)]
+pub struct Caller(pub Application);
+
+impl FromRequestParts<Arc<Service>> for Caller {
+    type Rejection = NativeError;
+
+    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Self> {
+        let creds = credentials::from_headers(&parts.headers);
+        service.authenticate_caller(&creds).await.map(Caller).map_err(NativeError::from)
+    }
+}

@@ -1,0 +1,79 @@
+//! Parsing the native API's fields into the use cases' types, one message per refusal.
+
+use super::NativeError;
+use latchkey_core::bounded::Bounded;
+use latchkey_core::challenge::ChallengeLifetime;
+use latchkey_core::pkce::CodeChallenge;
+use latchkey_core::{EmailAddress, RedirectUri};
+use latchkey_mail::{Locale, MAX_LOCALE_LEN};
+
+type Result<T> = std::result::Result<T, NativeError>;
+
+/// A required e-mail address.
+pub fn email(value: Option<&str>) -> Result<EmailAddress> {
+    let value = value.ok_or_else(|| NativeError::field("email", "email is required"))?;
+    EmailAddress::parse(value).map_err(|_| NativeError::field("email", "email is not a valid e-mail address"))
+}
+
+/// An optional string of at most `MAX` bytes.
+pub fn bounded<const MAX: usize>(field: &'static str, value: Option<String>) -> Result<Option<Bounded<MAX>>> {
+    value
+        .map(|v| Bounded::parse(v).map_err(|e| NativeError::field(field, format!("{field} {e}"))))
+        .transpose()
+}
+
+/// An optional `expires_in`, within the bounds of a challenge's lifetime.
+pub fn expires_in(value: Option<i64>) -> Result<Option<ChallengeLifetime>> {
+    value
+        .map(|s| {
+            ChallengeLifetime::from_secs(s)
+                .map_err(|e| NativeError::field("expires_in", format!("expires_in {e}")))
+        })
+        .transpose()
+}
+
+/// The locale a request asks for: absent, or a language tag (`fr`, `pt-BR`).
+pub fn locale(field: &'static str, value: Option<&str>) -> Result<Option<Locale>> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) if v.len() > MAX_LOCALE_LEN => {
+            Err(NativeError::field(field, format!("{field} is limited to {MAX_LOCALE_LEN} characters")))
+        }
+        Some(v) => Locale::parse(v).map(Some).map_err(|_| {
+            NativeError::field(field, format!("{field} must be a language tag such as en, fr or pt-BR"))
+        }),
+    }
+}
+
+/// A redirect URI a sign-in asks for: one that does not parse cannot be on the allow list.
+pub fn requested_redirect(value: Option<&str>) -> Result<Option<RedirectUri>> {
+    value
+        .map(RedirectUri::parse)
+        .transpose()
+        .map_err(|e| NativeError::BadRequest { code: "invalid_redirect_uri", message: e.to_string() })
+}
+
+/// A PKCE challenge, when there is one.
+pub fn code_challenge(challenge: Option<String>, method: Option<String>) -> Result<Option<CodeChallenge>> {
+    match (challenge, method) {
+        (Some(c), method) => CodeChallenge::parse(&c, method.as_deref())
+            .map(Some)
+            .map_err(|e| NativeError::field("code_challenge", e.to_string())),
+        (None, Some(_)) => {
+            Err(NativeError::field("code_challenge", "code_challenge_method needs a code_challenge"))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A list of URIs for an application's settings.
+pub fn uris(field: &'static str, values: &[String]) -> Result<Vec<RedirectUri>> {
+    values
+        .iter()
+        .map(|v| {
+            RedirectUri::parse(v).map_err(|e| {
+                NativeError::field(field, format!("{:?}: {e}", latchkey_core::bounded::excerpt(v, 60)))
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,104 @@
+//! The OAuth 2.0 error shape (RFC 6749 §5.2): `{"error", "error_description"}`. Every
+//! refusal of the token endpoint, revocation, introspection and userinfo is mapped here.
+
+use crate::common::body::BodyError;
+use crate::common::{Cause, add_retry_after};
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use latchkey_service::{Refusal, ServiceError};
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum OAuthError {
+    Service(ServiceError),
+    Body(BodyError),
+    /// `invalid_request`: a parameter is missing or malformed.
+    InvalidRequest(String),
+    UnsupportedGrantType(String),
+}
+
+impl From<ServiceError> for OAuthError {
+    fn from(e: ServiceError) -> Self {
+        Self::Service(e)
+    }
+}
+
+impl From<Refusal> for OAuthError {
+    fn from(r: Refusal) -> Self {
+        Self::Service(r.into())
+    }
+}
+
+impl From<BodyError> for OAuthError {
+    fn from(e: BodyError) -> Self {
+        Self::Body(e)
+    }
+}
+
+fn refusal(r: &Refusal) -> (StatusCode, &'static str) {
+    use Refusal::*;
+    match r {
+        // An application that is not authenticated is, in OAuth's words, an invalid client.
+        Unauthenticated => (StatusCode::UNAUTHORIZED, "invalid_client"),
+        CodeInvalid
+        | RedirectMismatch
+        | VerifierRequired
+        | VerifierMismatch
+        | PublicClientWithoutPkce
+        | OtpInvalid
+        | RefreshTokenInvalid => (StatusCode::BAD_REQUEST, "invalid_grant"),
+        PublicClientCannotActForItself => (StatusCode::BAD_REQUEST, "unauthorized_client"),
+        RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "slow_down"),
+        AccessTokenInvalid => (StatusCode::UNAUTHORIZED, "invalid_token"),
+        _ => (StatusCode::BAD_REQUEST, "invalid_request"),
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let (status, code, description) = match &self {
+            Self::Body(BodyError::Malformed(m)) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
+            Self::Body(BodyError::TooLarge) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "the request body is too large".into())
+            }
+            Self::Body(BodyError::UnsupportedMediaType) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request", "send a form-encoded body".into())
+            }
+            Self::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
+            Self::UnsupportedGrantType(g) => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                format!("grant_type {:?} is not supported", latchkey_core::bounded::excerpt(g, 100)),
+            ),
+            Self::Service(ServiceError::Refused(r)) => {
+                let (status, code) = refusal(r);
+                let description = match r {
+                    Refusal::Unauthenticated => "client authentication failed".to_owned(),
+                    other => other.to_string(),
+                };
+                (status, code, description)
+            }
+            Self::Service(ServiceError::Unavailable(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the service is temporarily unavailable; retry shortly".into(),
+            ),
+            Self::Service(ServiceError::Internal(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "something went wrong on our side".into())
+            }
+        };
+        let body = json!({ "error": code, "error_description": description });
+        let mut response = (status, Json(body)).into_response();
+        let h = response.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::UNAUTHORIZED {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
+        }
+        if let Self::Service(e) = &self {
+            add_retry_after(e, &mut response);
+            Cause::attach(e, &mut response);
+        }
+        response
+    }
+}

@@ -1,0 +1,124 @@
+//! The page a link opens. Looking never consumes (scanners look); only the person's POST does.
+
+use crate::{Service, ServiceError};
+use latchkey_core::application::Binding;
+use latchkey_core::challenge::{NewAuthorizationCode, Purpose};
+use latchkey_core::event::{Event, EventKind};
+use latchkey_core::secret::HashPurpose;
+use latchkey_core::{Application, ChallengeStatus, EmailAddress};
+use latchkey_store::ConsumeOutcome;
+
+#[derive(Debug)]
+pub struct LandingView {
+    pub product: String,
+    pub email: EmailAddress,
+    /// The sign-in is bound to the device that asked (PKCE): say how to finish elsewhere.
+    pub bound: bool,
+}
+
+/// The browser pressing the button, as far as the request tells.
+#[derive(Debug, Default)]
+pub struct Browser {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Landing {
+    /// The link works: show the button.
+    Ready(LandingView),
+    /// The link was used, has expired or was revoked; `back` is the application's address.
+    Gone {
+        status: ChallengeStatus,
+        product: String,
+        back: Option<String>,
+    },
+    NotFound,
+    /// Opened in another browser than the one that asked, and the application refuses that:
+    /// the person finishes with the code on the original device.
+    OtherDevice {
+        product: String,
+    },
+}
+
+/// The longest link token looked up; anything longer cannot be ours.
+const MAX_TOKEN_LEN: usize = 128;
+
+impl Service {
+    async fn link_target(
+        &self,
+        token: &str,
+    ) -> Result<Option<(latchkey_core::Challenge, Application)>, ServiceError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Ok(None);
+        }
+        let hash = self.key.hash(HashPurpose::LinkToken, token);
+        // Only sign-in links land here; registration and verification tokens belong to the
+        // application that asked for them.
+        let found = self.store.challenge_by_link(&hash).await?.filter(|c| c.purpose == Purpose::Login);
+        let Some(challenge) = found else { return Ok(None) };
+        let Some(app) = self.application_by_id(&challenge.app_id).await? else { return Ok(None) };
+        Ok(Some((challenge, app)))
+    }
+
+    fn gone(status: ChallengeStatus, app: &Application, challenge: &latchkey_core::Challenge) -> Landing {
+        let uri = challenge.redirect_uri.as_str();
+        let back = url::Url::parse(uri).ok().map(|u| u.origin().ascii_serialization());
+        Landing::Gone { status, product: app.product_name().to_owned(), back }
+    }
+
+    pub async fn view_link(&self, token: &str) -> Result<Landing, ServiceError> {
+        let Some((challenge, app)) = self.link_target(token).await? else { return Ok(Landing::NotFound) };
+        Ok(match challenge.status_at(self.clock.now()) {
+            ChallengeStatus::Pending => Landing::Ready(LandingView {
+                product: app.product_name().to_owned(),
+                bound: challenge.code_challenge.is_some(),
+                email: challenge.email,
+            }),
+            status => Self::gone(status, &app, &challenge),
+        })
+    }
+
+    /// Consumes the challenge and returns where to send the browser: the application's
+    /// redirect URI with the authorization code and state.
+    pub async fn consume_link(
+        &self,
+        token: &str,
+        browser: &Browser,
+    ) -> Result<Result<String, Landing>, ServiceError> {
+        let Some((challenge, app)) = self.link_target(token).await? else {
+            return Ok(Err(Landing::NotFound));
+        };
+        let now = self.clock.now();
+        if app.settings.binding == Binding::Strict && !same_browser(&challenge, browser) {
+            let event = Event::new(EventKind::ChallengeRejected, now)
+                .app(&app.id)
+                .subject(challenge.id.as_str())
+                .with("reason", "other_browser");
+            self.store.insert_event(&event).await?;
+            return Ok(Err(Landing::OtherDevice { product: app.product_name().to_owned() }));
+        }
+        let code = NewAuthorizationCode::generate(&app, &self.key, now);
+        let hash = &challenge.link_hash;
+        Ok(match self.store.consume_link(hash, &code, now).await? {
+            ConsumeOutcome::Consumed { challenge: consumed, .. } => {
+                let mut params = vec![("code", code.code.expose())];
+                if let Some(state) = consumed.state.as_deref() {
+                    params.push(("state", state));
+                }
+                Ok(consumed.redirect_uri.with_params(params))
+            }
+            ConsumeOutcome::Gone(status) => Err(Self::gone(status, &app, &challenge)),
+            ConsumeOutcome::NotFound => Err(Landing::NotFound),
+        })
+    }
+}
+
+/// Whether the browser matches what the caller said of the one that asked (what it said only).
+fn same_browser(challenge: &latchkey_core::Challenge, browser: &Browser) -> bool {
+    let matches = |expected: &Option<String>, seen: &Option<String>| match expected {
+        Some(e) => seen.as_deref() == Some(e.as_str()),
+        None => true,
+    };
+    matches(&challenge.client_ip, &browser.ip) && matches(&challenge.user_agent, &browser.user_agent)
+}

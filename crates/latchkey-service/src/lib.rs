@@ -1,0 +1,188 @@
+//! The use cases of Latchkey over the challenge engine, the store and the outbox.
+//!
+//! Each use case takes a typed command whose values are already parsed (an [`EmailAddress`],
+//! a [`latchkey_core::RedirectUri`], a [`latchkey_core::challenge::ChallengeLifetime`], …) and
+//! returns a typed outcome or a [`ServiceError`]; a refusal is a [`Refusal`], named in the
+//! domain's terms. Faces (the native API, OAuth/OIDC, pages, each vendor) parse their own wire
+//! formats into these commands and map the outcomes and refusals back: nothing here knows
+//! HTTP, JSON or a wire code, and the crate graph keeps it so (no serde, no axum).
+//!
+//! [`EmailAddress`]: latchkey_core::EmailAddress
+
+mod applications;
+mod auth;
+mod cache;
+mod keyring;
+mod landing;
+mod magic_links;
+mod mail;
+mod organizations;
+mod refusal;
+mod registrations;
+mod templates;
+mod tokens;
+mod users;
+
+pub use applications::{ApplicationChange, CreatedApplication, NewApplication};
+pub use auth::{Credentials, SECRET_PREFIX};
+pub use keyring::KeyRing;
+pub use landing::{Browser, Landing, LandingView};
+pub use magic_links::{CreatedMagicLink, NewMagicLink};
+pub use organizations::{NewOrganization, OrganizationChange};
+pub use refusal::{RETRY_AFTER_UNAVAILABLE, Refusal, Resource, ServiceError, retry_after_secs};
+pub use registrations::{
+    Created, Deliverable, MailSubject, NewRegistration, NewVerificationLink, Registered, Validation,
+    VerificationTemplate,
+};
+pub use templates::{MAX_TEMPLATES, MAX_TEMPLATES_BYTES, TemplateParts};
+pub use tokens::{CodeExchange, Introspection, MAX_OTP_ATTEMPTS, OtpExchange, TokenSet, UserInfo};
+pub use users::{DEFAULT_PAGE, MAX_PAGE, NewUser, Page, PageSize, UserChange};
+
+use latchkey_core::id::AppId;
+use latchkey_core::secret::HashPurpose;
+use latchkey_core::{Clock, MasterKey};
+use latchkey_mail::DevMailbox;
+use latchkey_store::Store;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use url::Url;
+
+/// Settings the service needs, resolved by the binary.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The external base URL: the issuer, and the base of every link.
+    pub public_url: Url,
+    /// Default sender, `Name <address>`.
+    pub mail_from: String,
+    /// The admin API is off without a token.
+    pub admin_token: Option<String>,
+}
+
+pub struct Service {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) key: MasterKey,
+    pub(crate) keys: KeyRing,
+    pub(crate) outbox_wake: Arc<Notify>,
+    cache: cache::Caches,
+    issuer: String,
+    public_url: Url,
+    mail_from: String,
+    admin_token_hash: Option<Vec<u8>>,
+    dev_mailbox: Option<Arc<DevMailbox>>,
+    demo_app: Option<AppId>,
+}
+
+impl Service {
+    pub fn new(
+        config: ServiceConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        key: MasterKey,
+        keys: KeyRing,
+        outbox_wake: Arc<Notify>,
+    ) -> Self {
+        let issuer = config.public_url.as_str().trim_end_matches('/').to_owned();
+        let admin_token_hash = config.admin_token.as_deref().map(|t| key.hash(HashPurpose::AdminToken, t));
+        Self {
+            store,
+            clock,
+            key,
+            keys,
+            outbox_wake,
+            cache: cache::Caches::new(),
+            issuer,
+            public_url: config.public_url,
+            mail_from: config.mail_from,
+            admin_token_hash,
+            dev_mailbox: None,
+            demo_app: None,
+        }
+    }
+
+    /// The development mailbox, browsable at `/dev/mailbox`.
+    pub fn with_dev_mailbox(mut self, mailbox: Arc<DevMailbox>) -> Self {
+        self.dev_mailbox = Some(mailbox);
+        self
+    }
+
+    /// `--dev`: the demo application whose sign-ins land on `/dev/callback`.
+    pub fn with_demo_app(mut self, app: AppId) -> Self {
+        self.demo_app = Some(app);
+        self
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// `scheme://host[:port]` of the public URL, as browsers send it in `Origin`.
+    pub fn issuer_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+
+    pub fn dev_mailbox(&self) -> Option<&Arc<DevMailbox>> {
+        self.dev_mailbox.as_ref()
+    }
+
+    pub fn demo_app(&self) -> Option<&AppId> {
+        self.demo_app.as_ref()
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// An absolute URL on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Retires the current key of `alg` and signs with a new one from now on.
+    pub async fn rotate_signing_key(
+        &self,
+        alg: latchkey_core::signing::SigningAlg,
+    ) -> Result<String, ServiceError> {
+        let kid = self.keys.rotate(&*self.store, alg, &*self.clock).await?;
+        let event = latchkey_core::event::Event::new(
+            latchkey_core::event::EventKind::SigningKeyRotated,
+            self.clock.now(),
+        )
+        .subject(kid.clone())
+        .with("alg", alg.as_str());
+        self.store.insert_event(&event).await?;
+        Ok(kid)
+    }
+
+    /// Background upkeep, run by one instance at a time: purge what expired, forget keys
+    /// retired longer ago than any token lives. Every instance reloads the keys.
+    pub async fn maintain(&self, instance: &str) -> Result<(), ServiceError> {
+        self.keys.reload(&*self.store).await?;
+        let now = self.clock.now();
+        let lease_until = now + time::Duration::seconds(90);
+        if !self.store.try_lease("maintenance", instance, now, lease_until).await? {
+            return Ok(());
+        }
+        let purged = self.store.purge_expired(now).await?;
+        let retention = latchkey_core::signing::RETIRED_KEY_RETENTION;
+        let forgotten = self.store.delete_signing_keys_retired_before(now - retention).await?;
+        if forgotten > 0 {
+            self.keys.reload(&*self.store).await?;
+        }
+        tracing::debug!(purged, forgotten, "maintenance done");
+        Ok(())
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ready(&self) -> bool {
+        self.store.ping().await.is_ok()
+    }
+}
