@@ -91,6 +91,21 @@ pub fn no_store(mut response: Response) -> Response {
     response
 }
 
+/// Every answer that does not say how to cache itself is never stored (API answers carry links,
+/// codes, secrets and tokens), and JSON is never sniffed as anything else.
+async fn api_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    let json = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
+    if json {
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    }
+    response
+}
+
 #[derive(Clone, Copy)]
 struct MakeId;
 
@@ -110,6 +125,7 @@ pub fn layers(router: Router) -> Router {
         tracing::info_span!("request", method = %req.method(), route = route.as_deref().unwrap_or("unmatched"), request_id = %id)
     });
     router
+        .layer(axum::middleware::from_fn(api_headers))
         .layer(axum::middleware::from_fn(log_causes))
         .layer(trace)
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -18,7 +18,44 @@ backend_tests!(
     no_sign_up_answers_like_a_known_address_and_sends_nothing,
     a_cross_site_post_is_refused,
     mail_is_retried_until_the_smtp_server_accepts_it,
+    answers_that_carry_secrets_are_never_stored,
 );
+
+/// Links and codes (send_email: false), secrets and verification codes must not be kept by a
+/// cache; JSON must not be sniffed as HTML.
+async fn answers_that_carry_secrets_are_never_stored(app: TestApp) {
+    let client = app.client().await;
+    let res = app.request_link(&client, json!({ "email": random_email(), "send_email": false })).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let headers = res.headers().clone();
+    let body: Value = res.json().await.unwrap();
+    assert!(body["link"].is_string() && body["otp"].is_string(), "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+
+    let created = app
+        .admin(
+            reqwest::Method::POST,
+            "/v1/applications",
+            Some(json!({ "name": "N", "redirect_uris": [CALLBACK] })),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(created.headers()["cache-control"], "no-store");
+    let id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let secret = app.admin(reqwest::Method::POST, &format!("/v1/applications/{id}/secrets"), None).await;
+    assert_eq!(secret.headers()["cache-control"], "no-store");
+    let read = app.admin(reqwest::Method::GET, &format!("/v1/applications/{id}"), None).await;
+    assert_eq!(read.headers()["cache-control"], "no-store");
+    // An error is an API answer too.
+    let refused = app.admin(reqwest::Method::GET, "/v1/applications/app_unknown", None).await;
+    assert_eq!(refused.status(), StatusCode::NOT_FOUND);
+    assert_eq!(refused.headers()["cache-control"], "no-store");
+    assert_eq!(refused.headers()["x-content-type-options"], "nosniff");
+    // The key set stays cacheable: it holds public keys only.
+    let jwks = reqwest::get(app.url("/oauth/jwks")).await.unwrap();
+    assert_eq!(jwks.headers()["cache-control"], "public, max-age=300");
+}
 
 async fn a_link_sent_by_email_signs_the_user_in(app: TestApp) {
     let client = app.client().await;
