@@ -137,8 +137,14 @@ impl Event {
         method: AuthMethod,
         now: OffsetDateTime,
     ) -> Self {
-        Self::about(EventKind::ChallengeConsumed, Some(app_id), Some(user_id), Some(challenge_id.as_str()), now)
-            .with(&ConsumedBy { method: method.amr() })
+        Self::about(
+            EventKind::ChallengeConsumed,
+            Some(app_id),
+            Some(user_id),
+            Some(challenge_id.as_str()),
+            now,
+        )
+        .with(&ConsumedBy { method: method.amr() })
     }
 
     /// A registration or verification challenge was consumed by its token; a registration
@@ -156,7 +162,12 @@ impl Event {
 
     /// A wrong code was tried; `attempts` counts it. The attempt that reaches the limit also
     /// revokes the challenge, and this event is the only one that says so.
-    pub fn wrong_code(app_id: &AppId, challenge_id: &ChallengeId, attempts: u32, now: OffsetDateTime) -> Self {
+    pub fn wrong_code(
+        app_id: &AppId,
+        challenge_id: &ChallengeId,
+        attempts: u32,
+        now: OffsetDateTime,
+    ) -> Self {
         Self::about(EventKind::ChallengeRejected, Some(app_id), None, Some(challenge_id.as_str()), now)
             .with(&WrongCode { attempts, reason: "wrong_code" })
     }
@@ -180,7 +191,13 @@ impl Event {
         challenge_id: Option<&ChallengeId>,
         now: OffsetDateTime,
     ) -> Self {
-        Self::about(EventKind::UserCreated, Some(app_id), Some(user_id), challenge_id.map(ChallengeId::as_str), now)
+        Self::about(
+            EventKind::UserCreated,
+            Some(app_id),
+            Some(user_id),
+            challenge_id.map(ChallengeId::as_str),
+            now,
+        )
     }
 
     /// A sign-in for an organization made the user its member.
@@ -195,7 +212,13 @@ impl Event {
         family_id: &FamilyId,
         now: OffsetDateTime,
     ) -> Self {
-        Self::about(EventKind::RefreshReuseDetected, Some(app_id), Some(user_id), Some(family_id.as_str()), now)
+        Self::about(
+            EventKind::RefreshReuseDetected,
+            Some(app_id),
+            Some(user_id),
+            Some(family_id.as_str()),
+            now,
+        )
     }
 }
 
@@ -231,7 +254,10 @@ mod tests {
         let (app, challenge) = (AppId::generate(), ChallengeId::generate());
         let user = UserId::generate();
         let detail = |e: Event| e.detail.unwrap_or_default();
-        assert_eq!(detail(Event::wrong_code(&app, &challenge, 3, now)), r#"{"attempts":3,"reason":"wrong_code"}"#);
+        assert_eq!(
+            detail(Event::wrong_code(&app, &challenge, 3, now)),
+            r#"{"attempts":3,"reason":"wrong_code"}"#
+        );
         assert_eq!(detail(Event::other_browser(&app, &challenge, now)), r#"{"reason":"other_browser"}"#);
         assert_eq!(
             detail(Event::challenge_consumed(&app, &challenge, &user, AuthMethod::Otp, now)),
