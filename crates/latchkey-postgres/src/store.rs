@@ -1264,7 +1264,7 @@ impl Store for PostgresStore {
         static CONSUME: LazyLock<String> = LazyLock::new(|| {
             let [consumed, created] =
                 written(&AppId::generate(), &UserId::generate(), OffsetDateTime::UNIX_EPOCH);
-            let (consumed, next) = events::select_list(&consumed, 11);
+            let (consumed, next) = events::select_list(&consumed, 12);
             let (created, _) = events::select_list(&created, next);
             format!(
                 "WITH challenge AS ( \
