@@ -1,7 +1,8 @@
 //! The conformance suite: every rule of the [`Store`] contract, run against each
 //! implementation. An implementation's tests invoke [`conformance_tests!`] with an async
-//! function that returns a fresh, migrated, empty store, or `None` when the database is not
-//! available to this run (the case is then skipped).
+//! function that returns a fresh, migrated, empty store, and optionally attributes for every
+//! case (`#[ignore = "…"]` for a database a plain `cargo test` does not have: the cases are then
+//! reported as ignored, and fail when run without it, never pass without having run).
 
 use crate::{
     ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, OtpOutcome, RegistrationOutcome,
@@ -31,11 +32,12 @@ pub struct TestStore {
     pub guard: Box<dyn Any + Send + Sync>,
 }
 
-/// Generates one `#[tokio::test]` per conformance case for the given store factory.
+/// Generates one `#[tokio::test]` per conformance case for the given store factory, each
+/// with the attributes given after it.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($fresh:path) => {
-        $crate::conformance_tests!(@cases $fresh;
+    ($fresh:path $(, #[$attr:meta])* $(,)?) => {
+        $crate::conformance_tests!(@cases $fresh; [$(#[$attr])*];
             applications_round_trip,
             secrets_find_their_application,
             challenge_is_written_with_its_mail,
@@ -64,15 +66,17 @@ macro_rules! conformance_tests {
             concurrent_registrations_have_one_winner,
         );
     };
-    (@cases $fresh:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(t) = $fresh().await else { return };
-                $crate::conformance::$case(t.store.clone()).await;
-                drop(t);
-            }
-        )*
+    (@cases $fresh:path; $attrs:tt; $($case:ident),* $(,)?) => {
+        $( $crate::conformance_tests!(@case $fresh; $attrs; $case); )*
+    };
+    (@case $fresh:path; [$(#[$attr:meta])*]; $case:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $(#[$attr])*
+        async fn $case() {
+            let t = $fresh().await;
+            $crate::conformance::$case(t.store.clone()).await;
+            drop(t);
+        }
     };
 }
 

@@ -9,8 +9,7 @@ async fn a_newcomer_signs_in_with_the_demo_application() {
         c.smtp_url = None;
         c.admin_token = None;
     })
-    .await
-    .unwrap();
+    .await;
     app.start(true).await;
     let server = app.server.as_ref().unwrap();
     assert!(
@@ -60,7 +59,7 @@ async fn a_newcomer_signs_in_with_the_demo_application() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn development_pages_are_off_without_dev_and_with_smtp() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(Backend::Sqlite).await;
     for path in ["/dev", "/dev/mailbox", "/dev/callback?code=x"] {
         assert_eq!(
             app.http.get(app.url(path)).send().await.unwrap().status(),

@@ -325,7 +325,7 @@ async fn registration_mail_uses_the_registration_templates(app: TestApp) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_development_mailbox_shows_each_message_as_sent() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.smtp_url = None).await.unwrap();
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.smtp_url = None).await;
     let client = app.client().await;
     let res = app.request_link(&client, json!({ "email": "ada@example.com", "locale": "fr" })).await;
     assert_eq!(res.status(), StatusCode::CREATED);
