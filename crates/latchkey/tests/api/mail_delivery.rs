@@ -3,7 +3,7 @@
 //! authentication and a private CA; `latchkey mail test` reports the conversation.
 
 use crate::backend_tests;
-use crate::helpers::{ADMIN_TOKEN, Backend, CALLBACK, Client, TestApp, random_email};
+use crate::helpers::{ADMIN_TOKEN, As, Backend, CALLBACK, Client, TestApp, eventually, random_email};
 use latchkey_mail::sink::{SinkAuth, SinkConfig, SinkMode, SinkTls, SmtpSink};
 use latchkey_postgres::testing::TestDatabase;
 use reqwest::StatusCode;
@@ -25,15 +25,7 @@ const SECRET: &str = "integration-test-master-secret-0123456789";
 
 /// Polls a magic link until `done` holds for its state (10 s at most); returns the last state.
 async fn wait_for_state(app: &TestApp, client: &Client, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let mut state = app.magic_link(client, id).await;
-    for _ in 0..200 {
-        if done(&state) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        state = app.magic_link(client, id).await;
-    }
-    state
+    app.magic_link_when(client, id, Duration::from_secs(10), done).await
 }
 
 fn attempts(state: &Value) -> u64 {
@@ -235,12 +227,8 @@ impl Drop for Child {
 }
 
 async fn delivery_state(http: &reqwest::Client, child: &Child, client: &Client, id: &str) -> Value {
-    let res = http
-        .get(format!("{}/v1/magic-links/{id}", child.base))
-        .basic_auth(&client.id, Some(&client.secret))
-        .send()
-        .await
-        .unwrap();
+    let res =
+        As::app(client).on(http, &child.base).get(&format!("/v1/magic-links/{id}")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     res.json::<Value>().await.unwrap()["delivery"].clone()
 }
@@ -254,17 +242,14 @@ async fn wait_all(
     seconds: u64,
     done: impl Fn(&Value) -> bool,
 ) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
+    let states = || async {
         let mut states = Vec::new();
         for id in ids {
             states.push(delivery_state(http, child, client, id).await);
         }
-        if states.iter().all(&done) || tokio::time::Instant::now() > deadline {
-            return states;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        states
+    };
+    eventually(Duration::from_secs(seconds), states, |states: &Vec<Value>| states.iter().all(&done)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,9 +275,9 @@ async fn crash_and_recover(dir: &Path, database_url: &str) {
 
     // First life: links are created, their mail is refused and stays queued; then SIGKILL.
     let first = Child::start(dir, database_url, &sink.url(), 1).await;
-    let res = http
-        .post(format!("{}/v1/applications", first.base))
-        .bearer_auth(ADMIN_TOKEN)
+    let res = As::admin()
+        .on(&http, &first.base)
+        .post("/v1/applications")
         .json(&json!({ "name": "Acme", "redirect_uris": [CALLBACK] }))
         .send()
         .await
@@ -307,9 +292,9 @@ async fn crash_and_recover(dir: &Path, database_url: &str) {
     let mut recipients = BTreeSet::new();
     for _ in 0..MESSAGES {
         let email = random_email();
-        let res = http
-            .post(format!("{}/v1/magic-links", first.base))
-            .basic_auth(&client.id, Some(&client.secret))
+        let res = As::app(&client)
+            .on(&http, &first.base)
+            .post("/v1/magic-links")
             .json(&json!({ "email": email }))
             .send()
             .await
