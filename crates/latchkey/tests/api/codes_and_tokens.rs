@@ -19,7 +19,7 @@ backend_tests!(
 );
 
 async fn otp(app: &TestApp, client: &Client, email: &str, code: &str) -> reqwest::Response {
-    app.as_app(&client)
+    app.as_app(client)
         .post("/oauth/token")
         .form(&[("grant_type", OTP_GRANT), ("email", email), ("otp", code)])
         .send()
@@ -103,7 +103,7 @@ async fn a_code_and_its_link_race_and_one_wins(app: TestApp) {
 }
 
 async fn refresh(app: &TestApp, client: &Client, token: &str) -> reqwest::Response {
-    app.as_app(&client)
+    app.as_app(client)
         .post("/oauth/token")
         .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
         .send()
@@ -229,7 +229,7 @@ async fn userinfo_revoke_and_introspect(app: TestApp) {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
     let introspect = |token: String, who: &Client| {
-        app.as_app(&who).post("/oauth/introspect").form(&[("token", token)]).send()
+        app.as_app(who).post("/oauth/introspect").form(&[("token", token)]).send()
     };
     let active: Value = introspect(access.to_owned(), &client).await.unwrap().json().await.unwrap();
     assert_eq!(

@@ -27,7 +27,7 @@ async fn registering_client(app: &TestApp, policy: &str) -> Client {
 }
 
 async fn post(app: &TestApp, client: &Client, path: &str, body: Value) -> reqwest::Response {
-    app.as_app(&client).post(&path).json(&body).send().await.unwrap()
+    app.as_app(client).post(path).json(&body).send().await.unwrap()
 }
 
 async fn a_registration_creates_its_user_at_validation(app: TestApp) {
