@@ -6,6 +6,7 @@
 //! Each write of a request is one statement (data-modifying CTEs, rate limits counted by a
 //! PL/pgSQL function), atomic without `BEGIN` and `COMMIT` round trips of its own.
 
+mod events;
 mod pool;
 mod store;
 pub mod testing;

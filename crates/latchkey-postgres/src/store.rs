@@ -1,8 +1,9 @@
+use crate::events;
 use crate::pool::{Pool, Query, Run, Tx};
 use async_trait::async_trait;
 use latchkey_core::challenge::Purpose;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, NewAuthorizationCode};
-use latchkey_core::event::{Event, EventKind};
+use latchkey_core::event::Event;
 use latchkey_core::id::{AppId, ChallengeId, FamilyId, OrgId, OutboxId, SecretId, UserId};
 use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::{self, RateLimit, RateLimited};
@@ -12,12 +13,12 @@ use latchkey_core::{Application, Challenge, EmailAddress, User};
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
     ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage,
-    RotateOutcome, Store, StoreError, StoreResult, StoredSigningKey, TokenOutcome,
+    RegistrationOutcome, RotateOutcome, Store, StoreError, StoreResult, StoredSigningKey, TokenOutcome,
 };
 use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, Row};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -158,6 +159,9 @@ macro_rules! refresh_columns {
     };
 }
 
+const INSERT_EVENT: &str =
+    concat!("INSERT INTO events (", event_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)");
+
 /// Binds an event's columns, in the order of `event_columns!`.
 fn bind_event<'q>(q: Query<'q>, e: &'q Event) -> Query<'q> {
     q.bind(e.id.as_str())
@@ -246,11 +250,11 @@ impl Hits {
 }
 
 /// Consumes a challenge and signs its user in, in one statement: the `UPDATE` of the challenge
-/// (given, with its own parameters from `$10`), then its user found or created and marked
-/// verified, the membership of its organization, and the events that say so; `$more` adds
-/// statements of the caller's (parameters after the update's). Answers one row, the challenge
-/// with its user's columns prefixed `u_`, or none when the update matched nothing, in which case
-/// nothing was written.
+/// (given, with its own parameters from `$3`), then its user found or created and marked
+/// verified, the membership of its organization, and the events that say so; `more` adds
+/// statements of the caller's (parameters after the update's, the events' from `first_event`).
+/// Answers one row, the challenge with its user's columns prefixed `u_`, or none when the update
+/// matched nothing, in which case nothing was written.
 ///
 /// Concurrent callers queue on the challenge's row lock; once the winner commits, READ COMMITTED
 /// re-checks the update's condition on the new row version, which no longer matches. The user
@@ -260,39 +264,39 @@ impl Hits {
 ///
 /// The user's columns are listed one by one (a second `*` would repeat the challenge's names):
 /// a column `rows::user` comes to read must be added there.
-macro_rules! consume_sql {
-    ($update:literal, $more:literal) => {
-        concat!(
-            "WITH challenge AS (",
-            $update,
-            " RETURNING *), \
-             signed_in AS ( \
-               INSERT INTO users (id, email, email_verified, created_at, updated_at, last_sign_in_at) \
-               SELECT $2, email, TRUE, $1, $1, $1 FROM challenge \
-               ON CONFLICT (email) DO UPDATE SET email_verified = TRUE, updated_at = $1, last_sign_in_at = $1 \
-               RETURNING *), \
-             joined AS ( \
-               INSERT INTO memberships (org_id, user_id, created_at) \
-               SELECT c.org_id, u.id, $1 FROM challenge c, signed_in u WHERE c.org_id IS NOT NULL \
-               ON CONFLICT DO NOTHING RETURNING org_id), \
-             logged AS ( \
-               INSERT INTO events (",
-            event_columns!(),
-            ") \
-               SELECT $3, $4, c.app_id, u.id, c.id, $5, $1 FROM challenge c, signed_in u \
-               UNION ALL SELECT $6, $7, c.app_id, u.id, NULL, NULL, $1 FROM challenge c, signed_in u WHERE u.id = $2 \
-               UNION ALL SELECT $8, $9, c.app_id, u.id, j.org_id, NULL, $1 FROM challenge c, signed_in u, joined j)",
-            $more,
-            " SELECT c.*, u.id AS u_id, u.email AS u_email, u.email_verified AS u_email_verified, u.name AS u_name, \
-               u.metadata AS u_metadata, u.locale AS u_locale, u.created_at AS u_created_at, \
-               u.updated_at AS u_updated_at, u.last_sign_in_at AS u_last_sign_in_at \
-             FROM challenge c, signed_in u"
-        )
-    };
+fn consume_sql(update: &str, more: &str, first_event: usize) -> String {
+    let events = Consumption::new(AuthMethod::Link, OffsetDateTime::UNIX_EPOCH);
+    let (consumed, next) = events::select_list(&events.consumed, first_event);
+    let (created, next) = events::select_list(&events.created, next);
+    let (joined, _) = events::select_list(&events.joined, next);
+    format!(
+        "WITH challenge AS ({update} RETURNING *), \
+         signed_in AS ( \
+           INSERT INTO users (id, email, email_verified, created_at, updated_at, last_sign_in_at) \
+           SELECT $2, email, TRUE, $1, $1, $1 FROM challenge \
+           ON CONFLICT (email) DO UPDATE SET email_verified = TRUE, updated_at = $1, last_sign_in_at = $1 \
+           RETURNING *), \
+         joined AS ( \
+           INSERT INTO memberships (org_id, user_id, created_at) \
+           SELECT c.org_id, u.id, $1 FROM challenge c, signed_in u WHERE c.org_id IS NOT NULL \
+           ON CONFLICT DO NOTHING RETURNING org_id), \
+         logged AS ( \
+           INSERT INTO events ({columns}) \
+           SELECT {consumed} FROM challenge c, signed_in u \
+           UNION ALL SELECT {created} FROM challenge c, signed_in u WHERE u.id = $2 \
+           UNION ALL SELECT {joined} FROM challenge c, signed_in u, joined j){more} \
+         SELECT c.*, u.id AS u_id, u.email AS u_email, u.email_verified AS u_email_verified, u.name AS u_name, \
+           u.metadata AS u_metadata, u.locale AS u_locale, u.created_at AS u_created_at, \
+           u.updated_at AS u_updated_at, u.last_sign_in_at AS u_last_sign_in_at \
+         FROM challenge c, signed_in u",
+        columns = event_columns!(),
+    )
 }
 
-/// The first nine parameters of a `consume_sql!` statement: the user that would be created and
-/// the events that may be written, made before the statement so that their ids keep their order.
+/// What a `consume_sql` statement binds besides the update's own parameters: the time and the
+/// user that would be created (`$1`, `$2`), and the events that may be written, made before the
+/// statement so that their ids keep their order. The events are those of the constructors, with
+/// the challenge (`c`), the user (`u`) and the membership (`j`) late: the statement finds them.
 struct Consumption {
     now_ms: i64,
     new_user: UserId,
@@ -303,26 +307,27 @@ struct Consumption {
 
 impl Consumption {
     fn new(method: AuthMethod, now: OffsetDateTime) -> Self {
+        let app = AppId::from_trusted(events::late("c.app_id"));
+        let challenge = ChallengeId::from_trusted(events::late("c.id"));
+        let user = UserId::from_trusted(events::late("u.id"));
+        let org = OrgId::from_trusted(events::late("j.org_id"));
         Self {
             now_ms: millis(now),
             new_user: UserId::generate(now),
-            consumed: Event::new(EventKind::ChallengeConsumed, now)
-                .detail(serde_json::json!({ "method": method.amr() })),
-            created: Event::new(EventKind::UserCreated, now),
-            joined: Event::new(EventKind::MembershipCreated, now),
+            consumed: Event::challenge_consumed(&app, &challenge, &user, method, now),
+            created: Event::user_created(&app, &user, None, now),
+            joined: Event::membership_created(&app, &user, &org, now),
         }
     }
 
+    /// Binds `$1` and `$2`.
     fn bind<'q>(&'q self, q: Query<'q>) -> Query<'q> {
-        q.bind(self.now_ms)
-            .bind(self.new_user.as_str())
-            .bind(self.consumed.id.as_str())
-            .bind(self.consumed.kind.as_str())
-            .bind(self.consumed.detail.as_deref())
-            .bind(self.created.id.as_str())
-            .bind(self.created.kind.as_str())
-            .bind(self.joined.id.as_str())
-            .bind(self.joined.kind.as_str())
+        q.bind(self.now_ms).bind(self.new_user.as_str())
+    }
+
+    /// Binds the events' parameters, last.
+    fn bind_events<'q>(&'q self, q: Query<'q>) -> Query<'q> {
+        events::bind(events::bind(events::bind(q, &self.consumed), &self.created), &self.joined)
     }
 
     /// The consumed challenge and its user from the statement's row.
@@ -514,8 +519,7 @@ impl Store for PostgresStore {
                next_attempt_at, created_at) SELECT $35, $36, $37, $38, 'queued', 0, $39, $39 FROM challenge)"
         );
         let hits = Hits::new(limits, now);
-        let event =
-            Event::new(EventKind::ChallengeCreated, c.created_at).app(&c.app_id).subject(c.id.as_str());
+        let event = Event::challenge_created(&c.app_id, &c.id, c.created_at);
         let query = hits
             .bind(sqlx::query(if mail.is_some() { WITH_MAIL } else { PLAIN }))
             .bind(c.id.as_str())
@@ -598,49 +602,53 @@ impl Store for PostgresStore {
     ) -> StoreResult<OtpOutcome> {
         // As in consume_link: callers racing on the challenge (by code or by link) queue on the
         // row lock, and READ COMMITTED re-checks the condition on the winner's row version.
-        const CONSUME: &str = consume_sql!(
-            "UPDATE challenges SET status = 'consumed', consumed_at = $1 \
-             WHERE id = $10 AND status = 'pending' AND otp_hash = $11 AND otp_expires_at > $1 AND otp_attempts < $12",
-            ""
-        );
+        static CONSUME: LazyLock<String> = LazyLock::new(|| {
+            consume_sql(
+                "UPDATE challenges SET status = 'consumed', consumed_at = $1 \
+                 WHERE id = $3 AND status = 'pending' AND otp_hash = $4 AND otp_expires_at > $1 AND otp_attempts < $5",
+                "",
+                6,
+            )
+        });
         // Wrong code: count the attempt. Concurrent wrong guesses each count once (each
-        // increments the version the previous one committed), and exactly one of them reaches
-        // the limit and revokes. The event's detail is written as serde_json writes it.
-        const COUNT_WRONG: &str = concat!(
-            "WITH failed AS ( \
-               UPDATE challenges SET otp_attempts = otp_attempts + 1, \
-               status = CASE WHEN otp_attempts + 1 >= $3 THEN 'revoked' ELSE status END, \
-               consumed_at = CASE WHEN otp_attempts + 1 >= $3 THEN $2 ELSE consumed_at END \
-               WHERE id = $1 AND status = 'pending' AND otp_expires_at > $2 RETURNING app_id, otp_attempts), \
-             logged AS (INSERT INTO events (",
-            event_columns!(),
-            ") SELECT $4, $5, app_id, NULL, $1, '{\"attempts\":' || otp_attempts || ',\"reason\":\"wrong_code\"}', $2 \
-               FROM failed) \
-             SELECT otp_attempts FROM failed"
-        );
+        // increments the version the previous one committed, holding its lock until the
+        // transaction ends), and exactly one of them reaches the limit and revokes.
+        const COUNT_WRONG: &str = "UPDATE challenges SET otp_attempts = otp_attempts + 1, \
+             status = CASE WHEN otp_attempts + 1 >= $3 THEN 'revoked' ELSE status END, \
+             consumed_at = CASE WHEN otp_attempts + 1 >= $3 THEN $2 ELSE consumed_at END \
+             WHERE id = $1 AND status = 'pending' AND otp_expires_at > $2 RETURNING app_id, otp_attempts";
         let consumption = Consumption::new(AuthMethod::Otp, now);
         let consumed = consumption
-            .bind(sqlx::query(CONSUME))
+            .bind(sqlx::query(&CONSUME))
             .bind(id.as_str())
             .bind(otp_hash)
-            .bind(i64::from(max_attempts))
-            .fetch_optional_on(&self.pool)
-            .await?;
+            .bind(i64::from(max_attempts));
+        let consumed = consumption.bind_events(consumed).fetch_optional_on(&self.pool).await?;
         if let Some(row) = consumed {
             let (challenge, user) = Consumption::read(&row)?;
             return Ok(OtpOutcome::Consumed { challenge: Box::new(challenge), user });
         }
-        let rejected = Event::new(EventKind::ChallengeRejected, now);
+        // The event's detail carries the count the update made: the count comes back from the
+        // update, and the event, built from it, is written in the same transaction. (Not the
+        // path of a sign-in: only wrong guesses pay for the transaction's round trips.)
+        let mut tx = Tx::begin(&self.pool).await?;
         let failed = sqlx::query(COUNT_WRONG)
             .bind(id.as_str())
             .bind(millis(now))
             .bind(i64::from(max_attempts))
-            .bind(rejected.id.as_str())
-            .bind(rejected.kind.as_str())
-            .fetch_optional_on(&self.pool)
-            .await?;
-        let Some(row) = failed else { return Ok(OtpOutcome::Gone) };
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(map_err)?;
+        let Some(row) = failed else {
+            tx.commit().await?;
+            return Ok(OtpOutcome::Gone);
+        };
+        let app_id: String = row.try_get("app_id").map_err(map_err)?;
         let attempts: i64 = row.try_get("otp_attempts").map_err(map_err)?;
+        let counted = u32::try_from(attempts).unwrap_or(u32::MAX);
+        let event = Event::wrong_code(&AppId::from_trusted(app_id), id, counted, now);
+        bind_event(sqlx::query(INSERT_EVENT), &event).execute(tx.conn()).await.map_err(map_err)?;
+        tx.commit().await?;
         let left = i64::from(max_attempts).saturating_sub(attempts).max(0);
         Ok(OtpOutcome::Wrong { attempts_left: u32::try_from(left).unwrap_or(0) })
     }
@@ -679,17 +687,11 @@ impl Store for PostgresStore {
                WHERE id = $1 AND app_id = $2 AND status = 'pending' RETURNING id) \
              INSERT INTO events (",
             event_columns!(),
-            ") SELECT $4, $5, $2, NULL, id, NULL, $3 FROM revoked"
+            ") SELECT $4, $5, $6, $7, $8, $9, $10 FROM revoked"
         );
-        let event = Event::new(EventKind::ChallengeRevoked, now);
-        let done = sqlx::query(REVOKE)
-            .bind(id.as_str())
-            .bind(app_id.as_str())
-            .bind(millis(now))
-            .bind(event.id.as_str())
-            .bind(event.kind.as_str())
-            .execute_on(&self.pool)
-            .await?;
+        let event = Event::challenge_revoked(app_id, id, now);
+        let query = sqlx::query(REVOKE).bind(id.as_str()).bind(app_id.as_str()).bind(millis(now));
+        let done = bind_event(query, &event).execute_on(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -699,25 +701,27 @@ impl Store for PostgresStore {
         code: &NewAuthorizationCode,
         now: OffsetDateTime,
     ) -> StoreResult<ConsumeOutcome> {
-        const CONSUME: &str = consume_sql!(
-            "UPDATE challenges SET status = 'consumed', consumed_at = $1 \
-             WHERE link_hash = $10 AND purpose = 'login' AND status = 'pending' AND expires_at > $1",
-            ", issued AS ( \
-               INSERT INTO authorization_codes (id, code_hash, app_id, challenge_id, user_id, redirect_uri, \
-                 code_challenge, nonce, auth_method, auth_time, expires_at, org_id) \
-               SELECT $11, $12, c.app_id, c.id, u.id, c.redirect_uri, c.code_challenge, c.nonce, $13, $1, $14, \
-                 c.org_id FROM challenge c, signed_in u)"
-        );
+        static CONSUME: LazyLock<String> = LazyLock::new(|| {
+            consume_sql(
+                "UPDATE challenges SET status = 'consumed', consumed_at = $1 \
+                 WHERE link_hash = $3 AND purpose = 'login' AND status = 'pending' AND expires_at > $1",
+                ", issued AS ( \
+                   INSERT INTO authorization_codes (id, code_hash, app_id, challenge_id, user_id, redirect_uri, \
+                     code_challenge, nonce, auth_method, auth_time, expires_at, org_id) \
+                   SELECT $4, $5, c.app_id, c.id, u.id, c.redirect_uri, c.code_challenge, c.nonce, $6, $1, $7, \
+                     c.org_id FROM challenge c, signed_in u)",
+                8,
+            )
+        });
         let consumption = Consumption::new(AuthMethod::Link, now);
         let consumed = consumption
-            .bind(sqlx::query(CONSUME))
+            .bind(sqlx::query(&CONSUME))
             .bind(link_hash)
             .bind(code.id.as_str())
             .bind(&code.code_hash)
             .bind(AuthMethod::Link.amr())
-            .bind(millis(code.expires_at))
-            .fetch_optional_on(&self.pool)
-            .await?;
+            .bind(millis(code.expires_at));
+        let consumed = consumption.bind_events(consumed).fetch_optional_on(&self.pool).await?;
         let Some(row) = consumed else {
             // Nothing was written; a read tells an unknown link from a spent one.
             return Ok(
@@ -821,22 +825,24 @@ impl Store for PostgresStore {
     }
 
     async fn outbox_sent(&self, id: &OutboxId, now: OffsetDateTime) -> StoreResult<()> {
-        const SENT: &str = concat!(
-            "WITH sent AS ( \
-               UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, sealed = NULL, \
-               lease_until = NULL, last_error = NULL WHERE id = $1 RETURNING app_id, challenge_id) \
-             INSERT INTO events (",
-            event_columns!(),
-            ") SELECT $3, $4, app_id, NULL, COALESCE(challenge_id, $1), NULL, $2 FROM sent"
-        );
-        let event = Event::new(EventKind::ChallengeDelivered, now);
-        sqlx::query(SENT)
-            .bind(id.as_str())
-            .bind(millis(now))
-            .bind(event.id.as_str())
-            .bind(event.kind.as_str())
-            .execute_on(&self.pool)
-            .await?;
+        // The application and the challenge come from the message's row.
+        fn delivered(now: OffsetDateTime) -> Event {
+            let app = AppId::from_trusted(events::late("s.app_id"));
+            Event::challenge_delivered(Some(&app), &events::late("COALESCE(s.challenge_id, $1)"), now)
+        }
+        static SENT: LazyLock<String> = LazyLock::new(|| {
+            let (event, _) = events::select_list(&delivered(OffsetDateTime::UNIX_EPOCH), 3);
+            format!(
+                "WITH sent AS ( \
+                   UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, sealed = NULL, \
+                   lease_until = NULL, last_error = NULL WHERE id = $1 RETURNING app_id, challenge_id) \
+                 INSERT INTO events ({}) SELECT {event} FROM sent s",
+                event_columns!()
+            )
+        });
+        let event = delivered(now);
+        let query = sqlx::query(&SENT).bind(id.as_str()).bind(millis(now));
+        events::bind(query, &event).execute_on(&self.pool).await?;
         Ok(())
     }
 
@@ -1009,19 +1015,28 @@ impl Store for PostgresStore {
         );
         // A statement of its own, so that its snapshot sees the rotation that made the first one
         // miss. The family is revoked as in revoke_family (rows locked in id order).
-        const REUSED: &str = concat!(
-            "WITH known AS ( \
-               SELECT family_id, user_id FROM refresh_tokens \
-               WHERE token_hash = $1 AND app_id = $2 AND rotated_at IS NOT NULL), \
-             revoked AS ( \
-               UPDATE refresh_tokens SET revoked_at = $3 WHERE id IN ( \
-                 SELECT id FROM refresh_tokens WHERE family_id = (SELECT family_id FROM known) \
-                 AND revoked_at IS NULL ORDER BY id FOR UPDATE)), \
-             logged AS (INSERT INTO events (",
-            event_columns!(),
-            ") SELECT $4, $5, $2, user_id, family_id, NULL, $3 FROM known) \
-             SELECT family_id, user_id FROM known"
-        );
+        // The user and the family come from the known token's row.
+        fn reused(app_id: &AppId, now: OffsetDateTime) -> Event {
+            let user = UserId::from_trusted(events::late("k.user_id"));
+            let family = FamilyId::from_trusted(events::late("k.family_id"));
+            Event::refresh_reuse_detected(app_id, &user, &family, now)
+        }
+        static REUSED: LazyLock<String> = LazyLock::new(|| {
+            let shape = reused(&AppId::generate(OffsetDateTime::UNIX_EPOCH), OffsetDateTime::UNIX_EPOCH);
+            let (event, _) = events::select_list(&shape, 4);
+            format!(
+                "WITH known AS ( \
+                   SELECT family_id, user_id FROM refresh_tokens \
+                   WHERE token_hash = $1 AND app_id = $2 AND rotated_at IS NOT NULL), \
+                 revoked AS ( \
+                   UPDATE refresh_tokens SET revoked_at = $3 WHERE id IN ( \
+                     SELECT id FROM refresh_tokens WHERE family_id = (SELECT family_id FROM known) \
+                     AND revoked_at IS NULL ORDER BY id FOR UPDATE)), \
+                 logged AS (INSERT INTO events ({}) SELECT {event} FROM known k) \
+                 SELECT family_id, user_id FROM known",
+                event_columns!()
+            )
+        });
         let now_ms = millis(now);
         let query = sqlx::query(if event.is_some() { ROTATE_WITH_EVENT } else { ROTATE })
             .bind(token_hash)
@@ -1036,15 +1051,9 @@ impl Store for PostgresStore {
             return Ok(RotateOutcome::Rotated(Box::new(rows::refresh_token(&R(&row))?)));
         }
         // Unknown, another application's, revoked or expired: Invalid. Rotated out: reuse.
-        let reuse = Event::new(EventKind::RefreshReuseDetected, now);
-        let known = sqlx::query(REUSED)
-            .bind(token_hash)
-            .bind(app_id.as_str())
-            .bind(now_ms)
-            .bind(reuse.id.as_str())
-            .bind(reuse.kind.as_str())
-            .fetch_optional_on(&self.pool)
-            .await?;
+        let reuse = reused(app_id, now);
+        let known = sqlx::query(&REUSED).bind(token_hash).bind(app_id.as_str()).bind(now_ms);
+        let known = events::bind(known, &reuse).fetch_optional_on(&self.pool).await?;
         let Some(row) = known else { return Ok(RotateOutcome::Invalid) };
         let family_id: String = row.try_get("family_id").map_err(map_err)?;
         let user_id: String = row.try_get("user_id").map_err(map_err)?;
@@ -1093,9 +1102,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_event(&self, event: &Event) -> StoreResult<()> {
-        const INSERT: &str =
-            concat!("INSERT INTO events (", event_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)");
-        bind_event(sqlx::query(INSERT), event).execute_on(&self.pool).await?;
+        bind_event(sqlx::query(INSERT_EVENT), event).execute_on(&self.pool).await?;
         Ok(())
     }
 
@@ -1195,28 +1202,35 @@ impl Store for PostgresStore {
         app_id: &AppId,
         now: OffsetDateTime,
     ) -> StoreResult<TokenOutcome> {
-        const CONSUME: &str = concat!(
-            "WITH challenge AS ( \
-               UPDATE challenges SET status = 'consumed', consumed_at = $4 \
-               WHERE link_hash = $1 AND purpose = $2 AND app_id = $3 AND status = 'pending' AND expires_at > $4 \
-               RETURNING *), \
-             logged AS (INSERT INTO events (",
-            event_columns!(),
-            ") SELECT $5, $6, $3, NULL, id, $7, $4 FROM challenge) \
-             SELECT * FROM challenge"
-        );
-        let event = Event::new(EventKind::ChallengeConsumed, now)
-            .detail(serde_json::json!({ "purpose": purpose.as_str() }));
-        let consumed = sqlx::query(CONSUME)
+        // The challenge comes from the consumed row.
+        fn consumed(app_id: &AppId, purpose: Purpose, now: OffsetDateTime) -> Event {
+            let challenge = ChallengeId::from_trusted(events::late("c.id"));
+            Event::challenge_consumed_by_token(app_id, &challenge, None, purpose, now)
+        }
+        static CONSUME: LazyLock<String> = LazyLock::new(|| {
+            let shape = consumed(
+                &AppId::generate(OffsetDateTime::UNIX_EPOCH),
+                Purpose::Verification,
+                OffsetDateTime::UNIX_EPOCH,
+            );
+            let (event, _) = events::select_list(&shape, 5);
+            format!(
+                "WITH challenge AS ( \
+                   UPDATE challenges SET status = 'consumed', consumed_at = $4 \
+                   WHERE link_hash = $1 AND purpose = $2 AND app_id = $3 AND status = 'pending' AND expires_at > $4 \
+                   RETURNING *), \
+                 logged AS (INSERT INTO events ({}) SELECT {event} FROM challenge c) \
+                 SELECT * FROM challenge",
+                event_columns!()
+            )
+        });
+        let event = consumed(app_id, purpose, now);
+        let query = sqlx::query(&CONSUME)
             .bind(link_hash)
             .bind(purpose.as_str())
             .bind(app_id.as_str())
-            .bind(millis(now))
-            .bind(event.id.as_str())
-            .bind(event.kind.as_str())
-            .bind(event.detail.as_deref())
-            .fetch_optional_on(&self.pool)
-            .await?;
+            .bind(millis(now));
+        let consumed = events::bind(query, &event).fetch_optional_on(&self.pool).await?;
         let Some(row) = consumed else {
             let found = self
                 .challenge_by_link(link_hash)
@@ -1225,6 +1239,85 @@ impl Store for PostgresStore {
             return Ok(found.map_or(TokenOutcome::NotFound, |c| TokenOutcome::Gone(c.status_at(now))));
         };
         Ok(TokenOutcome::Consumed(Box::new(rows::challenge(&R(&row))?)))
+    }
+
+    async fn consume_registration(
+        &self,
+        link_hash: &[u8],
+        app_id: &AppId,
+        user: &User,
+        now: OffsetDateTime,
+    ) -> StoreResult<RegistrationOutcome> {
+        // One statement: the challenge consumed, its user inserted (no ON CONFLICT: a taken
+        // address fails the whole statement, so nothing is written and the challenge stays
+        // pending), and the events, the challenge's id coming from its row. Concurrent callers
+        // queue on the challenge's row lock, as in consume_by_token; the losers insert nothing.
+        fn written(app_id: &AppId, user_id: &UserId, now: OffsetDateTime) -> [Event; 2] {
+            let challenge = ChallengeId::from_trusted(events::late("c.id"));
+            [
+                Event::challenge_consumed_by_token(
+                    app_id,
+                    &challenge,
+                    Some(user_id),
+                    Purpose::Registration,
+                    now,
+                ),
+                Event::user_created(app_id, user_id, Some(&challenge), now),
+            ]
+        }
+        static CONSUME: LazyLock<String> = LazyLock::new(|| {
+            let [consumed, created] = written(
+                &AppId::generate(OffsetDateTime::UNIX_EPOCH),
+                &UserId::generate(OffsetDateTime::UNIX_EPOCH),
+                OffsetDateTime::UNIX_EPOCH,
+            );
+            let (consumed, next) = events::select_list(&consumed, 12);
+            let (created, _) = events::select_list(&created, next);
+            format!(
+                "WITH challenge AS ( \
+                   UPDATE challenges SET status = 'consumed', consumed_at = $3 \
+                   WHERE link_hash = $1 AND purpose = 'registration' AND app_id = $2 AND status = 'pending' \
+                   AND expires_at > $3 RETURNING *), \
+                 created AS ( \
+                   INSERT INTO users (id, email, email_verified, name, metadata, created_at, updated_at, \
+                     last_sign_in_at, locale) \
+                   SELECT $4, $5, TRUE, $6, $7, $8, $9, $10, $11 FROM challenge), \
+                 logged AS (INSERT INTO events ({columns}) \
+                   SELECT {consumed} FROM challenge c UNION ALL SELECT {created} FROM challenge c) \
+                 SELECT * FROM challenge",
+                columns = event_columns!()
+            )
+        });
+        let user = User { email_verified: true, ..user.clone() };
+        let written = written(app_id, &user.id, now);
+        let query = sqlx::query(&CONSUME)
+            .bind(link_hash)
+            .bind(app_id.as_str())
+            .bind(millis(now))
+            .bind(user.id.as_str())
+            .bind(user.email.as_str())
+            .bind(user.name.as_deref())
+            .bind(rows::metadata_json(&user))
+            .bind(millis(user.created_at))
+            .bind(millis(user.updated_at))
+            .bind(user.last_sign_in_at.map(millis))
+            .bind(user.locale.as_deref());
+        let query = events::bind(events::bind(query, &written[0]), &written[1]);
+        let row = match query.fetch_optional_on(&self.pool).await {
+            Ok(row) => row,
+            Err(StoreError::Conflict(_)) => return Ok(RegistrationOutcome::EmailTaken),
+            Err(e) => return Err(e),
+        };
+        let Some(row) = row else {
+            let found = self
+                .challenge_by_link(link_hash)
+                .await?
+                .filter(|c| c.purpose == Purpose::Registration && &c.app_id == app_id);
+            return Ok(
+                found.map_or(RegistrationOutcome::NotFound, |c| RegistrationOutcome::Gone(c.status_at(now)))
+            );
+        };
+        Ok(RegistrationOutcome::Consumed { challenge: Box::new(rows::challenge(&R(&row))?), user })
     }
 
     async fn insert_organization(&self, org: &Organization) -> StoreResult<()> {

@@ -31,15 +31,19 @@ impl TestDatabase {
         TestDatabase { url: url.into(), name, admin_url: admin_url.to_owned() }
     }
 
-    /// Creates a database on the server named by [`URL_VAR`]; `None`, after saying the test
-    /// is skipped, when the variable is not set.
-    pub async fn from_env() -> Option<TestDatabase> {
+    /// Creates a database on the server named by [`URL_VAR`].
+    ///
+    /// # Panics
+    /// When the variable is not set: a test that needs PostgreSQL fails rather than passing
+    /// without having run. Such tests are `#[ignore]`d, so that a plain `cargo test` reports
+    /// them as ignored, and run with `--include-ignored` and the variable set.
+    pub async fn from_env() -> TestDatabase {
         match std::env::var(URL_VAR) {
-            Ok(url) if !url.is_empty() => Some(Self::create(&url).await),
-            _ => {
-                eprintln!("skipped: set {URL_VAR} to run this test against PostgreSQL");
-                None
-            }
+            Ok(url) if !url.is_empty() => Self::create(&url).await,
+            _ => panic!(
+                "this test needs PostgreSQL: set {URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/postgres), \
+                 or run without --include-ignored to leave the PostgreSQL tests out"
+            ),
         }
     }
 }

@@ -37,8 +37,9 @@ async fn an_unreachable_server_is_unavailable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn instances_migrate_together() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let stores = instances(&db, 4, &PostgresOptions::default()).await;
     let mut tasks = JoinSet::new();
     for store in &stores {
@@ -53,8 +54,9 @@ async fn instances_migrate_together() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn one_new_address_signing_in_twice_at_once_gets_one_user() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let stores = instances(&db, 2, &PostgresOptions::default()).await;
     stores[0].migrate().await.unwrap();
     let app = application("Twice");
@@ -83,8 +85,9 @@ async fn one_new_address_signing_in_twice_at_once_gets_one_user() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn workers_drain_the_outbox_without_sharing_a_message() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let stores = instances(&db, 4, &PostgresOptions::default()).await;
     stores[0].migrate().await.unwrap();
     let app = application("Drain");
@@ -128,8 +131,9 @@ async fn workers_drain_the_outbox_without_sharing_a_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn errors_are_classified() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let options =
         PostgresOptions { statement_timeout: Some(Duration::from_millis(200)), ..Default::default() };
     let store = PostgresStore::connect(&db.url, &options).await.unwrap();
@@ -190,8 +194,9 @@ async fn kinds(store: &PostgresStore) -> Vec<EventKind> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn rate_limits_hold_across_instances() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let (stores, app) = migrated(&db, 4, "Limits").await;
     let limits = [RateLimit { key: "email:shared:m".into(), window: time::Duration::minutes(1), limit: 5 }];
     let mut tasks = JoinSet::new();
@@ -220,8 +225,9 @@ async fn rate_limits_hold_across_instances() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn counters_taken_in_any_order_do_not_deadlock() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let (stores, _) = migrated(&db, 4, "Order").await;
     let minute = time::Duration::minutes(1);
     let a = RateLimit { key: "a".into(), window: minute, limit: 1000 };
@@ -238,8 +244,9 @@ async fn counters_taken_in_any_order_do_not_deadlock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn concurrent_wrong_codes_each_count_once() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let (stores, app) = migrated(&db, 4, "Guesses").await;
     let (c, _, otp) = challenge_with_otp(&app, "guess@example.com", t0());
     stores[0].create_challenge(&c, None, &[], t0()).await.unwrap().unwrap();
@@ -268,8 +275,9 @@ async fn concurrent_wrong_codes_each_count_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn a_refresh_token_presented_twice_at_once_rotates_once() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let (stores, app) = migrated(&db, 4, "Rotate").await;
     let user = User::new(EmailAddress::parse("rotate@example.com").unwrap(), t0());
     stores[0].insert_user(&user).await.unwrap();
@@ -316,8 +324,9 @@ async fn a_refresh_token_presented_twice_at_once_rotates_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn one_instance_takes_a_free_lease() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let (stores, _) = migrated(&db, 4, "Lease").await;
     for round in 0..20 {
         let name = format!("job{round}");
@@ -336,8 +345,9 @@ async fn one_instance_takes_a_free_lease() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn concurrent_revocations_count_each_token_once() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let (stores, app) = migrated(&db, 4, "Revoke").await;
     let user = User::new(EmailAddress::parse("revoke@example.com").unwrap(), t0());
     stores[0].insert_user(&user).await.unwrap();
@@ -385,8 +395,9 @@ fn one_connection() -> PostgresOptions {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn a_statement_abandoned_midway_leaves_no_connection_behind_it() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let store = PostgresStore::connect(&db.url, &one_connection()).await.unwrap();
     store.migrate().await.unwrap();
     let (a, b) = (application("A"), application("B"));
@@ -411,8 +422,9 @@ async fn a_statement_abandoned_midway_leaves_no_connection_behind_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn connections_cut_while_idle_are_replaced() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let store = PostgresStore::connect(&db.url, &PostgresOptions::default()).await.unwrap();
     store.migrate().await.unwrap();
     store.ping().await.unwrap();
@@ -437,8 +449,9 @@ async fn connections_cut_while_idle_are_replaced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn a_transaction_that_fails_is_rolled_back_and_frees_its_connection() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let store = PostgresStore::connect(&db.url, &one_connection()).await.unwrap();
     store.migrate().await.unwrap();
     let acme = organization("acme", &["acme.example"]);
@@ -466,8 +479,9 @@ async fn a_transaction_that_fails_is_rolled_back_and_frees_its_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn one_statement_writes_the_events_of_a_step() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let store = PostgresStore::connect(&db.url, &PostgresOptions::default()).await.unwrap();
     store.migrate().await.unwrap();
     let app = application("Events");
@@ -524,8 +538,9 @@ async fn one_statement_writes_the_events_of_a_step() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn a_refusal_names_the_first_limit_in_the_callers_order() {
-    let Some(db) = TestDatabase::from_env().await else { return };
+    let db = TestDatabase::from_env().await;
     let store = PostgresStore::connect(&db.url, &PostgresOptions::default()).await.unwrap();
     store.migrate().await.unwrap();
     let minute = time::Duration::minutes(1);

@@ -3,7 +3,7 @@
 use crate::{Service, ServiceError};
 use latchkey_core::application::Binding;
 use latchkey_core::challenge::{NewAuthorizationCode, Purpose};
-use latchkey_core::event::{Event, EventKind};
+use latchkey_core::event::Event;
 use latchkey_core::secret::HashPurpose;
 use latchkey_core::{Application, ChallengeStatus, EmailAddress};
 use latchkey_store::ConsumeOutcome;
@@ -91,10 +91,7 @@ impl Service {
         };
         let now = self.clock.now();
         if app.settings.binding == Binding::Strict && !same_browser(&challenge, browser) {
-            let event = Event::new(EventKind::ChallengeRejected, now)
-                .app(&app.id)
-                .subject(challenge.id.as_str())
-                .with("reason", "other_browser");
+            let event = Event::other_browser(&app.id, &challenge.id, now);
             self.store.insert_event(&event).await?;
             return Ok(Err(Landing::OtherDevice { product: app.product_name().to_owned() }));
         }

@@ -8,13 +8,12 @@ use latchkey_core::bounded::Bounded;
 use latchkey_core::challenge::{
     ChallengeLifetime, ChallengeRequest, ClientHint, IssuedChallenge, Purpose, StateText,
 };
-use latchkey_core::event::{Event, EventKind};
 use latchkey_core::secret::HashPurpose;
 use latchkey_core::{Application, Challenge, EmailAddress, RedirectUri, User};
 use latchkey_mail::Locale;
 use latchkey_mail::compose;
 use latchkey_mail::templates::{MailContext, RegistrationMail, VerificationMail};
-use latchkey_store::{NewOutboxMessage, StoreError, TokenOutcome};
+use latchkey_store::{NewOutboxMessage, RegistrationOutcome, StoreError, TokenOutcome};
 use std::collections::BTreeMap;
 use time::{Duration, OffsetDateTime};
 
@@ -264,16 +263,20 @@ impl Service {
         if mismatch && app.settings.registration_mismatch == MismatchPolicy::Refuse {
             return Err(Refusal::ClientMismatch.into());
         }
-        let challenge = self.consume_token(app, Purpose::Registration, &hash, now).await?;
-        let mut user = User::new(challenge.email.clone(), now);
+        let mut user = User::new(found.email.clone(), now);
         user.email_verified = true;
-        self.store.insert_user(&user).await.map_err(taken)?;
-        let event = Event::new(EventKind::UserCreated, now)
-            .app(&app.id)
-            .user(&user.id)
-            .subject(challenge.id.as_str());
-        self.store.insert_event(&event).await?;
-        Ok(Registered { user, challenge, client_mismatch: mismatch })
+        // The challenge is spent and the user made in one transaction: a failure leaves both
+        // as they were, and the registration can be validated again.
+        match self.store.consume_registration(&hash, &app.id, &user, now).await? {
+            RegistrationOutcome::Consumed { challenge, user } => {
+                Ok(Registered { user, challenge: *challenge, client_mismatch: mismatch })
+            }
+            RegistrationOutcome::EmailTaken => Err(Refusal::EmailTaken.into()),
+            RegistrationOutcome::NotFound => Err(Refusal::NotFound(Resource::Registration).into()),
+            RegistrationOutcome::Gone(status) => {
+                Err(Refusal::NoLongerValid { what: Resource::Registration, status }.into())
+            }
+        }
     }
 
     /// Consumes a registration or verification challenge of this application by its token.

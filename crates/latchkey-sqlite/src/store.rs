@@ -8,7 +8,7 @@ use crate::writer::{self, Write, Writer};
 use async_trait::async_trait;
 use latchkey_core::challenge::Purpose;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, NewAuthorizationCode};
-use latchkey_core::event::{Event, EventKind};
+use latchkey_core::event::Event;
 use latchkey_core::id::{AppId, ChallengeId, CodeId, FamilyId, OrgId, OutboxId, SecretId, UserId};
 use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::{self, RateLimit, RateLimited};
@@ -18,7 +18,7 @@ use latchkey_core::{Application, Challenge, EmailAddress, User};
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
     ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage,
-    RotateOutcome, Store, StoreError, StoreResult, StoredSigningKey, TokenOutcome,
+    RegistrationOutcome, RotateOutcome, Store, StoreError, StoreResult, StoredSigningKey, TokenOutcome,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -222,6 +222,26 @@ fn insert_refresh(conn: &Connection, t: &RefreshToken) -> StoreResult<()> {
     Ok(())
 }
 
+fn insert_user(conn: &Connection, u: &User) -> StoreResult<()> {
+    exec(
+        conn,
+        "INSERT INTO users (id, email, email_verified, name, metadata, created_at, updated_at, last_sign_in_at, \
+         locale) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            u.id.as_str(),
+            u.email.as_str(),
+            u.email_verified,
+            u.name.as_deref(),
+            rows::metadata_json(u),
+            millis(u.created_at),
+            millis(u.updated_at),
+            u.last_sign_in_at.map(millis),
+            u.locale.as_deref(),
+        ],
+    )?;
+    Ok(())
+}
+
 fn insert_challenge(conn: &Connection, c: &Challenge) -> StoreResult<()> {
     exec(
         conn,
@@ -296,14 +316,9 @@ fn finish_consumption(
         rows::user,
     )?
     .ok_or(StoreError::Corrupt("user"))?;
-    let consumed = Event::new(EventKind::ChallengeConsumed, now)
-        .app(&challenge.app_id)
-        .user(&user.id)
-        .subject(challenge.id.as_str())
-        .detail(serde_json::json!({ "method": method.amr() }));
-    insert_event(conn, &consumed)?;
+    insert_event(conn, &Event::challenge_consumed(&challenge.app_id, &challenge.id, &user.id, method, now))?;
     if user.id == new_id {
-        insert_event(conn, &Event::new(EventKind::UserCreated, now).app(&challenge.app_id).user(&user.id))?;
+        insert_event(conn, &Event::user_created(&challenge.app_id, &user.id, None, now))?;
     }
     if let Some(org) = &challenge.org_id {
         let joined = exec(
@@ -312,11 +327,7 @@ fn finish_consumption(
             params![org.as_str(), user.id.as_str(), millis(now)],
         )?;
         if joined == 1 {
-            let event = Event::new(EventKind::MembershipCreated, now)
-                .app(&challenge.app_id)
-                .user(&user.id)
-                .subject(org.as_str());
-            insert_event(conn, &event)?;
+            insert_event(conn, &Event::membership_created(&challenge.app_id, &user.id, org, now))?;
         }
     }
     Ok(user)
@@ -422,11 +433,8 @@ fn consume_by_otp(
         })
         .map_err(map_err)?;
     let Some((app_id, attempts)) = failed else { return Ok(OtpOutcome::Gone) };
-    let event = Event::new(EventKind::ChallengeRejected, now)
-        .app(&AppId::from_trusted(app_id))
-        .subject(id.as_str())
-        .detail(serde_json::json!({ "reason": "wrong_code", "attempts": attempts }));
-    insert_event(conn, &event)?;
+    let counted = u32::try_from(attempts).unwrap_or(u32::MAX);
+    insert_event(conn, &Event::wrong_code(&AppId::from_trusted(app_id), id, counted, now))?;
     let left = i64::from(max_attempts).saturating_sub(attempts).max(0);
     Ok(OtpOutcome::Wrong { attempts_left: u32::try_from(left).unwrap_or(0) })
 }
@@ -469,11 +477,7 @@ fn rotate_refresh_token(
         "UPDATE refresh_tokens SET revoked_at = ?2 WHERE family_id = ?1 AND revoked_at IS NULL",
         params![token.family_id.as_str(), now_ms],
     )?;
-    let event = Event::new(EventKind::RefreshReuseDetected, now)
-        .app(app_id)
-        .user(&token.user_id)
-        .subject(token.family_id.as_str());
-    insert_event(conn, &event)?;
+    insert_event(conn, &Event::refresh_reuse_detected(app_id, &token.user_id, &token.family_id, now))?;
     Ok(RotateOutcome::Reused { family_id: token.family_id, user_id: token.user_id })
 }
 
@@ -609,10 +613,10 @@ impl Store for SqliteStore {
                 if let Some(mail) = &mail {
                     insert_mail(c, mail)?;
                 }
-                let event = Event::new(EventKind::ChallengeCreated, challenge.created_at)
-                    .app(&challenge.app_id)
-                    .subject(challenge.id.as_str());
-                insert_event(c, &event)?;
+                insert_event(
+                    c,
+                    &Event::challenge_created(&challenge.app_id, &challenge.id, challenge.created_at),
+                )?;
                 Ok(Write::Keep(Ok(())))
             })
             .await
@@ -693,7 +697,7 @@ impl Store for SqliteStore {
             if revoked != 1 {
                 return Ok(false);
             }
-            insert_event(c, &Event::new(EventKind::ChallengeRevoked, now).app(&app_id).subject(id.as_str()))?;
+            insert_event(c, &Event::challenge_revoked(&app_id, &id, now))?;
             Ok(true)
         })
         .await
@@ -768,14 +772,52 @@ impl Store for SqliteStore {
                     challenge_by_link(c, &link_hash)?.filter(|ch| ch.purpose == purpose && ch.app_id == app_id);
                 return Ok(found.map_or(TokenOutcome::NotFound, |ch| TokenOutcome::Gone(ch.status_at(now))));
             };
-            let event = Event::new(EventKind::ChallengeConsumed, now)
-                .app(&app_id)
-                .subject(challenge.id.as_str())
-                .detail(serde_json::json!({ "purpose": purpose.as_str() }));
-            insert_event(c, &event)?;
+            insert_event(c, &Event::challenge_consumed_by_token(&app_id, &challenge.id, None, purpose, now))?;
             Ok(TokenOutcome::Consumed(Box::new(challenge)))
         })
         .await
+    }
+
+    async fn consume_registration(
+        &self,
+        link_hash: &[u8],
+        app_id: &AppId,
+        user: &User,
+        now: OffsetDateTime,
+    ) -> StoreResult<RegistrationOutcome> {
+        let (link_hash, app_id) = (link_hash.to_vec(), app_id.clone());
+        let user = User { email_verified: true, ..user.clone() };
+        self.inner
+            .writer
+            .write_or_undo(move |c| {
+                let consumed = one(
+                    c,
+                    "UPDATE challenges SET status = 'consumed', consumed_at = ?3 \
+                     WHERE link_hash = ?1 AND purpose = 'registration' AND app_id = ?2 AND status = 'pending' \
+                     AND expires_at > ?3 RETURNING *",
+                    params![link_hash, app_id.as_str(), millis(now)],
+                    rows::challenge,
+                )?;
+                let Some(challenge) = consumed else {
+                    let found = challenge_by_link(c, &link_hash)?
+                        .filter(|ch| ch.purpose == Purpose::Registration && ch.app_id == app_id);
+                    return Ok(Write::Keep(
+                        found.map_or(RegistrationOutcome::NotFound, |ch| RegistrationOutcome::Gone(ch.status_at(now))),
+                    ));
+                };
+                match insert_user(c, &user) {
+                    Ok(()) => {}
+                    // The address is taken: undo the consumption too, the registration stays pending.
+                    Err(StoreError::Conflict(_)) => return Ok(Write::Undo(RegistrationOutcome::EmailTaken)),
+                    Err(e) => return Err(e),
+                }
+                let purpose = Purpose::Registration;
+                let consumed = Event::challenge_consumed_by_token(&app_id, &challenge.id, Some(&user.id), purpose, now);
+                insert_event(c, &consumed)?;
+                insert_event(c, &Event::user_created(&app_id, &user.id, Some(&challenge.id), now))?;
+                Ok(Write::Keep(RegistrationOutcome::Consumed { challenge: Box::new(challenge), user }))
+            })
+            .await
     }
 
     async fn insert_organization(&self, org: &Organization) -> StoreResult<()> {
@@ -864,26 +906,7 @@ impl Store for SqliteStore {
 
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
         let u = user.clone();
-        self.write(move |c| {
-            exec(
-                c,
-                "INSERT INTO users (id, email, email_verified, name, metadata, created_at, updated_at, last_sign_in_at, \
-                 locale) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    u.id.as_str(),
-                    u.email.as_str(),
-                    u.email_verified,
-                    u.name.as_deref(),
-                    rows::metadata_json(&u),
-                    millis(u.created_at),
-                    millis(u.updated_at),
-                    u.last_sign_in_at.map(millis),
-                    u.locale.as_deref(),
-                ],
-            )?;
-            Ok(())
-        })
-        .await
+        self.write(move |c| insert_user(c, &u)).await
     }
 
     async fn list_users(&self, after: Option<&UserId>, limit: u32) -> StoreResult<Vec<User>> {
@@ -1110,10 +1133,9 @@ impl Store for SqliteStore {
                 })
                 .map_err(map_err)?;
             if let Some((app_id, challenge_id)) = sent {
-                let mut event = Event::new(EventKind::ChallengeDelivered, now)
-                    .subject(challenge_id.unwrap_or_else(|| id.to_string()));
-                event.app_id = app_id.map(AppId::from_trusted);
-                insert_event(c, &event)?;
+                let app_id = app_id.map(AppId::from_trusted);
+                let subject = challenge_id.unwrap_or_else(|| id.to_string());
+                insert_event(c, &Event::challenge_delivered(app_id.as_ref(), &subject, now))?;
             }
             Ok(())
         })

@@ -1,11 +1,12 @@
 //! The conformance suite: every rule of the [`Store`] contract, run against each
 //! implementation. An implementation's tests invoke [`conformance_tests!`] with an async
-//! function that returns a fresh, migrated, empty store, or `None` when the database is not
-//! available to this run (the case is then skipped).
+//! function that returns a fresh, migrated, empty store, and optionally attributes for every
+//! case (`#[ignore = "…"]` for a database a plain `cargo test` does not have: the cases are then
+//! reported as ignored, and fail when run without it, never pass without having run).
 
 use crate::{
-    ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, OtpOutcome, RotateOutcome, Store,
-    StoredSigningKey, TokenOutcome,
+    ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, OtpOutcome, RegistrationOutcome,
+    RotateOutcome, Store, StoredSigningKey, TokenOutcome,
 };
 use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, otp_subject};
@@ -31,11 +32,12 @@ pub struct TestStore {
     pub guard: Box<dyn Any + Send + Sync>,
 }
 
-/// Generates one `#[tokio::test]` per conformance case for the given store factory.
+/// Generates one `#[tokio::test]` per conformance case for the given store factory, each
+/// with the attributes given after it.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($fresh:path) => {
-        $crate::conformance_tests!(@cases $fresh;
+    ($fresh:path $(, #[$attr:meta])* $(,)?) => {
+        $crate::conformance_tests!(@cases $fresh; [$(#[$attr])*];
             applications_round_trip,
             secrets_find_their_application,
             challenge_is_written_with_its_mail,
@@ -58,17 +60,23 @@ macro_rules! conformance_tests {
             tokens_consume_only_their_own_purpose_and_application,
             organizations_round_trip_and_own_their_domains,
             a_sign_in_for_an_organization_makes_a_member_and_carries_its_id,
+            every_challenge_transition_writes_its_events,
+            a_registration_creates_its_user_and_consumes_once,
+            a_taken_address_leaves_the_registration_pending_and_writes_nothing,
+            concurrent_registrations_have_one_winner,
         );
     };
-    (@cases $fresh:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(t) = $fresh().await else { return };
-                $crate::conformance::$case(t.store.clone()).await;
-                drop(t);
-            }
-        )*
+    (@cases $fresh:path; $attrs:tt; $($case:ident),* $(,)?) => {
+        $( $crate::conformance_tests!(@case $fresh; $attrs; $case); )*
+    };
+    (@case $fresh:path; [$(#[$attr:meta])*]; $case:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $(#[$attr])*
+        async fn $case() {
+            let t = $fresh().await;
+            $crate::conformance::$case(t.store.clone()).await;
+            drop(t);
+        }
     };
 }
 
@@ -1013,4 +1021,311 @@ pub async fn a_sign_in_for_an_organization_makes_a_member_and_carries_its_id(sto
     assert_eq!(store.refresh_token(&rt_hash).await.unwrap().unwrap().org_id, Some(acme.id.clone()));
     let kinds: Vec<EventKind> = store.events(None, 100).await.unwrap().into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds.iter().filter(|k| **k == EventKind::MembershipCreated).count(), 1);
+}
+
+/// An event as the suite compares it: kind, application, user, subject and parsed detail.
+type Seen = (EventKind, Option<String>, Option<String>, Option<String>, Option<serde_json::Value>);
+
+/// The events written since `cursor` (which moves past them), each checked to carry `at`.
+async fn events_since(store: &dyn Store, cursor: &mut Option<String>, at: OffsetDateTime) -> Vec<Seen> {
+    let events = store.events(cursor.as_deref(), 1000).await.unwrap();
+    if let Some(last) = events.last() {
+        *cursor = Some(last.id.as_str().to_owned());
+    }
+    events
+        .into_iter()
+        .map(|e| {
+            assert_eq!(e.created_at, at, "{:?} written at the time of its step", e.kind);
+            let detail = e.detail.as_deref().map(|d| serde_json::from_str(d).expect("the detail is JSON"));
+            (e.kind, e.app_id.map(|a| a.into_string()), e.user_id.map(|u| u.into_string()), e.subject, detail)
+        })
+        .collect()
+}
+
+fn seen(
+    kind: EventKind,
+    app: &Application,
+    user: Option<&User>,
+    subject: Option<&str>,
+    detail: Option<serde_json::Value>,
+) -> Seen {
+    (kind, Some(app.id.to_string()), user.map(|u| u.id.to_string()), subject.map(str::to_owned), detail)
+}
+
+pub async fn every_challenge_transition_writes_its_events(store: Arc<dyn Store>) {
+    use serde_json::json;
+    let app = app_in(&*store, "Transitions").await;
+    let acme = organization("acme", &["acme.example"]);
+    store.insert_organization(&acme).await.unwrap();
+    let mut cursor = store.events(None, 1000).await.unwrap().last().map(|e| e.id.as_str().to_owned());
+    let step = |s: i64| t0() + Duration::seconds(s);
+
+    // Created, with its e-mail; then delivered.
+    let (mut c, token, _) = challenge_with_otp(&app, "ada@acme.example", step(1));
+    c.org_id = Some(acme.id.clone());
+    let mail = mail_for(&app, &c);
+    insert(&*store, &c, Some(&mail)).await;
+    let created = seen(EventKind::ChallengeCreated, &app, None, Some(c.id.as_str()), None);
+    assert_eq!(events_since(&*store, &mut cursor, step(1)).await, [created]);
+    let claimed = store.claim_outbox(step(2), step(62), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    store.outbox_sent(&mail.id, step(2)).await.unwrap();
+    let delivered = seen(EventKind::ChallengeDelivered, &app, None, Some(c.id.as_str()), None);
+    assert_eq!(events_since(&*store, &mut cursor, step(2)).await, [delivered]);
+
+    // Consumed by its link: a first sign-in for an organization.
+    let code = NewAuthorizationCode::generate(&app, &key(), step(3));
+    let ConsumeOutcome::Consumed { user, .. } =
+        store.consume_link(&link_hash(&token), &code, step(3)).await.unwrap()
+    else {
+        panic!("consumed");
+    };
+    assert_eq!(
+        events_since(&*store, &mut cursor, step(3)).await,
+        [
+            seen(
+                EventKind::ChallengeConsumed,
+                &app,
+                Some(&user),
+                Some(c.id.as_str()),
+                Some(json!({ "method": "email" }))
+            ),
+            seen(EventKind::UserCreated, &app, Some(&user), None, None),
+            seen(EventKind::MembershipCreated, &app, Some(&user), Some(acme.id.as_str()), None),
+        ]
+    );
+
+    // A wrong code, then the right one: a returning user, no new user or membership.
+    let (mut c2, _, otp) = challenge_with_otp(&app, "ada@acme.example", step(4));
+    c2.org_id = Some(acme.id.clone());
+    insert(&*store, &c2, None).await;
+    events_since(&*store, &mut cursor, step(4)).await;
+    let wrong = Otp::parse("000000").filter(|w| w != &otp).unwrap_or_else(|| Otp::parse("111111").unwrap());
+    let hash = |otp: &Otp| key().hash(HashPurpose::Otp, &otp_subject(&c2.id, otp));
+    assert!(matches!(
+        store.consume_by_otp(&c2.id, &hash(&wrong), 5, step(5)).await.unwrap(),
+        OtpOutcome::Wrong { attempts_left: 4 }
+    ));
+    let rejected = |c: &Challenge, attempts: u32| {
+        let detail = json!({ "reason": "wrong_code", "attempts": attempts });
+        seen(EventKind::ChallengeRejected, &app, None, Some(c.id.as_str()), Some(detail))
+    };
+    assert_eq!(events_since(&*store, &mut cursor, step(5)).await, [rejected(&c2, 1)]);
+    assert!(matches!(
+        store.consume_by_otp(&c2.id, &hash(&otp), 5, step(6)).await.unwrap(),
+        OtpOutcome::Consumed { .. }
+    ));
+    let by_code = json!({ "method": "otp" });
+    assert_eq!(
+        events_since(&*store, &mut cursor, step(6)).await,
+        [seen(EventKind::ChallengeConsumed, &app, Some(&user), Some(c2.id.as_str()), Some(by_code))]
+    );
+
+    // Burned by wrong codes: each attempt says so, the last one revokes without another event.
+    let (burn, _, burn_otp) = challenge_with_otp(&app, "burn@example.com", step(7));
+    insert(&*store, &burn, None).await;
+    events_since(&*store, &mut cursor, step(7)).await;
+    let burn_wrong =
+        Otp::parse("000000").filter(|w| w != &burn_otp).unwrap_or_else(|| Otp::parse("111111").unwrap());
+    let burn_hash = key().hash(HashPurpose::Otp, &otp_subject(&burn.id, &burn_wrong));
+    for _ in 0..2 {
+        store.consume_by_otp(&burn.id, &burn_hash, 2, step(8)).await.unwrap();
+    }
+    assert_eq!(events_since(&*store, &mut cursor, step(8)).await, [rejected(&burn, 1), rejected(&burn, 2)]);
+    assert_eq!(
+        store.challenge(&app.id, &burn.id).await.unwrap().unwrap().challenge.status,
+        ChallengeStatus::Revoked
+    );
+    assert!(matches!(
+        store.consume_by_otp(&burn.id, &burn_hash, 2, step(9)).await.unwrap(),
+        OtpOutcome::Gone
+    ));
+    assert_eq!(events_since(&*store, &mut cursor, step(9)).await, [], "a spent challenge counts nothing");
+
+    // Revoked by the application.
+    let (revoked, _) = challenge(&app, "revoked@example.com", step(10));
+    insert(&*store, &revoked, None).await;
+    events_since(&*store, &mut cursor, step(10)).await;
+    assert!(store.revoke_challenge(&app.id, &revoked.id, step(11)).await.unwrap());
+    assert_eq!(
+        events_since(&*store, &mut cursor, step(11)).await,
+        [seen(EventKind::ChallengeRevoked, &app, None, Some(revoked.id.as_str()), None)]
+    );
+
+    // A verification link, consumed by its token.
+    let (ver, ver_hash) = with_purpose(&app, Purpose::Verification, "ver@example.com", step(12));
+    insert(&*store, &ver, None).await;
+    events_since(&*store, &mut cursor, step(12)).await;
+    assert!(matches!(
+        store.consume_by_token(Purpose::Verification, &ver_hash, &app.id, step(13)).await.unwrap(),
+        TokenOutcome::Consumed(_)
+    ));
+    let for_verification = json!({ "purpose": "verification" });
+    assert_eq!(
+        events_since(&*store, &mut cursor, step(13)).await,
+        [seen(EventKind::ChallengeConsumed, &app, None, Some(ver.id.as_str()), Some(for_verification))]
+    );
+
+    // A registration, validated: consumed for its user, who is created.
+    let (reg, reg_hash) = with_purpose(&app, Purpose::Registration, "reg@example.com", step(14));
+    insert(&*store, &reg, None).await;
+    events_since(&*store, &mut cursor, step(14)).await;
+    let new_user = User::new(reg.email.clone(), step(15));
+    let RegistrationOutcome::Consumed { user: registered, .. } =
+        store.consume_registration(&reg_hash, &app.id, &new_user, step(15)).await.unwrap()
+    else {
+        panic!("registered");
+    };
+    let for_registration = json!({ "purpose": "registration" });
+    assert_eq!(
+        events_since(&*store, &mut cursor, step(15)).await,
+        [
+            seen(
+                EventKind::ChallengeConsumed,
+                &app,
+                Some(&registered),
+                Some(reg.id.as_str()),
+                Some(for_registration)
+            ),
+            seen(EventKind::UserCreated, &app, Some(&registered), Some(reg.id.as_str()), None),
+        ]
+    );
+
+    // A refresh token presented again after its rotation.
+    let (first, first_hash) = refresh(&app, &user, None, step(16));
+    store.insert_refresh_token(&first, None).await.unwrap();
+    let (second, _) = refresh(&app, &user, Some(first.family_id.clone()), step(16));
+    store.rotate_refresh_token(&first_hash, &app.id, &second, None, step(16)).await.unwrap();
+    let (third, _) = refresh(&app, &user, Some(first.family_id.clone()), step(17));
+    assert!(matches!(
+        store.rotate_refresh_token(&first_hash, &app.id, &third, None, step(17)).await.unwrap(),
+        RotateOutcome::Reused { .. }
+    ));
+    assert_eq!(
+        events_since(&*store, &mut cursor, step(17)).await,
+        [seen(EventKind::RefreshReuseDetected, &app, Some(&user), Some(first.family_id.as_str()), None)]
+    );
+}
+
+/// A registration challenge, and the user its validation would create.
+fn registration(app: &Application, email: &str, now: OffsetDateTime) -> (Challenge, Vec<u8>, User) {
+    let (c, hash) = with_purpose(app, Purpose::Registration, email, now);
+    let mut user = User::new(c.email.clone(), now);
+    user.name = Some("Reg Istrant".into());
+    user.locale = Some("fr".into());
+    (c, hash, user)
+}
+
+pub async fn a_registration_creates_its_user_and_consumes_once(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Register").await;
+    let other = app_in(&*store, "Other").await;
+    let (reg, hash, user) = registration(&app, "new@example.com", t0());
+    insert(&*store, &reg, None).await;
+    let (login, login_token) = challenge(&app, "login@example.com", t0());
+    insert(&*store, &login, None).await;
+    let now = t0() + Duration::seconds(20);
+
+    assert!(matches!(
+        store.consume_registration(&hash, &other.id, &user, now).await.unwrap(),
+        RegistrationOutcome::NotFound
+    ));
+    assert!(
+        matches!(
+            store.consume_registration(&link_hash(&login_token), &app.id, &user, now).await.unwrap(),
+            RegistrationOutcome::NotFound
+        ),
+        "a sign-in link is no registration"
+    );
+    assert!(store.user(&user.id).await.unwrap().is_none(), "nothing written for an unknown token");
+
+    let RegistrationOutcome::Consumed { challenge: consumed, user: created } =
+        store.consume_registration(&hash, &app.id, &user, now).await.unwrap()
+    else {
+        panic!("the first validation succeeds");
+    };
+    assert_eq!(
+        (consumed.id.clone(), consumed.status, consumed.consumed_at),
+        (reg.id.clone(), ChallengeStatus::Consumed, Some(now))
+    );
+    assert_eq!(consumed.created_by.as_deref(), Some("ops@example.com"));
+    assert!(created.email_verified);
+    let stored = store.user_by_email(&reg.email).await.unwrap().expect("the user exists");
+    assert_eq!(
+        (stored.id, stored.email_verified, stored.name, stored.locale, stored.created_at),
+        (user.id.clone(), true, Some("Reg Istrant".to_owned()), Some("fr".to_owned()), t0())
+    );
+    let rec = store.challenge(&app.id, &reg.id).await.unwrap().unwrap();
+    assert_eq!(rec.challenge.status, ChallengeStatus::Consumed);
+
+    let again = User::new(reg.email.clone(), now);
+    assert!(matches!(
+        store.consume_registration(&hash, &app.id, &again, now).await.unwrap(),
+        RegistrationOutcome::Gone(ChallengeStatus::Consumed)
+    ));
+    assert!(store.user(&again.id).await.unwrap().is_none());
+
+    let (late, late_hash, late_user) = registration(&app, "late@example.com", t0());
+    insert(&*store, &late, None).await;
+    assert!(matches!(
+        store.consume_registration(&late_hash, &app.id, &late_user, late.expires_at).await.unwrap(),
+        RegistrationOutcome::Gone(ChallengeStatus::Expired)
+    ));
+    assert!(store.user(&late_user.id).await.unwrap().is_none());
+}
+
+pub async fn a_taken_address_leaves_the_registration_pending_and_writes_nothing(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Taken").await;
+    let (reg, hash, user) = registration(&app, "taken@example.com", t0());
+    insert(&*store, &reg, None).await;
+    // The address is taken between the start of the registration and its validation.
+    let first = User::new(reg.email.clone(), t0());
+    store.insert_user(&first).await.unwrap();
+    let before = store.events(None, 1000).await.unwrap().len();
+
+    let now = t0() + Duration::seconds(5);
+    assert!(matches!(
+        store.consume_registration(&hash, &app.id, &user, now).await.unwrap(),
+        RegistrationOutcome::EmailTaken
+    ));
+    let rec = store.challenge(&app.id, &reg.id).await.unwrap().unwrap();
+    assert_eq!((rec.challenge.status, rec.challenge.consumed_at), (ChallengeStatus::Pending, None));
+    assert!(store.user(&user.id).await.unwrap().is_none());
+    assert_eq!(store.user_by_email(&reg.email).await.unwrap().unwrap().id, first.id);
+    assert_eq!(store.events(None, 1000).await.unwrap().len(), before, "no event either");
+
+    // Once the address is free again, the same registration goes through.
+    assert!(store.delete_user(&first.id).await.unwrap());
+    assert!(matches!(
+        store.consume_registration(&hash, &app.id, &user, now).await.unwrap(),
+        RegistrationOutcome::Consumed { .. }
+    ));
+    assert_eq!(store.user_by_email(&reg.email).await.unwrap().unwrap().id, user.id);
+}
+
+pub async fn concurrent_registrations_have_one_winner(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "RegRace").await;
+    let (reg, hash, _) = registration(&app, "race@example.com", t0());
+    insert(&*store, &reg, None).await;
+    let tasks = (0..20).map(|_| {
+        let (store, hash, app_id) = (store.clone(), hash.clone(), app.id.clone());
+        let user = User::new(reg.email.clone(), t0());
+        async move { store.consume_registration(&hash, &app_id, &user, t0()).await }
+    });
+    let results = futures_util::future::join_all(tasks).await;
+    let winners: Vec<_> = results
+        .iter()
+        .filter_map(|r| match r {
+            Ok(RegistrationOutcome::Consumed { user, .. }) => Some(user.id.clone()),
+            _ => None,
+        })
+        .collect();
+    let lost = results
+        .iter()
+        .filter(|r| matches!(r, Ok(RegistrationOutcome::Gone(ChallengeStatus::Consumed))))
+        .count();
+    assert_eq!((winners.len(), lost), (1, 19), "{results:?}");
+    assert_eq!(store.user_by_email(&reg.email).await.unwrap().unwrap().id, winners[0]);
+    let created =
+        store.events(None, 1000).await.unwrap().iter().filter(|e| e.kind == EventKind::UserCreated).count();
+    assert_eq!(created, 1);
 }

@@ -125,6 +125,19 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> StoreResult<TokenOutcome>;
 
+    /// Validates a registration: consumes the pending, unexpired registration challenge of this
+    /// application by its token, inserts `user` (its address marked verified) and writes the
+    /// events (challenge consumed, user created), all in one transaction. When the address is
+    /// taken, nothing is written and the challenge stays pending (`EmailTaken`). Of concurrent
+    /// calls for one token, exactly one consumes it.
+    async fn consume_registration(
+        &self,
+        link_hash: &[u8],
+        app_id: &AppId,
+        user: &User,
+        now: OffsetDateTime,
+    ) -> StoreResult<RegistrationOutcome>;
+
     // Organizations.
     /// `Conflict` when the slug or a domain is taken.
     async fn insert_organization(&self, org: &Organization) -> StoreResult<()>;

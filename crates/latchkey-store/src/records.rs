@@ -108,6 +108,19 @@ pub enum TokenOutcome {
     Gone(ChallengeStatus),
 }
 
+/// The outcome of validating a registration ([`crate::Store::consume_registration`]).
+#[derive(Debug)]
+pub enum RegistrationOutcome {
+    /// The challenge is consumed and its user created, with the events that say so.
+    Consumed { challenge: Box<Challenge>, user: User },
+    /// The address belongs to a user already: nothing was written, the challenge is still pending.
+    EmailTaken,
+    /// No registration of this application has this token.
+    NotFound,
+    /// The registration exists but can no longer be used (consumed, expired or revoked).
+    Gone(ChallengeStatus),
+}
+
 #[derive(Debug)]
 pub enum RotateOutcome {
     /// The presented token, now rotated out.

@@ -1,7 +1,7 @@
 //! Bad input gets a clear JSON error with the right status, never a 500, and loses nothing.
 
 use crate::backend_tests;
-use crate::helpers::{TestApp, random_email};
+use crate::helpers::{Client, TestApp, random_email};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -23,7 +23,7 @@ async fn error_of(res: reqwest::Response, status: StatusCode) -> Value {
 async fn malformed_bodies_are_refused_clearly(app: TestApp) {
     let client = app.client().await;
     let url = app.url("/v1/magic-links");
-    let post = || app.http.post(&url).basic_auth(&client.id, Some(&client.secret));
+    let post = || app.as_app(&client).post(&url);
 
     let res = post().header("content-type", "application/json").body("{\"email\": ").send().await.unwrap();
     assert_eq!(error_of(res, StatusCode::BAD_REQUEST).await["error"], "malformed_request");
@@ -96,14 +96,8 @@ async fn unknown_callers_are_refused(app: TestApp) {
     assert_eq!(error_of(res, StatusCode::UNAUTHORIZED).await["error"], "unauthenticated");
     let res = app.http.post(&url).bearer_auth("lks_not-a-secret").json(&body).send().await.unwrap();
     error_of(res, StatusCode::UNAUTHORIZED).await;
-    let res = app
-        .http
-        .post(&url)
-        .basic_auth("app_01m83aq5mmekbtewx276ntfya5", Some("lks_x"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let stranger = Client { id: "app_01m83aq5mmekbtewx276ntfya5".into(), secret: "lks_x".into() };
+    let res = app.as_app(&stranger).post(&url).json(&body).send().await.unwrap();
     error_of(res, StatusCode::UNAUTHORIZED).await;
     let res = app.http.post(&url).header("authorization", "Basic %%%").json(&body).send().await.unwrap();
     error_of(res, StatusCode::UNAUTHORIZED).await;
@@ -119,7 +113,7 @@ async fn unknown_callers_are_refused(app: TestApp) {
 async fn the_token_endpoint_speaks_oauth_errors(app: TestApp) {
     let client = app.client().await;
     let url = app.url("/oauth/token");
-    let post = || app.http.post(&url).basic_auth(&client.id, Some(&client.secret));
+    let post = || app.as_app(&client).post(&url);
     let oauth_error = |res: reqwest::Response, status: StatusCode| async move {
         assert_eq!(res.status(), status);
         assert_eq!(res.headers()["cache-control"], "no-store");

@@ -46,7 +46,7 @@ fn applications_are_created_and_listed_from_the_command_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_answers_for_a_running_server_and_fails_without_one() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(Backend::Sqlite).await;
     let dir = tempfile::tempdir().unwrap();
     let base = app.base.clone();
     let ok = tokio::task::spawn_blocking({

@@ -19,9 +19,8 @@ backend_tests!(
 );
 
 async fn otp(app: &TestApp, client: &Client, email: &str, code: &str) -> reqwest::Response {
-    app.http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&client.id, Some(&client.secret))
+    app.as_app(client)
+        .post("/oauth/token")
         .form(&[("grant_type", OTP_GRANT), ("email", email), ("otp", code)])
         .send()
         .await
@@ -104,9 +103,8 @@ async fn a_code_and_its_link_race_and_one_wins(app: TestApp) {
 }
 
 async fn refresh(app: &TestApp, client: &Client, token: &str) -> reqwest::Response {
-    app.http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&client.id, Some(&client.secret))
+    app.as_app(client)
+        .post("/oauth/token")
         .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
         .send()
         .await
@@ -231,11 +229,7 @@ async fn userinfo_revoke_and_introspect(app: TestApp) {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
     let introspect = |token: String, who: &Client| {
-        app.http
-            .post(app.url("/oauth/introspect"))
-            .basic_auth(&who.id, Some(&who.secret))
-            .form(&[("token", token)])
-            .send()
+        app.as_app(who).post("/oauth/introspect").form(&[("token", token)]).send()
     };
     let active: Value = introspect(access.to_owned(), &client).await.unwrap().json().await.unwrap();
     assert_eq!(
@@ -253,13 +247,7 @@ async fn userinfo_revoke_and_introspect(app: TestApp) {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
     // Revocation ends the refresh token's sign-in; unknown tokens are fine (RFC 7009).
-    let revoke = |token: &str| {
-        app.http
-            .post(app.url("/oauth/revoke"))
-            .basic_auth(&client.id, Some(&client.secret))
-            .form(&[("token", token)])
-            .send()
-    };
+    let revoke = |token: &str| app.as_app(&client).post("/oauth/revoke").form(&[("token", token)]).send();
     assert_eq!(revoke(refresh_token).await.unwrap().status(), StatusCode::OK);
     assert_eq!(revoke("lkr_unknown").await.unwrap().status(), StatusCode::OK);
     let r: Value = introspect(refresh_token.to_owned(), &client).await.unwrap().json().await.unwrap();

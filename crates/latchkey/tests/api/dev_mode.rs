@@ -1,7 +1,8 @@
 //! `--dev` and the development mailbox: a first sign-in without SMTP or configuration.
 
-use crate::helpers::{Backend, TestApp, query_param};
+use crate::helpers::{Backend, TestApp, eventually, query_param};
 use reqwest::StatusCode;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newcomer_signs_in_with_the_demo_application() {
@@ -9,8 +10,7 @@ async fn a_newcomer_signs_in_with_the_demo_application() {
         c.smtp_url = None;
         c.admin_token = None;
     })
-    .await
-    .unwrap();
+    .await;
     app.start(true).await;
     let server = app.server.as_ref().unwrap();
     assert!(
@@ -29,14 +29,8 @@ async fn a_newcomer_signs_in_with_the_demo_application() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let mailbox = app.server.as_ref().unwrap().dev_mailbox.clone().unwrap();
-    let mut messages = mailbox.messages();
-    for _ in 0..100 {
-        if !messages.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        messages = mailbox.messages();
-    }
+    let messages =
+        eventually(Duration::from_secs(5), || async { mailbox.messages() }, |m: &Vec<_>| !m.is_empty()).await;
     assert_eq!(messages.len(), 1);
     let page = app.http.get(app.url("/dev/mailbox")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("newcomer@example.com"));
@@ -60,7 +54,7 @@ async fn a_newcomer_signs_in_with_the_demo_application() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn development_pages_are_off_without_dev_and_with_smtp() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(Backend::Sqlite).await;
     for path in ["/dev", "/dev/mailbox", "/dev/callback?code=x"] {
         assert_eq!(
             app.http.get(app.url(path)).send().await.unwrap().status(),

@@ -14,8 +14,9 @@ use time::OffsetDateTime;
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const CALLBACK: &str = "https://app.example/callback";
 
-/// Declares each test once per backend: `sqlite::name` always, `postgres::name` when the
-/// PostgreSQL URL is set.
+/// Declares each test once per backend: `sqlite::name`, and `postgres::name`, which is ignored
+/// by a plain `cargo test` and, run with `--include-ignored`, fails when the PostgreSQL URL is
+/// not set.
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
@@ -23,7 +24,7 @@ macro_rules! backend_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let Some(app) = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await else { return };
+                    let app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await;
                     super::$name(app).await;
                 }
             )*
@@ -31,8 +32,9 @@ macro_rules! backend_tests {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
                 async fn $name() {
-                    let Some(app) = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await else { return };
+                    let app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await;
                     super::$name(app).await;
                 }
             )*
@@ -68,12 +70,92 @@ pub struct Client {
     pub secret: String,
 }
 
+/// Who a request is made as.
+#[derive(Clone, Copy)]
+enum Caller<'a> {
+    /// An application, by HTTP Basic with its client id and secret.
+    App(&'a Client),
+    /// The operator, by the admin token.
+    Admin,
+}
+
+/// Authenticated requests: `app.as_app(&client).post("/v1/magic-links")`,
+/// `app.as_admin().get("/v1/users")`. A path is taken relative to the server; a whole URL (another
+/// instance's) as it is. [`As::on`] sends the same requests through another server and client.
+#[derive(Clone, Copy)]
+pub struct As<'a> {
+    http: &'a reqwest::Client,
+    base: &'a str,
+    caller: Caller<'a>,
+}
+
+/// An HTTP client for callers not yet pointed at a server (see [`As::on`]).
+static NO_CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(reqwest::Client::new);
+
+impl<'a> As<'a> {
+    /// The application of `client`, for a server of the test's own making: give it with [`As::on`].
+    pub fn app(client: &'a Client) -> Self {
+        Self { http: &NO_CLIENT, base: "", caller: Caller::App(client) }
+    }
+
+    /// The operator, for a server of the test's own making: give it with [`As::on`].
+    pub fn admin() -> Self {
+        Self { http: &NO_CLIENT, base: "", caller: Caller::Admin }
+    }
+
+    /// The same caller, on the server at `base` through `http` (a child process, another instance).
+    pub fn on(self, http: &'a reqwest::Client, base: &'a str) -> Self {
+        Self { http, base, ..self }
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.base) };
+        let req = self.http.request(method, url);
+        match self.caller {
+            Caller::App(client) => req.basic_auth(&client.id, Some(&client.secret)),
+            Caller::Admin => req.bearer_auth(ADMIN_TOKEN),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::DELETE, path)
+    }
+}
+
+/// How often [`eventually`] looks again.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// Calls `probe` until `done` holds for what it answered or `timeout` has passed, and returns
+/// the last answer either way: the caller asserts on it, so a timeout fails with what was seen.
+pub async fn eventually<T, F>(timeout: Duration, mut probe: impl FnMut() -> F, done: impl Fn(&T) -> bool) -> T
+where
+    F: std::future::Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let value = probe().await;
+        if done(&value) || tokio::time::Instant::now() >= deadline {
+            return value;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
 impl TestApp {
-    pub async fn spawn(backend: Backend) -> Option<Self> {
+    /// A server on a fresh database; on PostgreSQL, panics when the test database URL is not set.
+    pub async fn spawn(backend: Backend) -> Self {
         Self::spawn_with(backend, |_| {}).await
     }
 
-    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<Self> {
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
         let (data, database_url) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temporary directory");
@@ -81,7 +163,7 @@ impl TestApp {
                 (Data::Sqlite(dir), url)
             }
             Backend::Postgres => {
-                let db = TestDatabase::from_env().await?;
+                let db = TestDatabase::from_env().await;
                 let url = db.url.clone();
                 (Data::Postgres(db), url)
             }
@@ -112,7 +194,7 @@ impl TestApp {
             _data: data,
         };
         app.start(false).await;
-        Some(app)
+        app
     }
 
     pub fn options(&self, dev: bool) -> StartOptions {
@@ -143,8 +225,18 @@ impl TestApp {
         self.clock.advance(time::Duration::seconds(seconds));
     }
 
+    /// Requests made as the application of `client`.
+    pub fn as_app<'a>(&'a self, client: &'a Client) -> As<'a> {
+        As { http: &self.http, base: &self.base, caller: Caller::App(client) }
+    }
+
+    /// Requests made as the operator, with the admin token.
+    pub fn as_admin(&self) -> As<'_> {
+        As { http: &self.http, base: &self.base, caller: Caller::Admin }
+    }
+
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Response {
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN);
+        let mut req = self.as_admin().request(method, path);
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -167,13 +259,7 @@ impl TestApp {
     }
 
     pub async fn request_link(&self, client: &Client, body: Value) -> Response {
-        self.http
-            .post(self.url("/v1/magic-links"))
-            .basic_auth(&client.id, Some(&client.secret))
-            .json(&body)
-            .send()
-            .await
-            .expect("request")
+        self.as_app(client).post("/v1/magic-links").json(&body).send().await.expect("request")
     }
 
     /// Asks for a link without e-mail and returns `(id, link, otp)`.
@@ -231,9 +317,8 @@ impl TestApp {
     }
 
     pub async fn exchange(&self, client: &Client, code: &str) -> Response {
-        self.http
-            .post(self.url("/oauth/token"))
-            .basic_auth(&client.id, Some(&client.secret))
+        self.as_app(client)
+            .post("/oauth/token")
             .form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", CALLBACK)])
             .send()
             .await
@@ -250,15 +335,20 @@ impl TestApp {
     }
 
     pub async fn magic_link(&self, client: &Client, id: &str) -> Value {
-        let res = self
-            .http
-            .get(self.url(&format!("/v1/magic-links/{id}")))
-            .basic_auth(&client.id, Some(&client.secret))
-            .send()
-            .await
-            .unwrap();
+        let res = self.as_app(client).get(&format!("/v1/magic-links/{id}")).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         res.json().await.unwrap()
+    }
+
+    /// Reads a magic link until `done` holds for its state, for `timeout` at most; the last state.
+    pub async fn magic_link_when(
+        &self,
+        client: &Client,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        eventually(timeout, || self.magic_link(client, id), done).await
     }
 }
 

@@ -4,6 +4,7 @@ use crate::backend_tests;
 use crate::helpers::{CALLBACK, Client, TestApp, claims, query_param, random_email};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 backend_tests!(
     a_link_sent_by_email_signs_the_user_in,
@@ -154,53 +155,22 @@ async fn delivery_status_is_visible_and_revocation_ends_the_link(app: TestApp) {
     let res = app.request_link(&client, json!({ "email": random_email() })).await;
     let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let mails = app.wait_for_mails(1).await;
-    let mut status = app.magic_link(&client, &id).await;
-    for _ in 0..50 {
-        if status["delivery"]["status"] == "sent" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        status = app.magic_link(&client, &id).await;
-    }
+    let status = app.magic_link_when(&client, &id, Duration::from_millis(2500), sent).await;
     assert_eq!(status["delivery"], json!({ "status": "sent", "attempts": 1, "last_error": null }));
 
     // Another application cannot see or revoke it.
     let other = app.client().await;
-    let res = app
-        .http
-        .get(app.url(&format!("/v1/magic-links/{id}")))
-        .basic_auth(&other.id, Some(&other.secret))
-        .send()
-        .await
-        .unwrap();
+    let res = app.as_app(&other).get(&format!("/v1/magic-links/{id}")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let res = app
-        .http
-        .delete(app.url(&format!("/v1/magic-links/{id}")))
-        .basic_auth(&other.id, Some(&other.secret))
-        .send()
-        .await
-        .unwrap();
+    let res = app.as_app(&other).delete(&format!("/v1/magic-links/{id}")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 
-    let res = app
-        .http
-        .delete(app.url(&format!("/v1/magic-links/{id}")))
-        .basic_auth(&client.id, Some(&client.secret))
-        .send()
-        .await
-        .unwrap();
+    let res = app.as_app(&client).delete(&format!("/v1/magic-links/{id}")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "revoked");
     let link = app.link_in(&mails[0]);
     assert_eq!(app.press(&link).await.0, StatusCode::GONE);
-    let res = app
-        .http
-        .delete(app.url(&format!("/v1/magic-links/{id}")))
-        .basic_auth(&client.id, Some(&client.secret))
-        .send()
-        .await
-        .unwrap();
+    let res = app.as_app(&client).delete(&format!("/v1/magic-links/{id}")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::CONFLICT);
 }
 
@@ -276,9 +246,8 @@ async fn the_code_is_single_use_bound_and_short_lived(app: TestApp) {
     let (_, link, _) = app.link_without_mail(&client, &random_email()).await;
     let code = app.code_from(&link).await;
     let res = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&client.id, Some(&client.secret))
+        .as_app(&client)
+        .post("/oauth/token")
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", &code),
@@ -348,10 +317,10 @@ async fn clients_authenticate_in_every_supported_way(app: TestApp) {
     let (_, link, _) = app.link_without_mail(&client, &random_email()).await;
     let code = app.code_from(&link).await;
     for (id, secret) in [(client.id.as_str(), "lks_wrong"), (other.id.as_str(), client.secret.as_str())] {
+        let wrong = Client { id: id.to_owned(), secret: secret.to_owned() };
         let res = app
-            .http
+            .as_app(&wrong)
             .post(&token_url)
-            .basic_auth(id, Some(secret))
             .form(&[("grant_type", "authorization_code"), ("code", &code)])
             .send()
             .await
@@ -475,14 +444,8 @@ async fn mail_is_retried_until_the_smtp_server_accepts_it(app: TestApp) {
     let client = app.client().await;
     let res = app.request_link(&client, json!({ "email": random_email() })).await;
     let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let mut status = app.magic_link(&client, &id).await;
-    for _ in 0..100 {
-        if status["delivery"]["attempts"].as_u64() >= Some(1) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        status = app.magic_link(&client, &id).await;
-    }
+    let tried = |s: &Value| s["delivery"]["attempts"].as_u64() >= Some(1);
+    let status = app.magic_link_when(&client, &id, Duration::from_secs(5), tried).await;
     assert_eq!(status["delivery"]["status"], "queued");
     assert!(status["delivery"]["last_error"].as_str().unwrap().contains("451"), "{status}");
 
@@ -490,13 +453,12 @@ async fn mail_is_retried_until_the_smtp_server_accepts_it(app: TestApp) {
     app.advance(60);
     let mails = app.wait_for_mails(1).await;
     assert_eq!(mails.len(), 1);
-    for _ in 0..100 {
-        status = app.magic_link(&client, &id).await;
-        if status["delivery"]["status"] == "sent" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let status = app.magic_link_when(&client, &id, Duration::from_secs(5), sent).await;
     assert_eq!(status["delivery"]["status"], "sent");
     assert_eq!(status["delivery"]["attempts"], 2);
+}
+
+/// Whether a magic link's e-mail was accepted by the mail server.
+fn sent(state: &Value) -> bool {
+    state["delivery"]["status"] == "sent"
 }

@@ -2,7 +2,7 @@
 //! and the sandbox their templates run in, read back from real SMTP.
 
 use crate::backend_tests;
-use crate::helpers::{Backend, CALLBACK, Client, TestApp, random_email};
+use crate::helpers::{Backend, CALLBACK, Client, TestApp, eventually, random_email};
 use latchkey_mail::sink::ReceivedMail;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -23,13 +23,9 @@ async fn mail_for(app: &TestApp, client: &Client, mut body: Value) -> ReceivedMa
     body["email"] = email.clone().into();
     let res = app.request_link(client, body).await;
     assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
-    for _ in 0..200 {
-        if let Some(m) = app.sink.mails().into_iter().find(|m| m.rcpt_to == [email.clone()]) {
-            return m;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no mail for {email}");
+    let mine = || async { app.sink.mails().into_iter().find(|m| m.rcpt_to == [email.clone()]) };
+    let mail = eventually(Duration::from_secs(10), mine, Option::is_some).await;
+    mail.unwrap_or_else(|| panic!("no mail for {email}"))
 }
 
 async fn put_template(
@@ -295,9 +291,8 @@ async fn registration_mail_uses_the_registration_templates(app: TestApp) {
     .await;
     assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap());
     let register = |email: &str, locale: Option<&str>| {
-        app.http
-            .post(app.url("/v1/registrations"))
-            .basic_auth(&client.id, Some(&client.secret))
+        app.as_app(&client)
+            .post("/v1/registrations")
             .json(&json!({
                 "email": email, "redirect_uri": "https://app.example/register", "locale": locale,
                 "action_name": "Konto anlegen", "short_msg": "Willkommen!",
@@ -325,17 +320,12 @@ async fn registration_mail_uses_the_registration_templates(app: TestApp) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_development_mailbox_shows_each_message_as_sent() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.smtp_url = None).await.unwrap();
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.smtp_url = None).await;
     let client = app.client().await;
     let res = app.request_link(&client, json!({ "email": "ada@example.com", "locale": "fr" })).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let mailbox = app.server.as_ref().unwrap().dev_mailbox.clone().unwrap();
-    for _ in 0..100 {
-        if !mailbox.messages().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(5), || async { mailbox.messages() }, |m: &Vec<_>| !m.is_empty()).await;
     let list = app.http.get(app.url("/dev/mailbox")).send().await.unwrap().text().await.unwrap();
     assert!(
         list.contains("Votre lien de connexion à Acme") && list.contains("/dev/mailbox/0/text"),

@@ -2,10 +2,12 @@
 //! another can finish; single use, the outbox and the signing keys are held by the database;
 //! an instance rides out an outage of the database and recovers by itself.
 //!
-//! These tests only make sense on PostgreSQL: they are skipped, after saying so, when
-//! `LATCHKEY_TEST_DATABASE_URL` is not set. The outage test drives the server with `psql`.
+//! These tests only make sense on PostgreSQL: a plain `cargo test` reports them as ignored;
+//! with `--include-ignored` they fail when `LATCHKEY_TEST_DATABASE_URL` is not set. The outage test drives the server with `psql`.
 
-use crate::helpers::{ADMIN_TOKEN, Backend, CALLBACK, Client, TestApp, query_param, random_email};
+use crate::helpers::{
+    ADMIN_TOKEN, As, Backend, CALLBACK, Client, TestApp, eventually, query_param, random_email,
+};
 use futures_util::future::join_all;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation, decode};
@@ -59,19 +61,12 @@ impl Instance {
 }
 
 async fn request_link_at(app: &TestApp, base: &str, client: &Client, body: Value) -> Response {
-    app.http
-        .post(format!("{base}/v1/magic-links"))
-        .basic_auth(&client.id, Some(&client.secret))
-        .json(&body)
-        .send()
-        .await
-        .expect("request")
+    app.as_app(client).post(&format!("{base}/v1/magic-links")).json(&body).send().await.expect("request")
 }
 
 async fn exchange_at(app: &TestApp, base: &str, client: &Client, code: &str) -> Response {
-    app.http
-        .post(format!("{base}/oauth/token"))
-        .basic_auth(&client.id, Some(&client.secret))
+    app.as_app(client)
+        .post(&format!("{base}/oauth/token"))
         .form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", CALLBACK)])
         .send()
         .await
@@ -143,8 +138,9 @@ async fn sign_in_across(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn a_sign_in_started_on_one_instance_finishes_on_another() {
-    let Some(app) = TestApp::spawn(Backend::Postgres).await else { return };
+    let app = TestApp::spawn(Backend::Postgres).await;
     let b = Instance::beside(&app).await;
     let client = app.client().await;
 
@@ -175,21 +171,16 @@ async fn a_sign_in_started_on_one_instance_finishes_on_another() {
     assert_eq!(status, StatusCode::GONE);
     let page = app.http.get(b.link(&app, &link)).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::GONE);
-    let seen_by_b = app
-        .http
-        .get(b.url(&format!("/v1/magic-links/{id}")))
-        .basic_auth(&client.id, Some(&client.secret))
-        .send()
-        .await
-        .unwrap();
+    let seen_by_b = app.as_app(&client).get(&b.url(&format!("/v1/magic-links/{id}"))).send().await.unwrap();
     assert_eq!(seen_by_b.status(), StatusCode::OK);
     assert_eq!(seen_by_b.json::<Value>().await.unwrap()["status"], "consumed");
     b.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn a_secret_deleted_on_one_instance_stops_working_on_the_other_within_a_second() {
-    let Some(app) = TestApp::spawn(Backend::Postgres).await else { return };
+    let app = TestApp::spawn(Backend::Postgres).await;
     let b = Instance::beside(&app).await;
     let client = app.client().await;
     let body = || json!({ "email": random_email(), "send_email": false });
@@ -220,8 +211,9 @@ async fn a_secret_deleted_on_one_instance_stops_working_on_the_other_within_a_se
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn fifty_presses_across_two_instances_give_one_code() {
-    let Some(app) = TestApp::spawn(Backend::Postgres).await else { return };
+    let app = TestApp::spawn(Backend::Postgres).await;
     let b = Instance::beside(&app).await;
     let client = app.client().await;
     let (id, link, _) = app.link_without_mail(&client, &random_email()).await;
@@ -242,8 +234,9 @@ async fn fifty_presses_across_two_instances_give_one_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn fifty_exchanges_across_two_instances_give_one_token() {
-    let Some(app) = TestApp::spawn(Backend::Postgres).await else { return };
+    let app = TestApp::spawn(Backend::Postgres).await;
     let b = Instance::beside(&app).await;
     let client = app.client().await;
     let (_, link, _) = app.link_without_mail(&client, &random_email()).await;
@@ -325,11 +318,8 @@ async fn assert_each_mailed_once(app: &TestApp, client: &Client, ids: &[String],
     // accepted the message, so allow a moment.
     let deadline = Instant::now() + Duration::from_secs(10);
     for id in ids {
-        let mut status = app.magic_link(client, id).await;
-        while status["delivery"]["status"] == "queued" && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            status = app.magic_link(client, id).await;
-        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let status = app.magic_link_when(client, id, left, |s| s["delivery"]["status"] != "queued").await;
         assert_eq!(
             status["delivery"],
             json!({ "status": "sent", "attempts": 1, "last_error": null }),
@@ -339,8 +329,9 @@ async fn assert_each_mailed_once(app: &TestApp, client: &Client, ids: &[String],
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn mail_asked_of_both_instances_is_sent_once() {
-    let Some(app) = TestApp::spawn(Backend::Postgres).await else { return };
+    let app = TestApp::spawn(Backend::Postgres).await;
     let b = Instance::beside_with(&app, small_batches(&app)).await;
     let client = app.client().await;
     let emails: Vec<String> = (0..100).map(|_| random_email()).collect();
@@ -352,8 +343,9 @@ async fn mail_asked_of_both_instances_is_sent_once() {
 /// A backlog (built up while no worker ran) drained by two instances starting together: both
 /// workers meet at the head of the queue at once, and SKIP LOCKED keeps them apart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn a_backlog_drained_by_two_instances_at_once_is_sent_once() {
-    let Some(mut app) = TestApp::spawn(Backend::Postgres).await else { return };
+    let mut app = TestApp::spawn(Backend::Postgres).await;
     let client = app.client().await;
     app.server.take().expect("the first instance").shutdown().await;
 
@@ -452,9 +444,10 @@ fn retry_after(res: &Response) -> Option<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn an_instance_rides_out_a_database_outage_and_recovers_by_itself() {
     const PATIENCE: Duration = Duration::from_secs(10);
-    let Some(app) = TestApp::spawn(Backend::Postgres).await else { return };
+    let app = TestApp::spawn(Backend::Postgres).await;
     let client = app.client().await;
     let (_, link, _) = app.link_without_mail(&client, &random_email()).await;
     let code = app.code_from(&link).await;
@@ -471,9 +464,8 @@ async fn an_instance_rides_out_a_database_outage_and_recovers_by_itself() {
     assert_eq!(body["ready"], false, "{body}");
 
     let (res, took) = timed(
-        app.http
-            .post(app.url("/v1/magic-links"))
-            .basic_auth(&client.id, Some(&client.secret))
+        app.as_app(&client)
+            .post("/v1/magic-links")
             .json(&json!({ "email": random_email() }))
             .timeout(PATIENCE)
             .send(),
@@ -494,14 +486,12 @@ async fn an_instance_rides_out_a_database_outage_and_recovers_by_itself() {
 
     outage.end();
     let started = Instant::now();
-    loop {
+    let ready = || async {
         let res = app.http.get(app.url("/readyz")).timeout(PATIENCE).send().await;
-        if res.is_ok_and(|r| r.status() == StatusCode::OK) {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(15), "not ready 15 s after the database came back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        res.is_ok_and(|r| r.status() == StatusCode::OK)
+    };
+    let ready = eventually(Duration::from_secs(15), ready, |ready| *ready).await;
+    assert!(ready, "not ready 15 s after the database came back");
     eprintln!("outage: ready again {:?} after connections were allowed", started.elapsed());
 
     // A whole sign-in works again, without a restart.
@@ -511,10 +501,11 @@ async fn an_instance_rides_out_a_database_outage_and_recovers_by_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn instances_starting_together_on_a_fresh_database_agree_on_the_keys() {
     // Several rounds, each on a fresh database: a race shows only now and then.
     for round in 0..5 {
-        let Some(db) = TestDatabase::from_env().await else { return };
+        let db = TestDatabase::from_env().await;
         let config = Config {
             listen: "127.0.0.1:0".into(),
             database_url: db.url.clone(),
@@ -551,9 +542,9 @@ async fn instances_starting_together_on_a_fresh_database_agree_on_the_keys() {
         );
 
         // What either instance signs verifies against the other's key set.
-        let app = http
-            .post(format!("{}/v1/applications", a.public_url))
-            .bearer_auth(ADMIN_TOKEN)
+        let app = As::admin()
+            .on(&http, &a.public_url)
+            .post("/v1/applications")
             .json(&json!({ "name": "Acme", "redirect_uris": [CALLBACK] }))
             .send()
             .await
@@ -566,9 +557,9 @@ async fn instances_starting_together_on_a_fresh_database_agree_on_the_keys() {
         };
         for (signer, other) in [(&a, &key_sets[1]), (&b, &key_sets[0])] {
             let base = &signer.public_url;
-            let created: Value = http
-                .post(format!("{base}/v1/magic-links"))
-                .basic_auth(&client.id, Some(&client.secret))
+            let created: Value = As::app(&client)
+                .on(&http, base)
+                .post("/v1/magic-links")
                 .json(&json!({ "email": random_email(), "send_email": false }))
                 .send()
                 .await
@@ -580,9 +571,9 @@ async fn instances_starting_together_on_a_fresh_database_agree_on_the_keys() {
             assert_eq!(pressed.status(), StatusCode::SEE_OTHER);
             let location = pressed.headers()["location"].to_str().unwrap().to_owned();
             let code = query_param(&location, "code").unwrap();
-            let tokens: Value = http
-                .post(format!("{base}/oauth/token"))
-                .basic_auth(&client.id, Some(&client.secret))
+            let tokens: Value = As::app(&client)
+                .on(&http, base)
+                .post("/oauth/token")
                 .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CALLBACK)])
                 .send()
                 .await

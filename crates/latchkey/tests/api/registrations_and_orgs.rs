@@ -27,13 +27,7 @@ async fn registering_client(app: &TestApp, policy: &str) -> Client {
 }
 
 async fn post(app: &TestApp, client: &Client, path: &str, body: Value) -> reqwest::Response {
-    app.http
-        .post(app.url(path))
-        .basic_auth(&client.id, Some(&client.secret))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.as_app(client).post(path).json(&body).send().await.unwrap()
 }
 
 async fn a_registration_creates_its_user_at_validation(app: TestApp) {
@@ -362,9 +356,8 @@ async fn sign_ins_select_their_organization_and_carry_it_in_tokens(app: TestApp)
     assert_eq!(claims(tokens["access_token"].as_str().unwrap())["org_id"], acme["id"]);
     // ...and it survives a refresh.
     let refreshed: Value = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&client.id, Some(&client.secret))
+        .as_app(&client)
+        .post("/oauth/token")
         .form(&[
             ("grant_type", "refresh_token"),
             ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
@@ -403,9 +396,8 @@ async fn sign_ins_select_their_organization_and_carry_it_in_tokens(app: TestApp)
     let res = app.request_link(&client, json!({"email": "carol@acme.example", "send_email": false})).await;
     let otp = res.json::<Value>().await.unwrap()["otp"].as_str().unwrap().to_owned();
     let tokens: Value = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&client.id, Some(&client.secret))
+        .as_app(&client)
+        .post("/oauth/token")
         .form(&[
             ("grant_type", "urn:latchkey:params:oauth:grant-type:email-otp"),
             ("email", "carol@acme.example"),

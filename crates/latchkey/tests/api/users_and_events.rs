@@ -4,6 +4,7 @@ use crate::backend_tests;
 use crate::helpers::{TestApp, claims, random_email};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 backend_tests!(
     users_are_managed_and_paginated,
@@ -97,9 +98,8 @@ async fn sessions_are_listed_and_revoked(app: TestApp) {
     assert!(sessions["data"].as_array().unwrap().is_empty());
     for token in &refresh_tokens {
         let res = app
-            .http
-            .post(app.url("/oauth/token"))
-            .basic_auth(&client.id, Some(&client.secret))
+            .as_app(&client)
+            .post("/oauth/token")
             .form(&[("grant_type", "refresh_token"), ("refresh_token", token.as_str())])
             .send()
             .await
@@ -115,12 +115,7 @@ async fn events_tell_the_story_in_order(app: TestApp) {
     let mails = app.wait_for_mails(1).await;
     // The worker records the delivery just after the server accepted the message: wait for it,
     // so that the story's order does not depend on who is faster.
-    for _ in 0..100 {
-        if app.magic_link(&client, &id).await["delivery"]["status"] == "sent" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    app.magic_link_when(&client, &id, Duration::from_secs(2), |s| s["delivery"]["status"] == "sent").await;
     let code = app.code_from(&app.link_in(&mails[0])).await;
     assert_eq!(app.exchange(&client, &code).await.status(), StatusCode::OK);
 
