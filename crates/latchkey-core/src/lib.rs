@@ -17,6 +17,7 @@ pub mod redirect;
 pub mod refresh;
 pub mod secret;
 pub mod signing;
+pub mod text;
 pub mod tokens;
 pub mod user;
 
