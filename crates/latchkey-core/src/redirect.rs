@@ -19,8 +19,8 @@ pub enum InvalidRedirectUri {
     Fragment,
     #[error("the redirect URI is longer than 2000 characters")]
     TooLong,
-    #[error("the redirect URI must not contain spaces or control characters")]
-    Whitespace,
+    #[error("the redirect URI must be printable ASCII: percent-encode spaces and other characters")]
+    Characters,
 }
 
 /// The URI exactly as given; see the module's documentation.
@@ -34,10 +34,11 @@ impl RedirectUri {
         if input.len() > Self::MAX_LEN {
             return Err(InvalidRedirectUri::TooLong);
         }
-        // The URL parser silently drops tabs and line breaks and trims spaces, so the string
-        // given would not be the URL it names.
-        if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(InvalidRedirectUri::Whitespace);
+        // The URL parser silently drops tabs and line breaks, trims spaces and percent-encodes
+        // the rest, so such a string would not be the URL it names; nor could it go into a
+        // `Location` header as it is.
+        if !input.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidRedirectUri::Characters);
         }
         let url = Url::parse(input).map_err(|_| InvalidRedirectUri::NotAbsolute)?;
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
@@ -134,7 +135,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_whitespace_and_control_characters() {
+    fn refuses_what_is_not_printable_ascii() {
         for bad in [
             "https://app.exa\tmple/cb",
             "https://app.example/c\nb",
@@ -143,8 +144,10 @@ mod tests {
             "https://app.example/c b",
             "https://app.example/cb\r",
             "https://app.example/cb\u{0}",
+            "https://app.example/café",
+            "https://exämple.com/cb",
         ] {
-            assert_eq!(RedirectUri::parse(bad), Err(InvalidRedirectUri::Whitespace), "{bad:?}");
+            assert_eq!(RedirectUri::parse(bad), Err(InvalidRedirectUri::Characters), "{bad:?}");
         }
         assert_eq!(RedirectUri::parse("https://a.example/cb#"), Err(InvalidRedirectUri::Fragment));
     }
