@@ -176,15 +176,14 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
 
     let maintenance = tokio::spawn(maintain(service.clone(), options.maintenance_interval, signal.clone()));
 
-    let app = latchkey_server::router(service.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = latchkey_server::router(service.clone());
+    let limits = config.http_limits();
     let mut http_signal = signal;
     let http = tokio::spawn(async move {
         let stopped = async move {
             let _ = http_signal.wait_for(|stop| *stop).await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
-            tracing::error!(error = %e, "the HTTP server stopped");
-        }
+        crate::serve::serve(listener, app, limits, stopped).await;
     });
 
     Ok(Running {

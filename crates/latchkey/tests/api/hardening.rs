@@ -4,6 +4,193 @@ use crate::backend_tests;
 use crate::helpers::TestApp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::io::{BufRead as _, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+const ADMIN: &str = "hardening-admin-token-0123456789";
+const MASTER: &str = "hardening-master-secret-0123456789abcdef";
+
+/// The release binary as `latchkey serve` runs it, on port 0 with a database of its own, its
+/// output kept for the test to read. Killed when dropped.
+struct Binary {
+    child: Child,
+    addr: SocketAddr,
+    output: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Binary {
+    /// `prefix` runs before the binary (e.g. `prlimit --nofile=256:256`).
+    fn start(prefix: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = env!("CARGO_BIN_EXE_latchkey");
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        command
+            .arg("serve")
+            .current_dir(dir.path())
+            .env("LATCHKEY_LISTEN", "127.0.0.1:0")
+            .env("LATCHKEY_DATABASE_URL", format!("sqlite://{}", dir.path().join("latchkey.db").display()))
+            .env("LATCHKEY_ADMIN_TOKEN", ADMIN)
+            .env("LATCHKEY_SECRET_KEY", MASTER)
+            .env("LATCHKEY_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("the binary starts");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        for (stream, tx) in [
+            (Box::new(stdout) as Box<dyn Read + Send>, Some(addr_tx)),
+            (Box::new(stderr) as Box<dyn Read + Send>, None),
+        ] {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { return };
+                    if let (Some(tx), Some(rest)) = (&tx, line.strip_prefix("Latchkey is listening on ")) {
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        let _ = tx.send(addr.parse::<SocketAddr>());
+                    }
+                    let mut out = output.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        let addr = match addr_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(addr)) => addr,
+            other => {
+                let _ = child.kill();
+                panic!("the server did not start ({other:?}): {}", output.lock().unwrap());
+            }
+        };
+        Self { child, addr, output, _dir: dir }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads until the server closes the connection (or resets it); `None` if it has not within
+/// `wait`. Returns what was read.
+async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(seen),
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A GET of `/healthz` on a connection of its own, with a bound on the whole exchange.
+async fn healthz(addr: SocketAddr, wait: Duration) -> Result<String, String> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&response).into_owned())
+    };
+    tokio::time::timeout(wait, exchange).await.map_err(|_| "no answer in time".to_owned())?
+}
+
+/// About a thousand stalled sockets once exhausted the descriptors and `/healthz` stopped
+/// answering. Here the server may hold 256 descriptors and gets 400 stalled connections of
+/// three kinds: headers that never end, a body that stops after one byte, and nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_health_still_answers() {
+    let server = Binary::start(
+        &["prlimit", "--nofile=256:256"],
+        &[("LATCHKEY_HTTP_HEADER_TIMEOUT_MS", "1000"), ("LATCHKEY_HTTP_BODY_TIMEOUT_MS", "1000")],
+    );
+    assert!(healthz(server.addr, Duration::from_secs(10)).await.is_ok_and(|r| r.starts_with("HTTP/1.1 200")));
+
+    let body_stall = format!(
+        "POST /v1/applications HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    let mut connecting = Vec::new();
+    for i in 0..400 {
+        let addr = server.addr;
+        let first: Vec<u8> = match i % 3 {
+            0 => b"POST /v1/magic-links HTTP/1.1\r\nHost: x\r\n".to_vec(),
+            1 => body_stall.clone().into_bytes(),
+            _ => Vec::new(),
+        };
+        connecting.push(tokio::spawn(async move {
+            let mut stream =
+                tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await.ok()?.ok()?;
+            stream.write_all(&first).await.ok()?;
+            Some(stream)
+        }));
+    }
+    let mut stalled = Vec::new();
+    for task in connecting {
+        if let Some(stream) = task.await.unwrap() {
+            stalled.push(stream);
+        }
+    }
+    assert!(stalled.len() > 256, "only {} stalled connections were opened", stalled.len());
+
+    // The stalled sockets hold every descriptor the server has; it must cut them off and
+    // answer again once their time is up.
+    let health = healthz(server.addr, Duration::from_secs(10)).await;
+    assert!(
+        health.as_ref().is_ok_and(|r| r.starts_with("HTTP/1.1 200")),
+        "/healthz: {health:?}\n{}",
+        server.output()
+    );
+
+    let mut still_open = 0;
+    for stream in &mut stalled {
+        if read_until_closed(stream, Duration::from_secs(10)).await.is_none() {
+            still_open += 1;
+        }
+    }
+    assert_eq!(still_open, 0, "stalled connections the server did not close");
+
+    // An idle kept-alive connection is closed too, after its answer.
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let answered = read_until_closed(&mut idle, Duration::from_secs(10)).await;
+    let answered = answered.expect("the idle connection was closed");
+    assert!(String::from_utf8_lossy(&answered).starts_with("HTTP/1.1 200"));
+
+    // The server did run out of descriptors, and said so without a line per failed accept.
+    let log = server.output();
+    let logged = log.matches("accept error").count();
+    assert!((1..=10).contains(&logged), "{logged} lines of accept errors: {log}");
+}
 
 backend_tests!(quoted_local_parts_are_refused, redirect_uris_match_only_as_registered);
 
