@@ -1,7 +1,8 @@
 //! What an attacker tried: each probe that once got through, kept as a test.
 
 use crate::backend_tests;
-use crate::helpers::TestApp;
+use crate::helpers::{CALLBACK, TestApp, query_param};
+use latchkey_mail::sink::{SinkAuth, SinkConfig, SmtpSink};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::io::{BufRead as _, BufReader, Read};
@@ -253,4 +254,115 @@ async fn redirect_uris_match_only_as_registered(app: TestApp) {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "invalid_redirect_uri", "{body}");
+}
+
+/// With the most verbose log level, a whole sign-in (the mail, its landing page, the code's
+/// exchange, a refresh) writes none of its secrets to the output: not the link's token, the
+/// code, the client secret, the tokens, the admin token, the master secret nor the SMTP
+/// password. (The mail library once logged every SMTP line at `debug`: the message with its
+/// live link and code, and the credentials.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_most_verbose_log_holds_no_secret() {
+    secrets_stay_out_of_the_log(None).await;
+    if let Some(db) = latchkey_postgres::testing::TestDatabase::from_env().await {
+        secrets_stay_out_of_the_log(Some(db.url.clone())).await;
+    }
+}
+
+async fn secrets_stay_out_of_the_log(database_url: Option<String>) {
+    const SMTP_PASSWORD: &str = "smtp-password-0123456789";
+    let sink = SmtpSink::start_with(SinkConfig {
+        auth: Some(SinkAuth::new("mailer", SMTP_PASSWORD)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let smtp_url = sink.url();
+    let mut env = vec![("LATCHKEY_LOG", "trace"), ("LATCHKEY_SMTP_URL", smtp_url.as_str())];
+    if let Some(url) = &database_url {
+        env.push(("LATCHKEY_DATABASE_URL", url));
+    }
+    let server = Binary::start(&[], &env);
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+
+    let res = http
+        .post(format!("{base}/v1/applications"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "name": "Logged", "redirect_uris": [CALLBACK] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let app: Value = res.json().await.unwrap();
+    let (client_id, client_secret) =
+        (app["client_id"].as_str().unwrap().to_owned(), app["client_secret"].as_str().unwrap().to_owned());
+
+    let res = http
+        .post(format!("{base}/v1/magic-links"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .json(&json!({ "email": "logged@example.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let mails = sink.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(mails.len(), 1, "the mail was delivered: {}", server.output());
+    let text = mails[0].text();
+    let link = text.split_whitespace().find(|w| w.contains("/l/")).expect("a link").to_owned();
+    let link_token = link.rsplit('/').next().unwrap().to_owned();
+    let otp = text
+        .split_whitespace()
+        .find(|w| w.len() == 6 && w.bytes().all(|b| b.is_ascii_digit()))
+        .expect("a code")
+        .to_owned();
+    assert!(link_token.len() >= 40, "{link}");
+
+    assert_eq!(http.get(&link).send().await.unwrap().status(), StatusCode::OK);
+    let res = http.post(&link).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let code = query_param(&location, "code").expect("a code in the redirect");
+    let res = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CALLBACK)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let tokens: Value = res.json().await.unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let res = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let refreshed: Value = res.json().await.unwrap();
+
+    let log = server.output();
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "the log is verbose: {log}");
+    let secrets = [
+        ("the link's token", link_token.as_str()),
+        ("the code", otp.as_str()),
+        ("the authorization code", code.as_str()),
+        ("the client secret", client_secret.as_str()),
+        ("the access token", tokens["access_token"].as_str().unwrap()),
+        ("the id token", tokens["id_token"].as_str().unwrap_or("no id token")),
+        ("the refresh token", refresh.as_str()),
+        ("the new refresh token", refreshed["refresh_token"].as_str().unwrap()),
+        ("the admin token", ADMIN),
+        ("the master secret", MASTER),
+        ("the SMTP password", SMTP_PASSWORD),
+    ];
+    for (what, secret) in secrets {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(secret)).collect();
+        assert!(lines.is_empty(), "{what} ({secret}) is in the log:\n{}", lines.join("\n"));
+    }
+    // The 6-digit code could match some unrelated number; the mail's body, though, is its own.
+    let body_line = text.lines().find(|l| l.contains(&otp)).unwrap();
+    assert!(!log.contains(body_line.trim()), "the mail's body is in the log");
 }
