@@ -180,8 +180,10 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<()> {
         println!("No SMTP configured: e-mails go to the development mailbox, {url}/dev/mailbox");
     }
     if dev {
-        if let Some(token) = &running.admin_token {
-            println!("Admin token: {token}");
+        match &running.admin_token {
+            Some(token) if running.admin_token_generated => println!("Admin token: {token}"),
+            Some(_) => println!("Admin token: the configured one (LATCHKEY_ADMIN_TOKEN)"),
+            None => {}
         }
         if let Some(app) = &running.demo_app {
             println!("Demo application: {app}");

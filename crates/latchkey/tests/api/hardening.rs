@@ -28,6 +28,11 @@ struct Binary {
 impl Binary {
     /// `prefix` runs before the binary (e.g. `prlimit --nofile=256:256`).
     fn start(prefix: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_with(prefix, &[], env, &[])
+    }
+
+    /// With arguments after `serve`, and variables of the defaults left out.
+    fn start_with(prefix: &[&str], args: &[&str], env: &[(&str, &str)], unset: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bin = env!("CARGO_BIN_EXE_latchkey");
         let mut command = match prefix.split_first() {
@@ -40,16 +45,19 @@ impl Binary {
         };
         command
             .arg("serve")
+            .args(args)
             .current_dir(dir.path())
             .env("LATCHKEY_LISTEN", "127.0.0.1:0")
             .env("LATCHKEY_DATABASE_URL", format!("sqlite://{}", dir.path().join("latchkey.db").display()))
             .env("LATCHKEY_ADMIN_TOKEN", ADMIN)
             .env("LATCHKEY_SECRET_KEY", MASTER)
             .env("LATCHKEY_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env_remove("LATCHKEY_SMTP_URL")
+            .envs(env.iter().copied());
+        for name in unset {
+            command.env_remove(name);
+        }
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("the binary starts");
         let output = Arc::new(Mutex::new(String::new()));
         let (addr_tx, addr_rx) = mpsc::channel();
@@ -85,6 +93,18 @@ impl Binary {
 
     fn output(&self) -> String {
         self.output.lock().unwrap().clone()
+    }
+
+    /// The output once it holds `needle`, waiting at most five seconds for it.
+    fn output_with(&self, needle: &str) -> String {
+        for _ in 0..100 {
+            let output = self.output();
+            if output.contains(needle) {
+                return output;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{needle:?} never came: {}", self.output());
     }
 }
 
@@ -365,4 +385,28 @@ async fn secrets_stay_out_of_the_log(database_url: Option<String>) {
     // The 6-digit code could match some unrelated number; the mail's body, though, is its own.
     let body_line = text.lines().find(|l| l.contains(&otp)).unwrap();
     assert!(!log.contains(body_line.trim()), "the mail's body is in the log");
+}
+
+/// `serve --dev` shows the admin token it generated, never one from the configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_shows_only_an_admin_token_it_generated() {
+    let configured = Binary::start_with(&[], &["--dev"], &[], &[]);
+    let output = configured.output_with("Try a sign-in");
+    assert!(!output.contains(ADMIN), "the configured admin token was printed: {output}");
+    drop(configured);
+
+    let generated = Binary::start_with(&[], &["--dev"], &[], &["LATCHKEY_ADMIN_TOKEN"]);
+    let output = generated.output_with("Try a sign-in");
+    let shown = output
+        .lines()
+        .find_map(|l| l.strip_prefix("Admin token: lka_"))
+        .expect("the generated token is shown");
+    let token = format!("lka_{shown}");
+    let res = reqwest::Client::new()
+        .get(format!("http://{}/v1/applications", generated.addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the token shown is the one in force");
 }
