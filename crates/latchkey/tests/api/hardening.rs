@@ -410,3 +410,43 @@ async fn dev_mode_shows_only_an_admin_token_it_generated() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK, "the token shown is the one in force");
 }
+
+/// On shutdown the listener stops accepting at once, and a request in flight (here, its body
+/// half sent) still gets its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
+    let mut app = TestApp::spawn(crate::helpers::Backend::Sqlite).await.unwrap();
+    let addr = app.server.as_ref().unwrap().addr;
+    let body = json!({ "name": "In flight", "redirect_uris": [CALLBACK] }).to_string();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/applications HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        crate::helpers::ADMIN_TOKEN,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // Let the server read the head and start on the request.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let server = app.server.take().unwrap();
+    let stopping = tokio::spawn(server.shutdown());
+    let mut refused = false;
+    for _ in 0..50 {
+        if TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "new connections are refused once shutting down");
+    assert!(!stopping.is_finished(), "the shutdown waits for the request in flight");
+
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let answer =
+        read_until_closed(&mut stream, Duration::from_secs(10)).await.expect("an answer, then close");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(10), stopping).await.expect("the shutdown ends").unwrap();
+}
