@@ -17,7 +17,6 @@ pub mod redirect;
 pub mod refresh;
 pub mod secret;
 pub mod signing;
-pub mod text;
 pub mod tokens;
 pub mod user;
 
