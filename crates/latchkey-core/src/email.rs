@@ -7,8 +7,8 @@ use std::str::FromStr;
 #[error("not a valid e-mail address")]
 pub struct InvalidEmail;
 
-/// A syntactically valid address (no display name, no domain literal, a dotted domain),
-/// normalised to lower case: one user per address, whatever the case it was typed in.
+/// A syntactically valid address (a dot-atom local part, no quoted string or comment, no
+/// display name, no domain literal, a dotted domain), normalised to lower case: one user per address, whatever the case it was typed in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EmailAddress(String);
 
@@ -25,6 +25,12 @@ impl EmailAddress {
             .without_domain_literal()
             .without_display_text();
         email_address::EmailAddress::parse_with_options(trimmed, options).map_err(|_| InvalidEmail)?;
+        // The parser above accepts RFC 5322's quoted local parts (`"a b"@example.com`) and
+        // comments; mail servers do not deliver them, so only a dot-atom is an address here.
+        let (local, _) = trimmed.rsplit_once('@').ok_or(InvalidEmail)?;
+        if !is_dot_atom(local) {
+            return Err(InvalidEmail);
+        }
         Ok(Self(trimmed.to_lowercase()))
     }
 
@@ -40,6 +46,14 @@ impl EmailAddress {
     pub fn from_trusted(value: String) -> Self {
         Self(value)
     }
+}
+
+/// RFC 5322's dot-atom: atoms of `atext` (or, per RFC 6531, non-ASCII characters) joined by
+/// single dots, none at either end.
+fn is_dot_atom(local: &str) -> bool {
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii();
+    !local.is_empty()
+        && local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(|c| atext(c) && !c.is_control()))
 }
 
 impl FromStr for EmailAddress {
@@ -76,8 +90,27 @@ mod tests {
             "ada@[127.0.0.1]",
             "ada@@example.com",
             "ada@example.com\r\nBcc: x@y.z",
+            "\"a b\"@example.com",
+            "\"<script>alert(1)</script>\"@example.com",
+            "\"ada\"@example.com",
+            "\"a@b\"@example.com",
+            "ada(comment)@example.com",
+            "(comment)ada@example.com",
+            ".ada@example.com",
+            "ada.@example.com",
+            "a..da@example.com",
+            "a\\b@example.com",
+            "a b@example.com",
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        for good in [
+            "a.b+tag@example.com",
+            "o'brien@example.com",
+            "x_y-z!#$%&*/=?^`{|}~@example.com",
+            "jörg@example.de",
+        ] {
+            assert!(EmailAddress::parse(good).is_ok(), "{good:?} was refused");
         }
         let long = format!("{}@example.com", "a".repeat(250));
         assert!(EmailAddress::parse(&long).is_err());

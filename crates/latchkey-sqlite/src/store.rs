@@ -85,15 +85,10 @@ impl SqliteStore {
         // this descriptor and lets it go only after its connections are closed; opened first, it
         // is also the last local to go when opening fails half-way. (SQLite takes an empty file
         // as an empty database.)
-        let database = Arc::new(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(thread_error)?,
-        );
+        let database = Arc::new(private_file(path).map_err(thread_error)?);
         let conn = connection::open_writer(path, synchronous)?;
+        // Opening the writer made the WAL and shared-memory files if they were missing.
+        restrict_companions(path).map_err(thread_error)?;
         writer::in_transaction(&conn, migrate::apply)?;
         let readers = Readers::new(path.to_owned(), options.readers as usize, database.clone())?;
         let checkpoints = connection::open_checkpointer(path, synchronous).map_err(map_err)?;
@@ -130,6 +125,49 @@ impl SqliteStore {
     pub(crate) fn writer(&self) -> &Writer {
         &self.inner.writer
     }
+}
+
+/// Opens (creating if needed) the database file, readable and writable by its owner only:
+/// it holds user data. SQLite creates the `-wal` and `-shm` files with the mode of the
+/// database file, so those are private too. A database made by an earlier version, under the
+/// usual umask, was readable by everyone: its mode is tightened here, on every open.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    restrict(&file)?;
+    Ok(file)
+}
+
+/// Tightens the mode of the `-wal` and `-shm` files of an earlier version's database.
+fn restrict_companions(path: &Path) -> std::io::Result<()> {
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        match std::fs::OpenOptions::new().read(true).open(&name) {
+            Ok(file) => restrict(&file)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Takes every permission away from the group and others.
+fn restrict(file: &std::fs::File) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
 }
 
 fn thread_error(e: std::io::Error) -> StoreError {

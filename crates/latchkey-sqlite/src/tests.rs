@@ -326,3 +326,61 @@ fn user(email: &str) -> User {
 fn user_version(store: &SqliteStore) -> i64 {
     store.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap())).unwrap()
 }
+
+#[cfg(unix)]
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+/// The database and its WAL and shared-memory files hold user data: owner only, whatever
+/// the umask lets other files be.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_files_are_private_under_the_usual_umask() {
+    use rustix::fs::Mode;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("private.db");
+    // The usual umask; other tests' files are no less readable under it than by default.
+    let before = rustix::process::umask(Mode::from_raw_mode(0o022));
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "x").unwrap();
+    let store = open(&path).await;
+    rustix::process::umask(before);
+    assert_eq!(mode_of(&plain), 0o644, "under this umask a new file is readable by all");
+
+    store.insert_user(&user("private@example.com")).await.unwrap();
+    for file in [path.clone(), with_suffix(&path, "-wal"), with_suffix(&path, "-shm")] {
+        assert!(file.exists(), "{} exists while the store is open", file.display());
+        assert_eq!(mode_of(&file), 0o600, "{}", file.display());
+    }
+    store.close().await;
+}
+
+/// A database made by an earlier version, readable by all, is made private when opened.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_readable_database_is_made_private_on_open() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let store = open(&path).await;
+    store.insert_user(&user("old@example.com")).await.unwrap();
+    let files = [path.clone(), with_suffix(&path, "-wal"), with_suffix(&path, "-shm")];
+    for file in &files {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let again = open(&path).await;
+    for file in &files {
+        assert_eq!(mode_of(file), 0o600, "{}", file.display());
+    }
+    again.close().await;
+    store.close().await;
+}

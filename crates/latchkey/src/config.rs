@@ -36,6 +36,13 @@ pub struct Config {
     pub database_statement_timeout_ms: u64,
     /// `text` or `json`.
     pub log_format: String,
+    /// Milliseconds a client has to send the head of a request, and a kept-alive connection
+    /// may stay idle before its next one.
+    pub http_header_timeout_ms: u64,
+    /// Milliseconds a client has to send the whole body of a request, from its head.
+    pub http_body_timeout_ms: u64,
+    /// Open HTTP connections at once; keep it below the descriptor limit (`ulimit -n`).
+    pub http_max_connections: usize,
 }
 
 impl Default for Config {
@@ -55,6 +62,9 @@ impl Default for Config {
             database_max_connections: 16,
             database_statement_timeout_ms: 5_000,
             log_format: "text".into(),
+            http_header_timeout_ms: 5_000,
+            http_body_timeout_ms: 10_000,
+            http_max_connections: 512,
         }
     }
 }
@@ -73,6 +83,9 @@ impl fmt::Debug for Config {
             .field("admin_token", &hidden(&self.admin_token))
             .field("secret_key", &hidden(&self.secret_key))
             .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("http_header_timeout_ms", &self.http_header_timeout_ms)
+            .field("http_body_timeout_ms", &self.http_body_timeout_ms)
+            .field("http_max_connections", &self.http_max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +116,9 @@ const KEYS: &[&str] = &[
     "database_max_connections",
     "database_statement_timeout_ms",
     "log_format",
+    "http_header_timeout_ms",
+    "http_body_timeout_ms",
+    "http_max_connections",
 ];
 /// Variables with our prefix that are not settings of the server.
 const OTHER_VARS: &[&str] = &["test_database_url", "log"];
@@ -128,7 +144,27 @@ impl Config {
         }
         let mut config: Config = figment.extract().context("invalid configuration")?;
         config.read_secret_files()?;
+        config.check_http_limits()?;
         Ok(config)
+    }
+
+    fn check_http_limits(&self) -> anyhow::Result<()> {
+        if self.http_header_timeout_ms == 0 || self.http_body_timeout_ms == 0 {
+            bail!("LATCHKEY_HTTP_HEADER_TIMEOUT_MS and LATCHKEY_HTTP_BODY_TIMEOUT_MS must be above 0");
+        }
+        if self.http_max_connections == 0 {
+            bail!("LATCHKEY_HTTP_MAX_CONNECTIONS must be above 0");
+        }
+        Ok(())
+    }
+
+    /// The bounds of the HTTP listener.
+    pub fn http_limits(&self) -> crate::serve::HttpLimits {
+        crate::serve::HttpLimits {
+            header_timeout: std::time::Duration::from_millis(self.http_header_timeout_ms),
+            body_timeout: std::time::Duration::from_millis(self.http_body_timeout_ms),
+            max_connections: self.http_max_connections,
+        }
     }
 
     fn read_secret_files(&mut self) -> anyhow::Result<()> {

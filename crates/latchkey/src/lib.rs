@@ -4,6 +4,7 @@
 pub mod config;
 pub mod run;
 mod secrets;
+pub mod serve;
 mod storage;
 
 pub use config::Config;

@@ -105,9 +105,18 @@ enum AppCommand {
     },
 }
 
+/// Directives added to every filter, whatever `LATCHKEY_LOG` asks for: the mail library's
+/// `tracing` feature is off, because at `debug` it logs each SMTP line, that is every message
+/// with its live link and code, and the credentials; should a dependency turn it back on,
+/// this keeps those lines out.
+const NEVER_VERBOSE: &[&str] = &["lettre=warn"];
+
 fn init_tracing(config: &Config) {
-    let filter = EnvFilter::try_from_env("LATCHKEY_LOG")
+    let mut filter = EnvFilter::try_from_env("LATCHKEY_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    for directive in NEVER_VERBOSE {
+        filter = filter.add_directive(directive.parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if config.log_format == "json" {
         builder.json().init();
@@ -172,8 +181,10 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<()> {
         println!("No SMTP configured: e-mails go to the development mailbox, {url}/dev/mailbox");
     }
     if dev {
-        if let Some(token) = &running.admin_token {
-            println!("Admin token: {token}");
+        match &running.admin_token {
+            Some(token) if running.admin_token_generated => println!("Admin token: {token}"),
+            Some(_) => println!("Admin token: the configured one (LATCHKEY_ADMIN_TOKEN)"),
+            None => {}
         }
         if let Some(app) = &running.demo_app {
             println!("Demo application: {app}");

@@ -9,6 +9,7 @@ mod bad_input;
 mod cli;
 mod codes_and_tokens;
 mod dev_mode;
+mod hardening;
 mod limits_and_keys;
 mod magic_link;
 mod mail_delivery;
