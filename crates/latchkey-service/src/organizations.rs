@@ -2,6 +2,7 @@
 
 use crate::{Refusal, Resource, Service, ServiceError};
 use latchkey_core::EmailAddress;
+use latchkey_core::bounded::excerpt;
 use latchkey_core::event::{Event, EventKind};
 use latchkey_core::id::OrgId;
 use latchkey_core::organization::{MAX_DOMAINS, Organization, parse_domain, parse_slug};
@@ -44,8 +45,9 @@ fn domains(values: &[String]) -> Result<Vec<String>, Refusal> {
     }
     let mut out: Vec<String> = Vec::with_capacity(values.len());
     for v in values {
-        let d = parse_domain(v)
-            .ok_or_else(|| Refusal::invalid("domains", format!("{v:?} is not a domain name")))?;
+        let d = parse_domain(v).ok_or_else(|| {
+            Refusal::invalid("domains", format!("{:?} is not a domain name", excerpt(v, 60)))
+        })?;
         if !out.contains(&d) {
             out.push(d);
         }
