@@ -122,11 +122,25 @@ async fn landing(
     Ok(render(service.view_link(&token).await?))
 }
 
-/// A cross-site form post could sign the victim in as the attacker (login CSRF): refuse it.
+/// A form post from anywhere but this server's own page could sign the victim in as the
+/// attacker (login CSRF): accept only a same-origin post, or one that says nothing of where it
+/// comes from (old clients). `Origin: null` (sandboxed frames), `same-site`, several `Origin`
+/// or `Sec-Fetch-Site` headers, or an unreadable one are refused.
 fn cross_site(headers: &HeaderMap, service: &Service) -> bool {
-    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    fetch_site == Some("cross-site") || origin.is_some_and(|o| o != "null" && o != service.issuer_origin())
+    let single = |name| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => v.to_str().map(Some).map_err(|_| ()),
+            (Some(_), Some(_)) => Err(()),
+        }
+    };
+    let (Ok(fetch_site), Ok(origin)) = (single("sec-fetch-site"), single(header::ORIGIN.as_str())) else {
+        return true;
+    };
+    let site_ok = matches!(fetch_site, None | Some("same-origin") | Some("none"));
+    let origin_ok = origin.is_none_or(|o| o == service.issuer_origin());
+    !(site_ok && origin_ok)
 }
 
 /// The browser's address: the first `X-Forwarded-For` hop when a proxy sets one, else the peer.

@@ -426,6 +426,23 @@ async fn a_cross_site_post_is_refused(app: TestApp) {
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let res = app.http.post(&link).header("origin", "https://evil.example").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // A sandboxed frame sends `Origin: null`; a sibling subdomain is same-site, not same-origin;
+    // a second Origin header must not hide behind a first good one.
+    let res = app.http.post(&link).header("origin", "null").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = app.http.post(&link).header("sec-fetch-site", "same-site").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = app
+        .http
+        .post(&link)
+        .header("origin", app.base.as_str())
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // None of these spent the link.
+    assert_eq!(app.http.get(&link).send().await.unwrap().status(), StatusCode::OK);
     // The person's own press still works.
     let res = app
         .http
