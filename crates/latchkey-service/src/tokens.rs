@@ -45,10 +45,6 @@ pub struct TokenSet {
     /// The access token's lifetime.
     pub expires_in: Duration,
     pub scope: &'static str,
-    /// Who signed in; `None` for an application's own token.
-    pub user: Option<User>,
-    pub auth_method: Option<AuthMethod>,
-    pub org_id: Option<OrgId>,
 }
 
 /// OpenID Connect userinfo: what the user's access token may read.
@@ -221,9 +217,6 @@ impl Service {
             refresh_token: None,
             expires_in: lifetime,
             scope: latchkey_core::tokens::CLIENT_SCOPE,
-            user: None,
-            auth_method: None,
-            org_id: None,
         })
     }
 
@@ -248,9 +241,6 @@ impl Service {
             refresh_token: None,
             expires_in: lifetimes.access_token(),
             scope: SIGN_IN_SCOPE,
-            user: Some(grant.user.clone()),
-            auth_method: Some(grant.method),
-            org_id: grant.org_id.clone(),
         })
     }
 
