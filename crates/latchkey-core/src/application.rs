@@ -53,6 +53,7 @@ pub struct TemplateOverride {
 /// What to do when a link is opened in another browser than the one the sign-in started in
 /// (a different IP address or user agent than the caller gave).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Binding {
     /// Let the link work anywhere.
@@ -63,6 +64,7 @@ pub enum Binding {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MismatchPolicy {
     /// Refuse the validation.
@@ -73,6 +75,7 @@ pub enum MismatchPolicy {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Branding {
     pub product_name: Option<String>,
@@ -84,6 +87,7 @@ pub struct Branding {
 
 /// Per-application overrides of the default lifetimes, in seconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Lifetimes {
     pub link: Option<u32>,

@@ -21,6 +21,7 @@ pub struct RateLimited {
 
 /// Per-application settings; `None` uses the default (and `Some(0)` turns a limit off).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct RateLimits {
     pub per_email_per_minute: Option<u32>,

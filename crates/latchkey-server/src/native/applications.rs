@@ -1,13 +1,12 @@
 //! Applications (admin): create, read, list, change, delete, and their secrets.
 
-use super::{Admin, Body, NativeError, Result, parse};
+use super::{Admin, Body, List, NativeError, Result, parse};
 use crate::common::body::Input;
 use crate::common::{no_store, rfc3339};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use latchkey_core::Application;
 use latchkey_core::application::{Binding, Branding, Lifetimes, MismatchPolicy};
 use latchkey_core::id::{AppId, SecretId};
@@ -15,23 +14,21 @@ use latchkey_core::rate_limit::RateLimits;
 use latchkey_core::signing::SigningAlg;
 use latchkey_service::{ApplicationChange, CreatedApplication, NewApplication, Refusal, Resource, Service};
 use latchkey_store::ClientSecret;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn routes() -> Router<Arc<Service>> {
-    Router::new()
-        .route("/v1/applications", post(create_application).get(list_applications))
-        .route(
-            "/v1/applications/{id}",
-            get(read_application).patch(update_application).delete(delete_application),
-        )
-        .route("/v1/applications/{id}/secrets", post(add_secret))
-        .route("/v1/applications/{id}/secrets/{secret_id}", delete(delete_secret))
+pub fn routes() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new()
+        .routes(routes!(create_application, list_applications))
+        .routes(routes!(read_application, update_application, delete_application))
+        .routes(routes!(add_secret))
+        .routes(routes!(delete_secret))
 }
 
 /// A new application as the admin describes it (also what `latchkey app create` sends).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct ApplicationBody {
     pub name: String,
@@ -49,7 +46,7 @@ pub struct ApplicationBody {
 }
 
 /// A change: only the fields present are changed; `default_redirect_uri: ""` removes it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct ApplicationPatchBody {
     pub name: Option<String>,
@@ -142,34 +139,90 @@ fn app_id(value: &str) -> Result<AppId> {
     Ok(AppId::parse(value).ok_or(Refusal::NotFound(Resource::Application))?)
 }
 
-pub fn application_json(app: &Application, secrets: &[ClientSecret]) -> Value {
+/// An application as the admin API shows it; secrets are listed by id only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationView {
+    pub id: String,
+    /// Always `application`.
+    pub object: &'static str,
+    pub client_id: String,
+    pub name: String,
+    pub public: bool,
+    pub redirect_uris: Vec<String>,
+    pub default_redirect_uri: Option<String>,
+    pub registration_redirect_uris: Vec<String>,
+    pub signing_alg: &'static str,
+    pub branding: Branding,
+    pub default_locale: Option<String>,
+    /// The keys (`purpose.locale`) of the application's own e-mail templates.
+    pub templates: Vec<String>,
+    pub lifetimes: Lifetimes,
+    pub secrets: Vec<SecretView>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A client secret, by id: its value is shown once, when it is made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretView {
+    pub id: String,
+    pub created_at: String,
+}
+
+/// A new application, with its first client secret (shown once; `null` for a public client).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApplicationView {
+    #[serde(flatten)]
+    pub application: ApplicationView,
+    pub client_secret: Option<String>,
+}
+
+/// A new client secret, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewSecretView {
+    pub id: String,
+    pub client_secret: String,
+    pub created_at: String,
+}
+
+pub fn application_json(app: &Application, secrets: &[ClientSecret]) -> ApplicationView {
     let s = &app.settings;
-    json!({
-        "id": app.id,
-        "object": "application",
-        "client_id": app.client_id,
-        "name": app.name,
-        "public": app.public,
-        "redirect_uris": app.redirect_uris.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
-        "default_redirect_uri": app.default_redirect_uri.as_ref().map(|u| u.as_str()),
-        "registration_redirect_uris": s.registration_redirect_uris,
-        "signing_alg": s.signing_alg.as_str(),
-        "branding": s.branding,
-        "default_locale": s.default_locale,
-        "templates": s.templates.keys().collect::<Vec<_>>(),
-        "lifetimes": s.lifetimes,
-        "secrets": secrets.iter().map(|k| json!({"id": k.id, "created_at": rfc3339(k.created_at)})).collect::<Vec<_>>(),
-        "created_at": rfc3339(app.created_at),
-        "updated_at": rfc3339(app.updated_at),
-    })
+    ApplicationView {
+        id: app.id.to_string(),
+        object: "application",
+        client_id: app.client_id.clone(),
+        name: app.name.clone(),
+        public: app.public,
+        redirect_uris: app.redirect_uris.iter().map(|u| u.as_str().to_owned()).collect(),
+        default_redirect_uri: app.default_redirect_uri.as_ref().map(|u| u.as_str().to_owned()),
+        registration_redirect_uris: s.registration_redirect_uris.clone(),
+        signing_alg: s.signing_alg.as_str(),
+        branding: s.branding.clone(),
+        default_locale: s.default_locale.clone(),
+        templates: s.templates.keys().cloned().collect(),
+        lifetimes: s.lifetimes,
+        secrets: secrets
+            .iter()
+            .map(|k| SecretView { id: k.id.to_string(), created_at: rfc3339(k.created_at) })
+            .collect(),
+        created_at: rfc3339(app.created_at),
+        updated_at: rfc3339(app.updated_at),
+    }
 }
 
-pub fn created_application_json(created: &CreatedApplication) -> Value {
-    let mut body = application_json(&created.application, &created.secrets);
-    body["client_secret"] = created.client_secret.clone().into();
-    body
+pub fn created_application_json(created: &CreatedApplication) -> CreatedApplicationView {
+    CreatedApplicationView {
+        application: application_json(&created.application, &created.secrets),
+        client_secret: created.client_secret.clone(),
+    }
 }
 
+const APP_ID: &str = "The application's id (`app_…`)";
+
+/// Create an application; its client secret is in this answer only.
+#[utoipa::path(post, path = "/v1/applications", tag = "applications", security(("admin_token" = [])),
+    request_body(content = ApplicationBody, content_type = "application/json"),
+    responses((status = 201, description = "Created", body = CreatedApplicationView)))]
 async fn create_application(
     _: Admin,
     State(service): State<Arc<Service>>,
@@ -180,34 +233,52 @@ async fn create_application(
     Ok(no_store((StatusCode::CREATED, Json(created_application_json(&created))).into_response()))
 }
 
-async fn list_applications(_: Admin, State(service): State<Arc<Service>>) -> Result<Json<Value>> {
+/// Every application (without their secrets' ids).
+#[utoipa::path(get, path = "/v1/applications", tag = "applications", security(("admin_token" = [])),
+    responses((status = 200, description = "The applications", body = List<ApplicationView>)))]
+async fn list_applications(
+    _: Admin,
+    State(service): State<Arc<Service>>,
+) -> Result<Json<List<ApplicationView>>> {
     let apps = service.list_applications().await?;
     // Secrets are listed on the single-application read only.
-    let data: Vec<Value> = apps.iter().map(|a| application_json(a, &[])).collect();
-    Ok(Json(json!({ "object": "list", "data": data })))
+    Ok(Json(List::all(apps.iter().map(|a| application_json(a, &[])).collect())))
 }
 
+/// One application, with the ids of its secrets.
+#[utoipa::path(get, path = "/v1/applications/{id}", tag = "applications", security(("admin_token" = [])),
+    params(("id" = String, Path, description = APP_ID)),
+    responses((status = 200, description = "The application", body = ApplicationView)))]
 async fn read_application(
     _: Admin,
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<ApplicationView>> {
     let (app, secrets) = service.application(&app_id(&id)?).await?;
     Ok(Json(application_json(&app, &secrets)))
 }
 
+/// Change an application: only the fields present change.
+#[utoipa::path(patch, path = "/v1/applications/{id}", tag = "applications", security(("admin_token" = [])),
+    params(("id" = String, Path, description = APP_ID)),
+    request_body(content = ApplicationPatchBody, content_type = "application/json"),
+    responses((status = 200, description = "The changed application", body = ApplicationView)))]
 async fn update_application(
     _: Admin,
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
     body: Body<ApplicationPatchBody>,
-) -> Result<Json<Value>> {
+) -> Result<Json<ApplicationView>> {
     let Input(patch) = body?;
     let (app, secrets) =
         service.update_application(&app_id(&id)?, ApplicationChange::try_from(patch)?).await?;
     Ok(Json(application_json(&app, &secrets)))
 }
 
+/// Delete an application.
+#[utoipa::path(delete, path = "/v1/applications/{id}", tag = "applications", security(("admin_token" = [])),
+    params(("id" = String, Path, description = APP_ID)),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_application(
     _: Admin,
     State(service): State<Arc<Service>>,
@@ -217,16 +288,28 @@ async fn delete_application(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Add a client secret (rotation); its value is in this answer only.
+#[utoipa::path(post, path = "/v1/applications/{id}/secrets", tag = "applications", security(("admin_token" = [])),
+    params(("id" = String, Path, description = APP_ID)),
+    responses((status = 201, description = "Created", body = NewSecretView)))]
 async fn add_secret(
     _: Admin,
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
 ) -> Result<Response> {
     let (record, plain) = service.add_client_secret(&app_id(&id)?).await?;
-    let body = json!({ "id": record.id, "client_secret": plain, "created_at": rfc3339(record.created_at) });
-    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+    let view = NewSecretView {
+        id: record.id.to_string(),
+        client_secret: plain,
+        created_at: rfc3339(record.created_at),
+    };
+    Ok(no_store((StatusCode::CREATED, Json(view)).into_response()))
 }
 
+/// Delete a client secret; the last one cannot be deleted.
+#[utoipa::path(delete, path = "/v1/applications/{id}/secrets/{secret_id}", tag = "applications", security(("admin_token" = [])),
+    params(("id" = String, Path, description = APP_ID), ("secret_id" = String, Path, description = "The secret's id")),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_secret(
     _: Admin,
     State(service): State<Arc<Service>>,

@@ -7,7 +7,20 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_service::{Refusal, ServiceError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// What every native error answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable code for the case (`invalid_field`, `rate_limited`, `not_found`, …).
+    pub error: &'static str,
+    /// A sentence for a person.
+    pub message: String,
+    /// The field that did not parse (422).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+}
 
 #[derive(Debug)]
 pub enum NativeError {
@@ -124,11 +137,7 @@ impl IntoResponse for NativeError {
                 None,
             ),
         };
-        let mut body = json!({ "error": code, "message": message });
-        if let Some(field) = field {
-            body["field"] = field.into();
-        }
-        let mut response = (status, Json(body)).into_response();
+        let mut response = (status, Json(ErrorBody { error: code, message, field })).into_response();
         if status == StatusCode::UNAUTHORIZED {
             let challenge = HeaderValue::from_static("Bearer realm=\"latchkey\"");
             response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);

@@ -3,25 +3,26 @@
 use super::{Body, Caller, NativeError, Result, parse};
 use crate::common::body::Input;
 use crate::common::{no_store, rfc3339};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use latchkey_core::id::ChallengeId;
 use latchkey_service::{NewMagicLink, Refusal, Resource, Service};
 use latchkey_store::ChallengeRecord;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn routes() -> Router<Arc<Service>> {
-    Router::new()
-        .route("/v1/magic-links", post(create))
-        .route("/v1/magic-links/{id}", get(read).delete(revoke))
+pub fn routes() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new()
+        .routes(routes!(create_magic_link))
+        .routes(routes!(read_magic_link, revoke_magic_link))
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A sign-in for one address: an e-mail with a link and a one-time code.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct MagicLinkBody {
     pub email: Option<String>,
@@ -66,63 +67,116 @@ impl TryFrom<MagicLinkBody> for NewMagicLink {
     }
 }
 
-async fn create(
+/// A magic link just made; `link` and `otp` only when the caller delivers them itself
+/// (`send_email: false`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedMagicLinkView {
+    pub id: String,
+    /// Always `magic_link`.
+    pub object: &'static str,
+    pub email: String,
+    pub expires_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otp: Option<String>,
+}
+
+/// A magic link's state, delivery included.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MagicLinkView {
+    pub id: String,
+    /// Always `magic_link`.
+    pub object: &'static str,
+    /// `pending`, `consumed`, `expired` or `revoked`.
+    pub status: &'static str,
+    pub email: String,
+    pub redirect_uri: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub consumed_at: Option<String>,
+    pub delivery: DeliveryView,
+}
+
+/// Where the e-mail of a challenge is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// `queued`, `sent`, `failed` or `not_sent` (the caller delivers it).
+    pub status: &'static str,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// Create a magic link: the e-mail is queued in the same transaction, or link and code are
+/// handed to the caller.
+#[utoipa::path(post, path = "/v1/magic-links", tag = "magic links", security(("client_basic" = []), ("client_bearer" = [])),
+    request_body(content = MagicLinkBody, content_type = "application/json"),
+    responses((status = 201, description = "Created", body = CreatedMagicLinkView)))]
+async fn create_magic_link(
     State(service): State<Arc<Service>>,
     Caller(app): Caller,
     body: Body<MagicLinkBody>,
 ) -> Result<Response> {
     let Input(body) = body?;
     let created = service.create_magic_link(&app, NewMagicLink::try_from(body)?).await?;
-    let mut body = json!({
-        "id": created.id,
-        "object": "magic_link",
-        "email": created.email.as_str(),
-        "expires_at": rfc3339(created.expires_at),
-    });
-    if let (Some(link), Some(otp)) = (created.link, created.otp) {
-        body["link"] = link.into();
-        body["otp"] = otp.into();
-    }
-    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+    let view = CreatedMagicLinkView {
+        id: created.id.to_string(),
+        object: "magic_link",
+        email: created.email.as_str().to_owned(),
+        expires_at: rfc3339(created.expires_at),
+        link: created.link,
+        otp: created.otp,
+    };
+    Ok(no_store((StatusCode::CREATED, Json(view)).into_response()))
 }
 
-fn magic_link_json(record: &ChallengeRecord, service: &Service) -> Value {
+fn magic_link_view(record: &ChallengeRecord, service: &Service) -> MagicLinkView {
     let c = &record.challenge;
     let delivery = match &record.delivery {
-        Some(d) => json!({ "status": d.status.as_str(), "attempts": d.attempts, "last_error": d.last_error }),
-        None => json!({ "status": "not_sent", "attempts": 0, "last_error": null }),
+        Some(d) => {
+            DeliveryView { status: d.status.as_str(), attempts: d.attempts, last_error: d.last_error.clone() }
+        }
+        None => DeliveryView { status: "not_sent", attempts: 0, last_error: None },
     };
-    json!({
-        "id": c.id,
-        "object": "magic_link",
-        "status": c.status_at(service.now()).as_str(),
-        "email": c.email.as_str(),
-        "redirect_uri": c.redirect_uri.as_str(),
-        "created_at": rfc3339(c.created_at),
-        "expires_at": rfc3339(c.expires_at),
-        "consumed_at": c.consumed_at.map(rfc3339),
-        "delivery": delivery,
-    })
+    MagicLinkView {
+        id: c.id.to_string(),
+        object: "magic_link",
+        status: c.status_at(service.now()).as_str(),
+        email: c.email.as_str().to_owned(),
+        redirect_uri: c.redirect_uri.as_str().to_owned(),
+        created_at: rfc3339(c.created_at),
+        expires_at: rfc3339(c.expires_at),
+        consumed_at: c.consumed_at.map(rfc3339),
+        delivery,
+    }
 }
 
 fn id(value: &str) -> Result<ChallengeId> {
     Ok(ChallengeId::parse(value).ok_or(Refusal::NotFound(Resource::MagicLink))?)
 }
 
-async fn read(
+/// A magic link's state and delivery.
+#[utoipa::path(get, path = "/v1/magic-links/{id}", tag = "magic links", security(("client_basic" = []), ("client_bearer" = [])),
+    params(("id" = String, Path, description = "The magic link's id (`ml_…`)")),
+    responses((status = 200, description = "The magic link", body = MagicLinkView)))]
+async fn read_magic_link(
     State(service): State<Arc<Service>>,
     Caller(app): Caller,
     Path(link): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<MagicLinkView>> {
     let record = service.magic_link(&app, &id(&link)?).await?;
-    Ok(Json(magic_link_json(&record, &service)))
+    Ok(Json(magic_link_view(&record, &service)))
 }
 
-async fn revoke(
+/// Revoke a pending magic link (its link and code stop working).
+#[utoipa::path(delete, path = "/v1/magic-links/{id}", tag = "magic links", security(("client_basic" = []), ("client_bearer" = [])),
+    params(("id" = String, Path, description = "The magic link's id (`ml_…`)")),
+    responses((status = 200, description = "The revoked magic link", body = MagicLinkView)))]
+async fn revoke_magic_link(
     State(service): State<Arc<Service>>,
     Caller(app): Caller,
     Path(link): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<MagicLinkView>> {
     let record = service.revoke_magic_link(&app, &id(&link)?).await?;
-    Ok(Json(magic_link_json(&record, &service)))
+    Ok(Json(magic_link_view(&record, &service)))
 }

@@ -6,12 +6,14 @@ mod admin;
 mod applications;
 mod error;
 mod magic_links;
+mod openapi;
 mod parse;
 mod registrations;
 mod templates;
 
 pub use applications::{ApplicationBody, application_json, created_application_json};
 pub use error::NativeError;
+pub use openapi::document;
 
 use crate::common::body::{BodyError, Input};
 use crate::common::credentials;
@@ -21,15 +23,55 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use latchkey_core::Application;
 use latchkey_service::Service;
+use serde::Serialize;
 use std::sync::Arc;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
 
+/// The native API's routes, and `GET /openapi.json`: the document made from the same routes.
 pub fn routes() -> Router<Arc<Service>> {
-    Router::new()
+    let (router, api) = api().split_for_parts();
+    router.merge(openapi::route(openapi::complete(api)))
+}
+
+/// Every native endpoint, each declared with its document entry.
+fn api() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new()
         .merge(applications::routes())
         .merge(magic_links::routes())
         .merge(registrations::routes())
         .merge(admin::routes())
         .merge(templates::routes())
+}
+
+/// A whole collection.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct List<T> {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<T>,
+}
+
+impl<T> List<T> {
+    pub fn all(data: Vec<T>) -> Self {
+        Self { object: "list", data }
+    }
+}
+
+/// One page of a collection, oldest first; `next_cursor` is the `after` of the next page, or
+/// `null` on the last.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CursorPage<T> {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> CursorPage<T> {
+    pub fn of<U>(page: latchkey_service::Page<U>, item: impl Fn(&U) -> T) -> Self {
+        Self { object: "list", data: page.items.iter().map(item).collect(), next_cursor: page.next }
+    }
 }
 
 /// What a path matches nothing of.

@@ -1,7 +1,7 @@
 //! Registrations (§2.4), verification links (§2.5) and organizations: more faces of the one
 //! challenge engine.
 
-use super::{Admin, Body, Caller, NativeError, Result, parse};
+use super::{Admin, Body, Caller, List, NativeError, Result, parse};
 use crate::common::body::Input;
 use crate::common::{no_store, rfc3339};
 use base64::Engine as _;
@@ -11,31 +11,28 @@ use latchkey_service::{
     Service, Validation, VerificationTemplate,
 };
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use latchkey_core::organization::Organization;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn routes() -> Router<Arc<Service>> {
-    Router::new()
-        .route("/v1/registrations", post(create_registration))
-        .route("/v1/registrations/validate", post(validate_registration))
-        .route("/v1/verification-links", post(create_verification_link))
-        .route("/v1/verification-links/redeem", post(redeem_verification_link))
-        .route("/v1/organizations", post(create_organization).get(list_organizations))
-        .route(
-            "/v1/organizations/{id}",
-            get(read_organization).patch(update_organization).delete(delete_organization),
-        )
+pub fn routes() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new()
+        .routes(routes!(create_registration))
+        .routes(routes!(validate_registration))
+        .routes(routes!(create_verification_link))
+        .routes(routes!(redeem_verification_link))
+        .routes(routes!(create_organization, list_organizations))
+        .routes(routes!(read_organization, update_organization, delete_organization))
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct RegistrationBody {
     pub email: Option<String>,
@@ -74,7 +71,7 @@ impl TryFrom<RegistrationBody> for NewRegistration {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct ValidationBody {
     pub registration_validation_token: Option<String>,
@@ -82,7 +79,7 @@ pub struct ValidationBody {
     pub user_agent: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct VerificationBody {
     pub email: Option<String>,
@@ -122,7 +119,7 @@ impl TryFrom<VerificationBody> for NewVerificationLink {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct OrganizationBody {
     pub name: Option<String>,
@@ -130,31 +127,102 @@ pub struct OrganizationBody {
     pub domains: Option<Vec<String>>,
 }
 
-fn created_json(object: &str, created: &Created) -> Value {
-    let c = &created.challenge;
-    let mut body = json!({
-        "id": c.id,
-        "object": object,
-        "email": c.email.as_str(),
-        "created_at": rfc3339(c.created_at),
-        "expires_at": rfc3339(c.expires_at),
-        "expires_in": (c.expires_at - c.created_at).whole_seconds(),
-    });
-    if let Some(by) = &c.created_by {
-        body["created_by"] = by.as_str().into();
-    }
-    if let Some(deliver) = &created.deliver {
-        match object {
-            "registration" => {
-                body["link"] = deliver.link.clone().into();
-                body["registration_validation_token"] = deliver.token.as_str().into();
-            }
-            _ => body["code"] = deliver.token.as_str().into(),
-        }
-    }
-    body
+/// A registration or verification link just made; what the caller delivers itself, with
+/// `send_email: false`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedChallengeView {
+    pub id: String,
+    /// `registration` or `verification_link`.
+    pub object: &'static str,
+    pub email: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// The registration's link (`send_email: false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// The registration's token (`send_email: false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration_validation_token: Option<String>,
+    /// The verification link's redeem code (`send_email: false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
+fn created_view(object: &'static str, created: Created) -> CreatedChallengeView {
+    let c = &created.challenge;
+    let mut view = CreatedChallengeView {
+        id: c.id.to_string(),
+        object,
+        email: c.email.as_str().to_owned(),
+        created_at: rfc3339(c.created_at),
+        expires_at: rfc3339(c.expires_at),
+        expires_in: (c.expires_at - c.created_at).whole_seconds(),
+        created_by: c.created_by.clone(),
+        link: None,
+        registration_validation_token: None,
+        code: None,
+    };
+    if let Some(deliver) = created.deliver {
+        if object == REGISTRATION {
+            view.link = deliver.link;
+            view.registration_validation_token = Some(deliver.token);
+        } else {
+            view.code = Some(deliver.token);
+        }
+    }
+    view
+}
+
+const REGISTRATION: &str = "registration";
+
+/// A validated registration: the new user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisteredView {
+    /// Always `new_user`.
+    pub registration_type: &'static str,
+    pub registration_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub context_data: BTreeMap<String, String>,
+    /// Present (`true`) when the client differed from the one given at the start and the
+    /// application's policy is to report it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub client_mismatch: bool,
+}
+
+/// A redeemed verification link.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RedeemedView {
+    /// Always `redeemed`.
+    pub status: &'static str,
+    pub id: String,
+    pub email: String,
+    pub created_by: Option<String>,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+/// An organization.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationView {
+    pub id: String,
+    /// Always `organization`.
+    pub object: &'static str,
+    pub name: String,
+    pub slug: String,
+    pub domains: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Start a registration: the address's owner gets an e-mail whose button goes to
+/// `redirect_uri?registration_validation_token=…`.
+#[utoipa::path(post, path = "/v1/registrations", tag = "registrations", security(("client_basic" = []), ("client_bearer" = [])),
+    request_body(content = RegistrationBody, content_type = "application/json"),
+    responses((status = 201, description = "Created", body = CreatedChallengeView)))]
 async fn create_registration(
     State(service): State<Arc<Service>>,
     Caller(app): Caller,
@@ -162,33 +230,39 @@ async fn create_registration(
 ) -> Result<Response> {
     let Input(body) = body?;
     let created = service.create_registration(&app, NewRegistration::try_from(body)?).await?;
-    Ok(no_store((StatusCode::CREATED, Json(created_json("registration", &created))).into_response()))
+    Ok(no_store((StatusCode::CREATED, Json(created_view(REGISTRATION, created))).into_response()))
 }
 
+/// Validate a registration's token: the user is created.
+#[utoipa::path(post, path = "/v1/registrations/validate", tag = "registrations", security(("client_basic" = []), ("client_bearer" = [])),
+    request_body(content = ValidationBody, content_type = "application/json"),
+    responses((status = 200, description = "The new user", body = RegisteredView)))]
 async fn validate_registration(
     State(service): State<Arc<Service>>,
     Caller(app): Caller,
     body: Body<ValidationBody>,
-) -> Result<Json<Value>> {
+) -> Result<Json<RegisteredView>> {
     let Input(b) = body?;
     let token = b.registration_validation_token.ok_or_else(|| {
         NativeError::field("registration_validation_token", "registration_validation_token is required")
     })?;
     let cmd = Validation { token, client_ip: b.client_ip, user_agent: b.user_agent };
     let done = service.validate_registration(&app, cmd).await?;
-    let mut body = json!({
-        "registration_type": "new_user",
-        "registration_id": done.challenge.id,
-        "user_id": done.user.id,
-        "email": done.user.email.as_str(),
-        "context_data": done.challenge.context_data,
-    });
-    if done.client_mismatch {
-        body["client_mismatch"] = true.into();
-    }
-    Ok(Json(body))
+    Ok(Json(RegisteredView {
+        registration_type: "new_user",
+        registration_id: done.challenge.id.to_string(),
+        user_id: done.user.id.to_string(),
+        email: done.user.email.as_str().to_owned(),
+        context_data: done.challenge.context_data,
+        client_mismatch: done.client_mismatch,
+    }))
 }
 
+/// Make a verification link: the caller's template, with `{{MAGICLINK}}` replaced by a
+/// single-use redeem code.
+#[utoipa::path(post, path = "/v1/verification-links", tag = "verification links", security(("client_basic" = []), ("client_bearer" = [])),
+    request_body(content = VerificationBody, content_type = "application/json"),
+    responses((status = 201, description = "Created", body = CreatedChallengeView)))]
 async fn create_verification_link(
     State(service): State<Arc<Service>>,
     Caller(app): Caller,
@@ -196,45 +270,56 @@ async fn create_verification_link(
 ) -> Result<Response> {
     let Input(body) = body?;
     let created = service.create_verification_link(&app, NewVerificationLink::try_from(body)?).await?;
-    Ok(no_store((StatusCode::CREATED, Json(created_json("verification_link", &created))).into_response()))
+    Ok(no_store((StatusCode::CREATED, Json(created_view("verification_link", created))).into_response()))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A verification link's redeem code.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default)]
 struct RedeemInput {
     code: Option<String>,
 }
 
+/// Redeem a verification link's code, once.
+#[utoipa::path(post, path = "/v1/verification-links/redeem", tag = "verification links", security(("client_basic" = []), ("client_bearer" = [])),
+    request_body(content = RedeemInput, content_type = "application/json"),
+    responses((status = 200, description = "Redeemed", body = RedeemedView)))]
 async fn redeem_verification_link(
     State(service): State<Arc<Service>>,
     Caller(app): Caller,
     body: Body<RedeemInput>,
-) -> Result<Json<Value>> {
+) -> Result<Json<RedeemedView>> {
     let Input(input) = body?;
     let code = input.code.ok_or_else(|| NativeError::field("code", "code is required"))?;
     let c = service.redeem_verification_link(&app, &code).await?;
-    Ok(Json(json!({
-        "status": "redeemed",
-        "id": c.id,
-        "email": c.email.as_str(),
-        "created_by": c.created_by,
-        "created_at": rfc3339(c.created_at),
-        "expires_at": rfc3339(c.expires_at),
-    })))
+    Ok(Json(RedeemedView {
+        status: "redeemed",
+        id: c.id.to_string(),
+        email: c.email.as_str().to_owned(),
+        created_by: c.created_by,
+        created_at: rfc3339(c.created_at),
+        expires_at: rfc3339(c.expires_at),
+    }))
 }
 
-fn organization_json(o: &Organization) -> Value {
-    json!({
-        "id": o.id,
-        "object": "organization",
-        "name": o.name,
-        "slug": o.slug,
-        "domains": o.domains,
-        "created_at": rfc3339(o.created_at),
-        "updated_at": rfc3339(o.updated_at),
-    })
+fn organization_view(o: &Organization) -> OrganizationView {
+    OrganizationView {
+        id: o.id.to_string(),
+        object: "organization",
+        name: o.name.clone(),
+        slug: o.slug.clone(),
+        domains: o.domains.clone(),
+        created_at: rfc3339(o.created_at),
+        updated_at: rfc3339(o.updated_at),
+    }
 }
 
+const ORG_ID: &str = "The organization's id (`org_…`) or slug";
+
+/// Create an organization.
+#[utoipa::path(post, path = "/v1/organizations", tag = "organizations", security(("admin_token" = [])),
+    request_body(content = OrganizationBody, content_type = "application/json"),
+    responses((status = 201, description = "Created", body = OrganizationView)))]
 async fn create_organization(
     _: Admin,
     State(service): State<Arc<Service>>,
@@ -247,33 +332,52 @@ async fn create_organization(
         domains: b.domains.unwrap_or_default(),
     };
     let org = service.create_organization(cmd).await?;
-    Ok((StatusCode::CREATED, Json(organization_json(&org))).into_response())
+    Ok((StatusCode::CREATED, Json(organization_view(&org))).into_response())
 }
 
-async fn list_organizations(_: Admin, State(service): State<Arc<Service>>) -> Result<Json<Value>> {
+/// Every organization.
+#[utoipa::path(get, path = "/v1/organizations", tag = "organizations", security(("admin_token" = [])),
+    responses((status = 200, description = "The organizations", body = List<OrganizationView>)))]
+async fn list_organizations(
+    _: Admin,
+    State(service): State<Arc<Service>>,
+) -> Result<Json<List<OrganizationView>>> {
     let orgs = service.list_organizations().await?;
-    Ok(Json(json!({ "object": "list", "data": orgs.iter().map(organization_json).collect::<Vec<_>>() })))
+    Ok(Json(List::all(orgs.iter().map(organization_view).collect())))
 }
 
+/// One organization.
+#[utoipa::path(get, path = "/v1/organizations/{id}", tag = "organizations", security(("admin_token" = [])),
+    params(("id" = String, Path, description = ORG_ID)),
+    responses((status = 200, description = "The organization", body = OrganizationView)))]
 async fn read_organization(
     _: Admin,
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
-    Ok(Json(organization_json(&service.organization(&id).await?)))
+) -> Result<Json<OrganizationView>> {
+    Ok(Json(organization_view(&service.organization(&id).await?)))
 }
 
+/// Change an organization: only the fields present change.
+#[utoipa::path(patch, path = "/v1/organizations/{id}", tag = "organizations", security(("admin_token" = [])),
+    params(("id" = String, Path, description = ORG_ID)),
+    request_body(content = OrganizationBody, content_type = "application/json"),
+    responses((status = 200, description = "The changed organization", body = OrganizationView)))]
 async fn update_organization(
     _: Admin,
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
     body: Body<OrganizationBody>,
-) -> Result<Json<Value>> {
+) -> Result<Json<OrganizationView>> {
     let Input(b) = body?;
     let change = OrganizationChange { name: b.name, slug: b.slug, domains: b.domains };
-    Ok(Json(organization_json(&service.update_organization(&id, change).await?)))
+    Ok(Json(organization_view(&service.update_organization(&id, change).await?)))
 }
 
+/// Delete an organization.
+#[utoipa::path(delete, path = "/v1/organizations/{id}", tag = "organizations", security(("admin_token" = [])),
+    params(("id" = String, Path, description = ORG_ID)),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_organization(
     _: Admin,
     State(service): State<Arc<Service>>,

@@ -16,6 +16,7 @@ mod mail_delivery;
 mod mail_templates;
 mod multi_instance;
 mod oidc;
+mod openapi;
 mod races;
 mod registrations_and_orgs;
 mod users_and_events;
