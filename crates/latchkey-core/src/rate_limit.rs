@@ -13,10 +13,43 @@ pub struct RateLimit {
     pub limit: u32,
 }
 
-/// A refusal: how long until the window that refused ends.
+impl RateLimit {
+    /// What the limit counts, from its key (`email:…`, `ip:…`, `app:…`).
+    pub fn kind(&self) -> RateLimitKind {
+        match self.key.split(':').next() {
+            Some("email") => RateLimitKind::Email,
+            Some("ip") => RateLimitKind::Ip,
+            Some("app") => RateLimitKind::Application,
+            _ => RateLimitKind::Other,
+        }
+    }
+}
+
+/// What a limit counts: requests for one address, from one client IP, or of one application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitKind {
+    Email,
+    Ip,
+    Application,
+    Other,
+}
+
+impl RateLimitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Ip => "ip",
+            Self::Application => "application",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// A refusal: how long until the window that refused ends, and which kind of limit refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimited {
     pub retry_after: Duration,
+    pub kind: RateLimitKind,
 }
 
 /// Per-application settings; `None` uses the default (and `Some(0)` turns a limit off).

@@ -6,6 +6,7 @@ use crate::{Email, Mailer};
 use latchkey_core::secret::random_fraction;
 use latchkey_core::{Clock, MasterKey};
 use latchkey_store::{OutboxMessage, Store};
+use metrics::{counter, histogram};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 use time::Duration;
@@ -133,6 +134,7 @@ impl OutboxWorker {
                 message: "the queued message is unreadable".into(),
             }),
         };
+        let delivered = result.is_ok();
         let now = self.clock.now();
         let recorded = match result {
             Ok(()) => {
@@ -143,9 +145,16 @@ impl OutboxWorker {
                 let next = (!e.permanent && now - message.created_at < self.config.give_up_after)
                     .then(|| now + backoff(&self.config, message.attempts, random_fraction()));
                 tracing::warn!(outbox_id = %message.id, error = %e.message, retry = next.is_some(), "outbox: delivery failed");
+                counter!("latchkey_mail_deliveries_total", "outcome" => if next.is_some() { "retried" } else { "failed" })
+                    .increment(1);
                 self.store.outbox_attempt_failed(&message.id, &e.message, next).await
             }
         };
+        if delivered {
+            counter!("latchkey_mail_deliveries_total", "outcome" => "sent").increment(1);
+            let queued_for = (now - message.created_at).as_seconds_f64().max(0.0);
+            histogram!("latchkey_mail_delivery_seconds").record(queued_for);
+        }
         if let Err(e) = recorded {
             // The lease runs out and the message is tried again: a duplicate is better than a loss.
             tracing::error!(outbox_id = %message.id, error = %e, "outbox: could not record the delivery outcome");

@@ -6,10 +6,11 @@ use latchkey_core::challenge::{AuthMethod, AuthorizationCode, NewAuthorizationCo
 use latchkey_core::event::Event;
 use latchkey_core::id::{AppId, ChallengeId, FamilyId, OrgId, OutboxId, SecretId, UserId};
 use latchkey_core::organization::Organization;
-use latchkey_core::rate_limit::{self, RateLimit, RateLimited};
+use latchkey_core::rate_limit::{self, RateLimit, RateLimitKind, RateLimited};
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::signing::SigningAlg;
 use latchkey_core::{Application, Challenge, EmailAddress, User};
+use latchkey_store::OutboxBacklog;
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
     ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage,
@@ -200,6 +201,8 @@ struct Hits {
     positions: Vec<i32>,
     /// What is left of each limit's window, in the caller's order: the refusal's retry-after.
     left_ms: Vec<i64>,
+    /// What each limit counts, in the caller's order.
+    kinds: Vec<RateLimitKind>,
 }
 
 impl Hits {
@@ -215,6 +218,7 @@ impl Hits {
             limits: Vec::with_capacity(limits.len()),
             positions: Vec::with_capacity(limits.len()),
             left_ms: windows.iter().map(|&(_, left)| left).collect(),
+            kinds: limits.iter().map(RateLimit::kind).collect(),
         };
         for i in order {
             let (start, left) = windows[i];
@@ -241,9 +245,10 @@ impl Hits {
         match refused {
             None => Ok(()),
             Some(place) => {
-                let left =
-                    usize::try_from(place).ok().and_then(|p| self.left_ms.get(p)).copied().unwrap_or(0);
-                Err(RateLimited { retry_after: time::Duration::milliseconds(left) })
+                let place = usize::try_from(place).ok();
+                let left = place.and_then(|p| self.left_ms.get(p)).copied().unwrap_or(0);
+                let kind = place.and_then(|p| self.kinds.get(p)).copied().unwrap_or(RateLimitKind::Other);
+                Err(RateLimited { retry_after: time::Duration::milliseconds(left), kind })
             }
         }
     }
@@ -375,6 +380,15 @@ impl Store for PostgresStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute_on(&self.pool).await?;
         Ok(())
+    }
+
+    async fn outbox_backlog(&self) -> StoreResult<OutboxBacklog> {
+        let row = sqlx::query("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status = 'queued'")
+            .fetch_one_on(&self.pool)
+            .await?;
+        let queued: i64 = row.try_get(0).map_err(map_err)?;
+        let oldest: Option<i64> = row.try_get(1).map_err(map_err)?;
+        Ok(OutboxBacklog { queued: queued as u64, oldest_queued_at: oldest.and_then(rows::from_millis) })
     }
 
     async fn insert_application(&self, app: &Application, secret: Option<&ClientSecret>) -> StoreResult<()> {

@@ -1,5 +1,6 @@
 //! The page a link opens. Looking never consumes (scanners look); only the person's POST does.
 
+use crate::metrics;
 use crate::{Service, ServiceError};
 use latchkey_core::application::Binding;
 use latchkey_core::challenge::{NewAuthorizationCode, Purpose};
@@ -99,13 +100,19 @@ impl Service {
         let hash = &challenge.link_hash;
         Ok(match self.store.consume_link(hash, &code, now).await? {
             ConsumeOutcome::Consumed { challenge: consumed, .. } => {
+                metrics::challenge_consumed(consumed.purpose, &app, metrics::Consumed::Link);
                 let mut params = vec![("code", code.code.expose())];
                 if let Some(state) = consumed.state.as_deref() {
                     params.push(("state", state));
                 }
                 Ok(consumed.redirect_uri.with_params(params))
             }
-            ConsumeOutcome::Gone(status) => Err(Self::gone(status, &app, &challenge)),
+            ConsumeOutcome::Gone(status) => {
+                if status == ChallengeStatus::Expired {
+                    metrics::challenge_expired(challenge.purpose, &app);
+                }
+                Err(Self::gone(status, &app, &challenge))
+            }
             ConsumeOutcome::NotFound => Err(Landing::NotFound),
         })
     }

@@ -16,6 +16,7 @@ mod keyring;
 mod landing;
 mod magic_links;
 mod mail;
+pub mod metrics;
 mod organizations;
 mod refusal;
 mod registrations;
@@ -179,6 +180,11 @@ impl Service {
         }
         tracing::debug!(purged, forgotten, "maintenance done");
         Ok(())
+    }
+
+    /// The mail waiting to be delivered.
+    pub async fn outbox_backlog(&self) -> Result<latchkey_store::OutboxBacklog, ServiceError> {
+        Ok(self.store.outbox_backlog().await?)
     }
 
     /// Whether the database answers (readiness).

@@ -1,5 +1,6 @@
 //! Sign-in by magic link: creating, reading and revoking challenges of an application.
 
+use crate::metrics;
 use crate::{Refusal, Service, ServiceError};
 use latchkey_core::bounded::Bounded;
 use latchkey_core::challenge::{
@@ -147,6 +148,7 @@ impl Service {
         let limits =
             app.settings.rate_limits.for_request(&app.id, &challenge.email, challenge.client_ip.as_deref());
         self.store.create_challenge(challenge, mail.as_ref(), &limits, now).await?.map_err(rate_limited)?;
+        metrics::challenge_created(challenge);
         if mail.is_some() {
             self.outbox_wake.notify_one();
         }
@@ -216,10 +218,12 @@ impl Service {
         if !self.store.revoke_challenge(&app.id, &record.challenge.id, now).await? {
             return Err(Refusal::NotPending(record.challenge.status_at(now)).into());
         }
+        metrics::challenge_revoked(Purpose::Login, app);
         self.magic_link(app, &record.challenge.id).await
     }
 }
 
 pub(crate) fn rate_limited(refused: latchkey_core::rate_limit::RateLimited) -> Refusal {
+    metrics::rate_limited(refused.kind);
     Refusal::RateLimited { retry_after: refused.retry_after }
 }

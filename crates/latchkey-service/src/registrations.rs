@@ -2,9 +2,11 @@
 //! purposes of their own. Neither signs anyone in; a registration creates its user when the
 //! application's back end validates it.
 
+use crate::metrics;
 use crate::{Refusal, Resource, Service, ServiceError};
 use latchkey_core::application::MismatchPolicy;
 use latchkey_core::bounded::Bounded;
+use latchkey_core::challenge::ChallengeStatus;
 use latchkey_core::challenge::{
     ChallengeLifetime, ChallengeRequest, ClientHint, IssuedChallenge, Purpose, StateText,
 };
@@ -269,11 +271,15 @@ impl Service {
         // as they were, and the registration can be validated again.
         match self.store.consume_registration(&hash, &app.id, &user, now).await? {
             RegistrationOutcome::Consumed { challenge, user } => {
+                metrics::challenge_consumed(Purpose::Registration, app, metrics::Consumed::Token);
                 Ok(Registered { user, challenge: *challenge, client_mismatch: mismatch })
             }
             RegistrationOutcome::EmailTaken => Err(Refusal::EmailTaken.into()),
             RegistrationOutcome::NotFound => Err(Refusal::NotFound(Resource::Registration).into()),
             RegistrationOutcome::Gone(status) => {
+                if status == ChallengeStatus::Expired {
+                    metrics::challenge_expired(Purpose::Registration, app);
+                }
                 Err(Refusal::NoLongerValid { what: Resource::Registration, status }.into())
             }
         }
@@ -292,9 +298,17 @@ impl Service {
             _ => Resource::VerificationLink,
         };
         match self.store.consume_by_token(purpose, hash, &app.id, now).await? {
-            TokenOutcome::Consumed(challenge) => Ok(*challenge),
+            TokenOutcome::Consumed(challenge) => {
+                metrics::challenge_consumed(purpose, app, metrics::Consumed::Token);
+                Ok(*challenge)
+            }
             TokenOutcome::NotFound => Err(Refusal::NotFound(what).into()),
-            TokenOutcome::Gone(status) => Err(Refusal::NoLongerValid { what, status }.into()),
+            TokenOutcome::Gone(status) => {
+                if status == ChallengeStatus::Expired {
+                    metrics::challenge_expired(purpose, app);
+                }
+                Err(Refusal::NoLongerValid { what, status }.into())
+            }
         }
     }
 

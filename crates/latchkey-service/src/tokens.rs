@@ -2,6 +2,7 @@
 //! refresh token, the application itself), and what else is offered over tokens: userinfo,
 //! revocation and introspection.
 
+use crate::metrics;
 use crate::{Refusal, Resource, Service, ServiceError};
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, otp_subject};
 use latchkey_core::event::{Event, EventKind};
@@ -118,6 +119,7 @@ impl Service {
             .ok_or(Refusal::CodeInvalid)?;
         let mut tokens = self.sign_tokens(app, &grant).await?;
         tokens.refresh_token = Some(plain);
+        metrics::tokens_issued(metrics::Grant::AuthorizationCode);
         Ok(tokens)
     }
 
@@ -142,11 +144,17 @@ impl Service {
                 };
                 let (refresh, plain, event) = self.new_refresh(app, &grant, OTP_GRANT_EVENT, now);
                 self.store.insert_refresh_token(&refresh, Some(&event)).await?;
+                metrics::challenge_consumed(challenge.purpose, app, metrics::Consumed::Code);
                 let mut tokens = self.sign_tokens(app, &grant).await?;
                 tokens.refresh_token = Some(plain);
+                metrics::tokens_issued(metrics::Grant::Otp);
                 Ok(tokens)
             }
-            OtpOutcome::Wrong { .. } | OtpOutcome::Gone => Err(Refusal::OtpInvalid.into()),
+            OtpOutcome::Wrong { attempts_left } => {
+                metrics::otp_failed(app, attempts_left == 0);
+                Err(Refusal::OtpInvalid.into())
+            }
+            OtpOutcome::Gone => Err(Refusal::OtpInvalid.into()),
         }
     }
 
@@ -190,9 +198,11 @@ impl Service {
                 };
                 let mut tokens = self.sign_tokens(app, &grant).await?;
                 tokens.refresh_token = Some(plain);
+                metrics::tokens_issued(metrics::Grant::RefreshToken);
                 Ok(tokens)
             }
             RotateOutcome::Reused { family_id, .. } => {
+                metrics::refresh_token_reused();
                 tracing::warn!(app_id = %app.id, family_id = %family_id, "refresh token reused: family revoked");
                 Err(Refusal::RefreshTokenInvalid.into())
             }
@@ -211,6 +221,7 @@ impl Service {
         let signer = self.keys.signer(&*self.store, app.settings.signing_alg, &*self.clock).await?;
         let event = Event::new(EventKind::TokenIssued, now).app(&app.id).with("grant", "client_credentials");
         self.store.insert_event(&event).await?;
+        metrics::tokens_issued(metrics::Grant::ClientCredentials);
         Ok(TokenSet {
             access_token: signer.sign_jwt(ACCESS_TOKEN_TYP, &claims),
             id_token: None,

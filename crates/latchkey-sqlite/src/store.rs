@@ -15,6 +15,7 @@ use latchkey_core::rate_limit::{self, RateLimit, RateLimited};
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::signing::SigningAlg;
 use latchkey_core::{Application, Challenge, EmailAddress, User};
+use latchkey_store::OutboxBacklog;
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
     ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage,
@@ -204,7 +205,10 @@ fn count_hits(
             .and_then(|mut stmt| stmt.query_row(params![limit.key, start, now_ms + left_ms], |row| row.get(0)))
             .map_err(map_err)?;
         if count > i64::from(limit.limit) {
-            return Ok(Err(RateLimited { retry_after: time::Duration::milliseconds(left_ms) }));
+            return Ok(Err(RateLimited {
+                retry_after: time::Duration::milliseconds(left_ms),
+                kind: limit.kind(),
+            }));
         }
     }
     Ok(Ok(()))
@@ -527,6 +531,19 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err))
+    }
+
+    async fn outbox_backlog(&self) -> StoreResult<OutboxBacklog> {
+        self.read(|c| {
+            let (queued, oldest): (i64, Option<i64>) = c
+                .query_row(
+                    "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status = 'queued'",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .map_err(map_err)?;
+            Ok(OutboxBacklog { queued: queued as u64, oldest_queued_at: oldest.and_then(rows::from_millis) })
+        })
     }
 
     async fn insert_application(&self, app: &Application, secret: Option<&ClientSecret>) -> StoreResult<()> {

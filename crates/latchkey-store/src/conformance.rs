@@ -4,6 +4,7 @@
 //! case (`#[ignore = "…"]` for a database a plain `cargo test` does not have: the cases are then
 //! reported as ignored, and fail when run without it, never pass without having run).
 
+use crate::OutboxBacklog;
 use crate::{
     ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, OtpOutcome, RegistrationOutcome,
     RotateOutcome, Store, StoredSigningKey, TokenOutcome,
@@ -15,7 +16,7 @@ use latchkey_core::event::{Event, EventKind};
 use latchkey_core::id::OrgId;
 use latchkey_core::id::{AppId, OutboxId, SecretId};
 use latchkey_core::organization::Organization;
-use latchkey_core::rate_limit::{RateLimit, RateLimited};
+use latchkey_core::rate_limit::{RateLimit, RateLimitKind, RateLimited};
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::secret::HashPurpose;
 use latchkey_core::signing::SigningAlg;
@@ -47,6 +48,7 @@ macro_rules! conformance_tests {
             authorization_code_redeems_once_for_its_own_application,
             concurrent_code_redemption_has_one_winner,
             outbox_leases_retries_and_settles,
+            outbox_backlog_counts_what_waits,
             signing_keys_round_trip,
             deleting_an_application_removes_what_it_owns,
             rate_limits_count_per_window_and_refuse_without_writing,
@@ -472,6 +474,32 @@ pub async fn outbox_leases_retries_and_settles(store: Arc<dyn Store>) {
     assert_eq!((failed.status, failed.attempts), (DeliveryStatus::Failed, 1));
 }
 
+pub async fn outbox_backlog_counts_what_waits(store: Arc<dyn Store>) {
+    let empty = OutboxBacklog { queued: 0, oldest_queued_at: None };
+    assert_eq!(store.outbox_backlog().await.unwrap(), empty);
+    let app = app_in(&*store, "Backlog").await;
+    for (i, at) in [t0(), t0() + Duration::seconds(5)].into_iter().enumerate() {
+        let (c, _) = challenge(&app, &format!("b{i}@example.com"), at);
+        insert(&*store, &c, Some(&mail_for(&app, &c))).await;
+    }
+    let (c, _) = challenge(&app, "no-mail@example.com", t0());
+    insert(&*store, &c, None).await;
+    assert_eq!(
+        store.outbox_backlog().await.unwrap(),
+        OutboxBacklog { queued: 2, oldest_queued_at: Some(t0()) }
+    );
+
+    // Leased or waiting for a retry, a message still waits; sent or failed for good, it does not.
+    let lease = t0() + Duration::seconds(60);
+    let claimed = store.claim_outbox(t0() + Duration::seconds(5), lease, 10).await.unwrap();
+    assert_eq!(store.outbox_backlog().await.unwrap().queued, 2);
+    store.outbox_sent(&claimed[0].id, t0()).await.unwrap();
+    let left = store.outbox_backlog().await.unwrap();
+    assert_eq!(left, OutboxBacklog { queued: 1, oldest_queued_at: Some(t0() + Duration::seconds(5)) });
+    store.outbox_attempt_failed(&claimed[1].id, "550 no such user", None).await.unwrap();
+    assert_eq!(store.outbox_backlog().await.unwrap(), empty);
+}
+
 pub async fn signing_keys_round_trip(store: Arc<dyn Store>) {
     assert!(store.signing_keys().await.unwrap().is_empty());
     for (kid, alg) in [("k1", SigningAlg::ES256), ("k2", SigningAlg::EdDSA)] {
@@ -527,7 +555,7 @@ pub async fn rate_limits_count_per_window_and_refuse_without_writing(store: Arc<
     }
     let (refused, token) = challenge(&app, "l2@example.com", at);
     let outcome = store.create_challenge(&refused, None, &limits, at).await.unwrap();
-    assert_eq!(outcome, Err(RateLimited { retry_after: Duration::seconds(50) }));
+    assert_eq!(outcome, Err(RateLimited { retry_after: Duration::seconds(50), kind: RateLimitKind::Email }));
     assert!(store.challenge_by_link(&link_hash(&token)).await.unwrap().is_none(), "nothing written");
     // The refusal counted nothing: the next minute allows one more (the hour's third).
     let next = t0() + Duration::seconds(61);

@@ -32,6 +32,8 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> StoreResult<()>;
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// The mail waiting to be delivered: how many messages, and when the oldest was queued.
+    async fn outbox_backlog(&self) -> StoreResult<OutboxBacklog>;
 
     // Applications and their secrets.
     async fn insert_application(&self, app: &Application, secret: Option<&ClientSecret>) -> StoreResult<()>;

@@ -64,6 +64,13 @@ pub struct NewOutboxMessage {
     pub created_at: OffsetDateTime,
 }
 
+/// The mail waiting to be delivered (queued, not yet sent or failed for good).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxBacklog {
+    pub queued: u64,
+    pub oldest_queued_at: Option<OffsetDateTime>,
+}
+
 /// A message leased for delivery.
 #[derive(Debug, Clone)]
 pub struct OutboxMessage {

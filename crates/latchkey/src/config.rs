@@ -43,6 +43,8 @@ pub struct Config {
     pub http_body_timeout_ms: u64,
     /// Open HTTP connections at once; keep it below the descriptor limit (`ulimit -n`).
     pub http_max_connections: usize,
+    /// Address of a listener that serves only `/metrics`, without the admin token.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -65,6 +67,7 @@ impl Default for Config {
             http_header_timeout_ms: 5_000,
             http_body_timeout_ms: 10_000,
             http_max_connections: 512,
+            metrics_listen: None,
         }
     }
 }
@@ -86,6 +89,7 @@ impl fmt::Debug for Config {
             .field("http_header_timeout_ms", &self.http_header_timeout_ms)
             .field("http_body_timeout_ms", &self.http_body_timeout_ms)
             .field("http_max_connections", &self.http_max_connections)
+            .field("metrics_listen", &self.metrics_listen)
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +123,7 @@ const KEYS: &[&str] = &[
     "http_header_timeout_ms",
     "http_body_timeout_ms",
     "http_max_connections",
+    "metrics_listen",
 ];
 /// Variables with our prefix that are not settings of the server.
 const OTHER_VARS: &[&str] = &["test_database_url", "log"];

@@ -42,6 +42,9 @@ impl Default for StartOptions {
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The metrics listener's address (`LATCHKEY_METRICS_LISTEN`), when there is one.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics: Option<JoinHandle<()>>,
     pub public_url: String,
     pub service: Arc<Service>,
     pub store: Arc<dyn Store>,
@@ -63,6 +66,9 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.http.await;
+        if let Some(metrics) = self.metrics {
+            let _ = metrics.await;
+        }
         let _ = self.worker.await;
         let _ = self.maintenance.await;
     }
@@ -135,6 +141,17 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match &config.metrics_listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .with_context(|| format!("LATCHKEY_METRICS_LISTEN: cannot listen on {at}"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    // Before anything is counted: what is recorded before the recorder exists is lost.
+    latchkey_server::ops::metrics::install();
     let public_url = match &config.public_url {
         Some(u) => u.clone(),
         None => format!("http://{addr}"),
@@ -181,6 +198,16 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
 
     let app = latchkey_server::router(service.clone());
     let limits = config.http_limits();
+    let metrics = metrics_listener.map(|listener| {
+        let router = latchkey_server::ops::metrics::listener_routes().with_state(service.clone());
+        let mut stop = signal.clone();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            crate::serve::serve(listener, router, limits, stopped).await;
+        })
+    });
     let mut http_signal = signal;
     let http = tokio::spawn(async move {
         let stopped = async move {
@@ -191,6 +218,8 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
 
     Ok(Running {
         addr,
+        metrics_addr,
+        metrics,
         public_url,
         service,
         store,

@@ -60,11 +60,49 @@ async fn log_causes(req: Request, next: Next) -> Response {
     if let Some(cause) = response.extensions().get::<Cause>() {
         if cause.internal {
             tracing::error!(error = %cause.text, "internal error");
+            metrics::counter!("latchkey_internal_errors_total").increment(1);
         } else {
             tracing::warn!(error = %cause.text, "database unavailable");
+            metrics::counter!("latchkey_database_unavailable_total").increment(1);
         }
     }
     response
+}
+
+/// Counts and times every request by its matched route (never its path: paths carry tokens).
+async fn record_request(req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = method_label(req.method());
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let route = route.unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(req).await;
+    let class = match response.status().as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    metrics::counter!("latchkey_http_requests_total", "method" => method, "route" => route.clone(), "status" => class)
+        .increment(1);
+    metrics::histogram!("latchkey_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A bounded label: the methods the server answers, and `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// `Retry-After` for a refusal to wait (seconds, rounded up) or an unavailable database.
@@ -127,6 +165,7 @@ pub fn layers(router: Router) -> Router {
     router
         .layer(axum::middleware::from_fn(api_headers))
         .layer(axum::middleware::from_fn(log_causes))
+        .layer(axum::middleware::from_fn(record_request))
         .layer(trace)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeId))

@@ -1,4 +1,6 @@
-//! Operations: liveness and readiness.
+//! Operations: liveness, readiness and metrics.
+
+pub mod metrics;
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -10,7 +12,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<Service>> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).merge(metrics::routes())
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -14,6 +14,7 @@ mod limits_and_keys;
 mod magic_link;
 mod mail_delivery;
 mod mail_templates;
+mod metrics;
 mod multi_instance;
 mod oidc;
 mod openapi;
