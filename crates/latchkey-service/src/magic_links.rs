@@ -71,7 +71,11 @@ pub struct CreatedMagicLink {
 
 impl Service {
     /// The engine's request for a sign-in: where it goes back to, and what binds it.
-    fn challenge_request(&self, app: &Application, cmd: &NewMagicLink) -> Result<ChallengeRequest, Refusal> {
+    pub(crate) fn challenge_request(
+        &self,
+        app: &Application,
+        cmd: &NewMagicLink,
+    ) -> Result<ChallengeRequest, Refusal> {
         let redirect_uri = app.resolve_redirect(cmd.redirect_uri.as_ref()).map_err(|e| match e {
             latchkey_core::application::RedirectError::NotAllowed => Refusal::RedirectNotAllowed,
             latchkey_core::application::RedirectError::NoDefault => Refusal::RedirectRequired,
@@ -172,7 +176,7 @@ impl Service {
 
     /// The sign-in e-mail, in the request's language (else the application's default), with the
     /// application's templates and branding.
-    fn sign_in_mail(
+    pub(crate) fn sign_in_mail(
         &self,
         app: &Application,
         challenge: &Challenge,

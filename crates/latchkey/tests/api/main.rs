@@ -5,6 +5,7 @@
 mod helpers;
 
 mod applications;
+mod autharmor;
 mod bad_input;
 mod cli;
 mod codes_and_tokens;
