@@ -19,4 +19,5 @@ mod multi_instance;
 mod oidc;
 mod races;
 mod registrations_and_orgs;
+mod sdk_autharmor;
 mod users_and_events;
