@@ -120,9 +120,10 @@ async fn validate(
     Ok(no_store(Json(answer).into_response()))
 }
 
-/// The new user. A replay says so, and that nothing was authorized by it.
+/// The new user. A replay says so, and that nothing was authorized by it. Under the
+/// application's `report` policy, a client that differed is said, as in the native answer.
 fn registered_json(done: &Registered, replay: bool) -> Value {
-    json!({
+    let mut body = json!({
         "magiclink_email_registration_type": "new_user",
         "user_id": done.user.id,
         "username": done.user.email.as_str(),
@@ -130,5 +131,9 @@ fn registered_json(done: &Registered, replay: bool) -> Value {
         "context_data": done.challenge.context_data,
         "is_replay": replay,
         "authorized": !replay,
-    })
+    });
+    if done.client_mismatch {
+        body["client_mismatch"] = true.into();
+    }
+    body
 }

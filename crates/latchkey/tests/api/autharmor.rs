@@ -15,6 +15,7 @@ backend_tests!(
     connect_token_answers_form_posts_and_query_strings,
     a_registration_mails_its_link_and_validates_once,
     registration_validation_refuses_another_client_and_takes_the_v3_form,
+    an_application_that_reports_mismatches_validates_and_says_so,
     a_sign_in_mails_its_link_and_validates_once,
     sign_in_by_username_validates_through_v3_and_checks_the_client,
     expired_and_foreign_requests_are_refused,
@@ -292,6 +293,22 @@ async fn registration_validation_refuses_another_client_and_takes_the_v3_form(ap
         .await
         .unwrap();
     assert_eq!(json_of(res, StatusCode::OK).await["is_replay"], true);
+}
+
+async fn an_application_that_reports_mismatches_validates_and_says_so(app: TestApp) {
+    let client = app
+        .create_client(json!({
+            "name": "Acme", "redirect_uris": [CALLBACK], "registration_redirect_uris": [REGISTER],
+            "registration_mismatch": "report"
+        }))
+        .await;
+    let token = access_token(&app, &client).await;
+    let (id, secret) =
+        start_registration(&app, &token, &random_email(), json!({"ip_address": "203.0.113.7"})).await;
+    let path = format!("/v4/users/registrations/magiclink_email/{id}/validate");
+    let body = json!({"registration_validation_token": secret, "ip_address": "198.51.100.1"});
+    let done = json_of(post(&app, &token, &path, body).await, StatusCode::OK).await;
+    assert_eq!((done["client_mismatch"].clone(), done["authorized"].clone()), (json!(true), json!(true)));
 }
 
 /// Starts a sign-in and returns the start's answer and `(id, token)` from its e-mail.
