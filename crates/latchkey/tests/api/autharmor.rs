@@ -19,6 +19,8 @@ backend_tests!(
     a_sign_in_mails_its_link_and_validates_once,
     sign_in_by_username_validates_through_v3_and_checks_the_client,
     expired_and_foreign_requests_are_refused,
+    concurrent_validations_authorize_once,
+    too_many_starts_for_one_address_wait,
     bad_input_on_every_route_answers_the_error_shape,
     unknown_paths_and_methods_answer_the_error_shape,
 );
@@ -432,6 +434,40 @@ async fn expired_and_foreign_requests_are_refused(app: TestApp) {
     let path = format!("/v4/users/registrations/magiclink_email/{reg_id}/validate");
     let res = post(&app, &token, &path, json!({"registration_validation_token": reg_secret})).await;
     error_of(res, StatusCode::GONE, 4100).await;
+}
+
+async fn concurrent_validations_authorize_once(app: TestApp) {
+    let (token, email, user_id) = token_and_user(&app).await;
+    let body = json!({"user_id": user_id, "auth_redirect_url": CALLBACK});
+    let (_, id, secret) = start_sign_in(&app, &token, &email, body).await;
+    let check = json!({"auth_request_id": id, "auth_validation_token": secret});
+    let paths = ["/v4/auth/magiclink_email/validate", "/v3/auth/magiclink/validate"];
+    let answers = futures_util::future::join_all((0..20).map(|i| {
+        let (app, token, check) = (&app, &token, check.clone());
+        async move { json_of(post(app, token, paths[i % 2], check).await, StatusCode::OK).await }
+    }))
+    .await;
+    let authorized =
+        answers.iter().filter(|a| a["validate_auth_response_details"]["authorized"] == true).count();
+    let replays = answers.iter().filter(|a| a["validate_auth_response_details"]["is_replay"] == true).count();
+    assert_eq!((authorized, replays), (1, 19));
+}
+
+async fn too_many_starts_for_one_address_wait(app: TestApp) {
+    let (token, email, user_id) = token_and_user(&app).await;
+    let body = json!({"user_id": user_id, "auth_redirect_url": CALLBACK});
+    for _ in 0..3 {
+        json_of(post(&app, &token, "/v4/auth/magiclink_email/start", body.clone()).await, StatusCode::OK)
+            .await;
+    }
+    let res = post(&app, &token, "/v4/auth/magiclink_email/start", body).await;
+    let retry_after: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    error_of(res, StatusCode::TOO_MANY_REQUESTS, 4290).await;
+    let mails = app.wait_for_mails(3).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(app.sink.mails().len(), 3, "the refused start sent nothing");
+    assert!(mails.iter().all(|m| m.header("To").is_some_and(|to| to.contains(&email))));
 }
 
 async fn bad_input_on_every_route_answers_the_error_shape(app: TestApp) {
