@@ -192,13 +192,7 @@ impl Service {
         if !allowed.iter().any(|a| a == cmd.redirect_uri.as_str()) {
             return Err(Refusal::RedirectNotAllowed.into());
         }
-        if !latchkey_core::user::within_bounds(&cmd.context_data) {
-            return Err(Refusal::invalid(
-                "context_data",
-                "context_data is limited to 50 entries, keys of 1 to 40 bytes and values of 500",
-            )
-            .into());
-        }
+        check_context_data(&cmd.context_data)?;
         let hint = |h: Option<ClientHint>| h.map(ClientHint::into_string);
         let req = ChallengeRequest {
             purpose: Purpose::Registration,
@@ -368,6 +362,17 @@ impl Service {
         let hash = self.key.hash(HashPurpose::LinkToken, code);
         self.consume_token(app, Purpose::Verification, &hash, self.clock.now()).await
     }
+}
+
+/// The caller's data handed back at validation, within [`latchkey_core::user::within_bounds`].
+pub(crate) fn check_context_data(data: &BTreeMap<String, String>) -> Result<(), Refusal> {
+    if latchkey_core::user::within_bounds(data) {
+        return Ok(());
+    }
+    Err(Refusal::invalid(
+        "context_data",
+        "context_data is limited to 50 entries, keys of 1 to 40 bytes and values of 500",
+    ))
 }
 
 /// Whether the client now differs from the one the caller described at the start (only what

@@ -4,7 +4,7 @@
 //! request: the answer says whether the user proved control of the address, once, and a token
 //! presented again is reported as a replay rather than confirmed twice.
 
-use crate::registrations::client_differs;
+use crate::registrations::{check_context_data, client_differs};
 use crate::{NewMagicLink, Refusal, Resource, Service, ServiceError};
 use latchkey_core::challenge::{ChallengeLifetime, ClientHint, IssuedChallenge, Purpose};
 use latchkey_core::id::UserId;
@@ -81,13 +81,7 @@ impl Service {
         app: &Application,
         cmd: NewSignInRequest,
     ) -> Result<SignInRequest, ServiceError> {
-        if !latchkey_core::user::within_bounds(&cmd.context_data) {
-            return Err(Refusal::invalid(
-                "context_data",
-                "context_data is limited to 50 entries, keys of 1 to 40 bytes and values of 500",
-            )
-            .into());
-        }
+        check_context_data(&cmd.context_data)?;
         let user = match &cmd.user {
             UserKey::Id(id) => self.store.user(id).await?,
             UserKey::Email(email) => self.store.user_by_email(email).await?,
