@@ -127,8 +127,9 @@ impl Service {
         let IssuedChallenge { challenge, link_token, otp } = Challenge::issue(app, req, &self.key, now);
         let link = self.url(&format!("/l/{}", link_token.expose()));
         let user_locale = user.and_then(|u| u.locale).and_then(|l| Locale::parse(&l).ok());
-        let mail = send_email
-            .then(|| self.sign_in_mail(app, &challenge, &link, &otp, locale.as_ref(), user_locale.as_ref()));
+        let mail = send_email.then(|| {
+            self.sign_in_mail(app, &challenge, &link, Some(&otp), locale.as_ref(), user_locale.as_ref())
+        });
         self.store_challenge(app, &challenge, mail, now).await?;
         Ok(CreatedMagicLink {
             id: challenge.id,
@@ -175,13 +176,13 @@ impl Service {
     }
 
     /// The sign-in e-mail, in the request's language (else the application's default), with the
-    /// application's templates and branding.
+    /// application's templates and branding; without a code when `otp` is `None`.
     pub(crate) fn sign_in_mail(
         &self,
         app: &Application,
         challenge: &Challenge,
         link: &str,
-        otp: &Otp,
+        otp: Option<&Otp>,
         locale: Option<&Locale>,
         user_locale: Option<&Locale>,
     ) -> NewOutboxMessage {
@@ -190,7 +191,7 @@ impl Service {
             branding: self.mail_branding(app),
             email: challenge.email.as_str(),
             link,
-            code: otp.expose(),
+            code: otp.map_or("", Otp::expose),
             minutes: minutes(challenge.expires_at),
             code_minutes: minutes(challenge.otp_expires_at),
         });

@@ -99,14 +99,16 @@ impl Service {
         let mut req = self.challenge_request(app, &sign_in)?;
         req.context_data = cmd.context_data;
         let now = self.clock.now();
-        let IssuedChallenge { challenge, link_token, otp } = Challenge::issue(app, req, &self.key, now);
+        // The application confirms the sign-in through its own address: the e-mail carries the
+        // link alone, no code to type anywhere.
+        let IssuedChallenge { challenge, link_token, .. } = Challenge::issue(app, req, &self.key, now);
         let params = cmd.link_params;
         let link = challenge
             .redirect_uri
             .with_params([(params.id, challenge.id.as_str()), (params.token, link_token.expose())]);
         let user_locale = user.locale.as_deref().and_then(|l| Locale::parse(l).ok());
         let mail =
-            self.sign_in_mail(app, &challenge, &link, &otp, sign_in.locale.as_ref(), user_locale.as_ref());
+            self.sign_in_mail(app, &challenge, &link, None, sign_in.locale.as_ref(), user_locale.as_ref());
         self.store_challenge(app, &challenge, Some(mail), now).await?;
         Ok(SignInRequest { challenge, user })
     }

@@ -320,6 +320,10 @@ async fn start_sign_in(app: &TestApp, token: &str, email: &str, body: Value) -> 
         json_of(post(app, token, "/v4/auth/magiclink_email/start", body).await, StatusCode::OK).await;
     let mails = app.wait_for_mails(before + 1).await;
     let link = link_to(&mails, email, CALLBACK);
+    let text = mails.last().unwrap().text();
+    let code = text.split_whitespace().find(|w| w.len() == 6 && w.bytes().all(|b| b.is_ascii_digit()));
+    assert_eq!(code, None, "the application confirms the sign-in: no code to type anywhere\n{text}");
+    assert!(text.contains("The link works once"), "{text}");
     let id = param(&link, "auth_request_id");
     assert_eq!(started["auth_request_id"], id.as_str());
     (started, id, param(&link, "auth_validation_token"))
