@@ -7,8 +7,10 @@
 //! - [`pages`]: what a person's browser sees: the landing page of a link, `/oauth/authorize`.
 //! - [`dev`]: the development pages of `--dev` and the development mailbox.
 //! - [`ops`]: liveness and readiness.
+//! - [`autharmor`]: the Auth Armor compatible API (`/connect/token`, `/v3/…`, `/v4/…`).
 //! - [`common`]: what every face shares: body parsing, credentials, page shell, middleware.
 
+pub mod autharmor;
 pub mod common;
 pub mod dev;
 pub mod native;
@@ -28,6 +30,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .merge(pages::routes())
         .merge(dev::routes())
         .merge(ops::routes())
+        .merge(autharmor::routes())
         .fallback(native::not_found);
     common::layers(faces.with_state(service))
 }

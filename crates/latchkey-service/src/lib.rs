@@ -20,6 +20,7 @@ pub mod metrics;
 mod organizations;
 mod refusal;
 mod registrations;
+mod sign_in_requests;
 mod templates;
 mod tokens;
 mod users;
@@ -32,9 +33,10 @@ pub use magic_links::{CreatedMagicLink, NewMagicLink};
 pub use organizations::{NewOrganization, OrganizationChange};
 pub use refusal::{RETRY_AFTER_UNAVAILABLE, Refusal, Resource, ServiceError, retry_after_secs};
 pub use registrations::{
-    Created, Deliverable, MailSubject, NewRegistration, NewVerificationLink, Registered, Validation,
-    VerificationTemplate,
+    ActionName, Created, Deliverable, MailSubject, NewRegistration, NewVerificationLink, Registered,
+    ShortMessage, Validation, VerificationTemplate,
 };
+pub use sign_in_requests::{LinkParams, NewSignInRequest, SignInCheck, SignInRequest, UserKey, Validated};
 pub use templates::{MAX_TEMPLATES, MAX_TEMPLATES_BYTES, TemplateParts};
 pub use tokens::{CodeExchange, Introspection, MAX_OTP_ATTEMPTS, OtpExchange, TokenSet, UserInfo};
 pub use users::{DEFAULT_PAGE, MAX_PAGE, NewUser, Page, PageSize, UserChange};

@@ -72,7 +72,11 @@ pub struct CreatedMagicLink {
 
 impl Service {
     /// The engine's request for a sign-in: where it goes back to, and what binds it.
-    fn challenge_request(&self, app: &Application, cmd: &NewMagicLink) -> Result<ChallengeRequest, Refusal> {
+    pub(crate) fn challenge_request(
+        &self,
+        app: &Application,
+        cmd: &NewMagicLink,
+    ) -> Result<ChallengeRequest, Refusal> {
         let redirect_uri = app.resolve_redirect(cmd.redirect_uri.as_ref()).map_err(|e| match e {
             latchkey_core::application::RedirectError::NotAllowed => Refusal::RedirectNotAllowed,
             latchkey_core::application::RedirectError::NoDefault => Refusal::RedirectRequired,
@@ -124,8 +128,9 @@ impl Service {
         let IssuedChallenge { challenge, link_token, otp } = Challenge::issue(app, req, &self.key, now);
         let link = self.url(&format!("/l/{}", link_token.expose()));
         let user_locale = user.and_then(|u| u.locale).and_then(|l| Locale::parse(&l).ok());
-        let mail = send_email
-            .then(|| self.sign_in_mail(app, &challenge, &link, &otp, locale.as_ref(), user_locale.as_ref()));
+        let mail = send_email.then(|| {
+            self.sign_in_mail(app, &challenge, &link, Some(&otp), locale.as_ref(), user_locale.as_ref())
+        });
         self.store_challenge(app, &challenge, mail, now).await?;
         Ok(CreatedMagicLink {
             id: challenge.id,
@@ -173,13 +178,13 @@ impl Service {
     }
 
     /// The sign-in e-mail, in the request's language (else the application's default), with the
-    /// application's templates and branding.
-    fn sign_in_mail(
+    /// application's templates and branding; without a code when `otp` is `None`.
+    pub(crate) fn sign_in_mail(
         &self,
         app: &Application,
         challenge: &Challenge,
         link: &str,
-        otp: &Otp,
+        otp: Option<&Otp>,
         locale: Option<&Locale>,
         user_locale: Option<&Locale>,
     ) -> NewOutboxMessage {
@@ -188,7 +193,7 @@ impl Service {
             branding: self.mail_branding(app),
             email: challenge.email.as_str(),
             link,
-            code: otp.expose(),
+            code: otp.map_or("", Otp::expose),
             minutes: minutes(challenge.expires_at),
             code_minutes: minutes(challenge.otp_expires_at),
         });

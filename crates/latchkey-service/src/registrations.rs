@@ -3,15 +3,14 @@
 //! application's back end validates it.
 
 use crate::metrics;
-use crate::{Refusal, Resource, Service, ServiceError};
+use crate::{Refusal, Resource, Service, ServiceError, Validated};
 use latchkey_core::application::MismatchPolicy;
 use latchkey_core::bounded::Bounded;
-use latchkey_core::challenge::ChallengeStatus;
 use latchkey_core::challenge::{
     ChallengeLifetime, ChallengeRequest, ClientHint, IssuedChallenge, Purpose, StateText,
 };
 use latchkey_core::secret::HashPurpose;
-use latchkey_core::{Application, Challenge, EmailAddress, RedirectUri, User};
+use latchkey_core::{Application, Challenge, ChallengeStatus, EmailAddress, RedirectUri, User};
 use latchkey_mail::Locale;
 use latchkey_mail::compose;
 use latchkey_mail::templates::{MailContext, RegistrationMail, VerificationMail};
@@ -50,6 +49,8 @@ pub struct NewRegistration {
 #[derive(Debug, Clone)]
 pub struct Validation {
     pub token: String,
+    /// The registration the token must belong to, when the caller names it.
+    pub registration_id: Option<String>,
     /// What the client is now, compared with what was given at the start.
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
@@ -192,13 +193,7 @@ impl Service {
         if !allowed.iter().any(|a| a == cmd.redirect_uri.as_str()) {
             return Err(Refusal::RedirectNotAllowed.into());
         }
-        if !latchkey_core::user::within_bounds(&cmd.context_data) {
-            return Err(Refusal::invalid(
-                "context_data",
-                "context_data is limited to 50 entries, keys of 1 to 40 bytes and values of 500",
-            )
-            .into());
-        }
+        check_context_data(&cmd.context_data)?;
         let hint = |h: Option<ClientHint>| h.map(ClientHint::into_string);
         let req = ChallengeRequest {
             purpose: Purpose::Registration,
@@ -255,13 +250,9 @@ impl Service {
             .challenge_by_link(&hash)
             .await?
             .filter(|c| c.app_id == app.id && c.purpose == Purpose::Registration)
+            .filter(|c| cmd.registration_id.as_ref().is_none_or(|id| c.id.as_str() == id))
             .ok_or(Refusal::NotFound(Resource::Registration))?;
-        let differs = |started: &Option<String>, now: &Option<String>| match (started, now) {
-            (Some(a), Some(b)) => a != b,
-            _ => false,
-        };
-        let mismatch =
-            differs(&found.client_ip, &cmd.client_ip) || differs(&found.user_agent, &cmd.user_agent);
+        let mismatch = client_differs(&found, cmd.client_ip.as_deref(), cmd.user_agent.as_deref());
         if mismatch && app.settings.registration_mismatch == MismatchPolicy::Refuse {
             return Err(Refusal::ClientMismatch.into());
         }
@@ -282,6 +273,30 @@ impl Service {
                 }
                 Err(Refusal::NoLongerValid { what: Resource::Registration, status }.into())
             }
+        }
+    }
+
+    /// As [`Service::validate_registration`], except that a token already validated answers
+    /// the registration it made, as a replay, instead of a refusal.
+    pub async fn validate_registration_once(
+        &self,
+        app: &Application,
+        cmd: Validation,
+    ) -> Result<Validated<Registered>, ServiceError> {
+        let token = cmd.token.clone();
+        match self.validate_registration(app, cmd).await {
+            Ok(done) => Ok(Validated::First(done)),
+            Err(ServiceError::Refused(Refusal::NoLongerValid {
+                status: ChallengeStatus::Consumed, ..
+            })) => {
+                let hash = self.key.hash(HashPurpose::LinkToken, &token);
+                let challenge = self.store.challenge_by_link(&hash).await?.filter(|c| c.app_id == app.id);
+                let challenge = challenge.ok_or(Refusal::NotFound(Resource::Registration))?;
+                let user = self.store.user_by_email(&challenge.email).await?;
+                let user = user.ok_or(Refusal::NotFound(Resource::User))?;
+                Ok(Validated::Replay(Registered { user, challenge, client_mismatch: false }))
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -360,6 +375,27 @@ impl Service {
         let hash = self.key.hash(HashPurpose::LinkToken, code);
         self.consume_token(app, Purpose::Verification, &hash, self.clock.now()).await
     }
+}
+
+/// The caller's data handed back at validation, within [`latchkey_core::user::within_bounds`].
+pub(crate) fn check_context_data(data: &BTreeMap<String, String>) -> Result<(), Refusal> {
+    if latchkey_core::user::within_bounds(data) {
+        return Ok(());
+    }
+    Err(Refusal::invalid(
+        "context_data",
+        "context_data is limited to 50 entries, keys of 1 to 40 bytes and values of 500",
+    ))
+}
+
+/// Whether the client now differs from the one the caller described at the start (only what
+/// both sides said is compared).
+pub(crate) fn client_differs(started: &Challenge, ip: Option<&str>, user_agent: Option<&str>) -> bool {
+    let differs = |then: &Option<String>, now: Option<&str>| match (then.as_deref(), now) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    };
+    differs(&started.client_ip, ip) || differs(&started.user_agent, user_agent)
 }
 
 /// The longest link token or code looked up; anything longer cannot be ours.

@@ -93,6 +93,8 @@ pub struct LoginMail<'a> {
     pub branding: Branding<'a>,
     pub email: &'a str,
     pub link: &'a str,
+    /// Empty when the e-mail carries no code (a sign-in the application confirms itself):
+    /// the built-in templates then speak of the link alone.
     pub code: &'a str,
     /// Minutes until the link expires.
     pub minutes: i64,

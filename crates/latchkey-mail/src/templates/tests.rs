@@ -57,6 +57,29 @@ fn every_built_in_message_renders_in_every_language() {
 }
 
 #[test]
+fn a_sign_in_without_a_code_speaks_of_the_link_alone() {
+    for lang in LANGUAGES {
+        let MailContext::Login(mut mail) = login(acme()) else { unreachable!() };
+        let with_code = render(&MailContext::Login(mail), &locale(lang), &Overrides::new());
+        mail.code = "";
+        let out = render(&MailContext::Login(mail), &locale(lang), &Overrides::new());
+        for (part, with) in [(&out.text, &with_code.text), (&out.html, &with_code.html)] {
+            assert!(part.contains("https://id.example/l/AbC-123_x"), "{lang}: {part}");
+            assert!(part.len() < with.len(), "{lang}: the code's lines are gone");
+            assert!(!part.contains("042917") && !part.contains("{%"), "{lang}: {part}");
+        }
+        let code_word = match *lang {
+            "fr" | "de" => "Code",
+            "es" => "código",
+            _ => "code",
+        };
+        for part in [&out.text, &out.html] {
+            assert!(!part.to_lowercase().contains(&code_word.to_lowercase()), "{lang}: {part}");
+        }
+    }
+}
+
+#[test]
 fn the_languages_say_different_things() {
     let subjects: Vec<String> =
         LANGUAGES.iter().map(|l| render(&login(acme()), &locale(l), &Overrides::new()).subject).collect();

@@ -246,7 +246,7 @@ async fn validate_registration(
     let token = b.registration_validation_token.ok_or_else(|| {
         NativeError::field("registration_validation_token", "registration_validation_token is required")
     })?;
-    let cmd = Validation { token, client_ip: b.client_ip, user_agent: b.user_agent };
+    let cmd = Validation { token, registration_id: None, client_ip: b.client_ip, user_agent: b.user_agent };
     let done = service.validate_registration(&app, cmd).await?;
     Ok(Json(RegisteredView {
         registration_type: "new_user",

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod applications;
+mod autharmor;
 mod bad_input;
 mod cli;
 mod codes_and_tokens;
@@ -20,4 +21,5 @@ mod oidc;
 mod openapi;
 mod races;
 mod registrations_and_orgs;
+mod sdk_autharmor;
 mod users_and_events;
