@@ -14,6 +14,18 @@ pub const SIGN_IN_SCOPE: &str = "openid email";
 pub const CLIENT_SCOPE: &str = "latchkey";
 /// The JOSE `typ` of access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+/// The JOSE `typ` of a token that says only that it is a JWT.
+pub const PLAIN_JWT_TYP: &str = "JWT";
+
+/// How an application's own access token (client_credentials) is written: per RFC 9068
+/// (`typ: at+jwt`), or as a plain JWT (`typ: JWT`) whose header also names its issuer, for
+/// clients that read the header and expect that. The claims are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessTokenFormat {
+    Rfc9068,
+    PlainJwt,
+}
+
 /// The longest token this server reads; anything longer cannot be one of ours.
 pub const MAX_TOKEN_LEN: usize = 4096;
 
@@ -73,7 +85,8 @@ impl AccessTokenClaims {
     }
 
     /// The claims of an access token this server issued and that is still valid at `now`:
-    /// signed by one of our keys, typed `at+jwt`, from `issuer`, unexpired.
+    /// signed by one of our keys, typed `at+jwt` (or a plain JWT of an application's own, see
+    /// [`AccessTokenFormat`]), from `issuer`, unexpired.
     pub fn verify<'a>(
         token: &str,
         key_for: impl Fn(&str) -> Option<&'a SigningKey>,
@@ -84,11 +97,12 @@ impl AccessTokenClaims {
             return None;
         }
         let (header, claims) = verify_jwt(token, key_for)?;
-        if header["typ"] != ACCESS_TOKEN_TYP {
-            return None;
-        }
         let claims: Self = serde_json::from_value(claims).ok()?;
-        (claims.iss == issuer && claims.exp > now.unix_timestamp()).then_some(claims)
+        // A plain `JWT` is an access token only as an application's own (see
+        // [`AccessTokenFormat::PlainJwt`]); an id token never parses as these claims anyway.
+        let typed = header["typ"] == ACCESS_TOKEN_TYP
+            || (header["typ"] == PLAIN_JWT_TYP && header["iss"] == issuer && claims.is_client_token());
+        (typed && claims.iss == issuer && claims.exp > now.unix_timestamp()).then_some(claims)
     }
 }
 

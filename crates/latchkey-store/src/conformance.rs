@@ -137,6 +137,7 @@ pub fn challenge_with_otp(app: &Application, email: &str, now: OffsetDateTime) -
         org_id: None,
         context_data: [("plan".to_owned(), "pro".to_owned())].into(),
         created_by: None,
+        code_is_credential: false,
     };
     let issued = Challenge::issue(app, req, &key(), now);
     (issued.challenge, issued.link_token.expose().to_owned(), issued.otp)

@@ -13,6 +13,7 @@ fn login<'a>(branding: Branding<'a>) -> MailContext<'a> {
         code: "042917",
         minutes: 15,
         code_minutes: 10,
+        wording: None,
     })
 }
 
