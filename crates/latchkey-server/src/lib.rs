@@ -7,14 +7,18 @@
 //! - [`pages`]: what a person's browser sees: the landing page of a link, `/oauth/authorize`.
 //! - [`dev`]: the development pages of `--dev` and the development mailbox.
 //! - [`ops`]: liveness and readiness.
+//! - [`cryptr`]: Cryptr's magic-link challenge and token endpoint.
+//! - [`transmit`]: Transmit Mosaic's users, e-mail magic links and token endpoint.
 //! - [`common`]: what every face shares: body parsing, credentials, page shell, middleware.
 
 pub mod common;
+pub mod cryptr;
 pub mod dev;
 pub mod native;
 pub mod oauth;
 pub mod ops;
 pub mod pages;
+pub mod transmit;
 
 use axum::Router;
 use latchkey_service::Service;
@@ -24,6 +28,8 @@ use std::sync::Arc;
 pub fn router(service: Arc<Service>) -> Router {
     let faces = Router::new()
         .merge(native::routes())
+        .merge(cryptr::routes())
+        .merge(transmit::routes())
         .merge(oauth::routes())
         .merge(pages::routes())
         .merge(dev::routes())
