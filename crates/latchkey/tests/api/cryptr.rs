@@ -380,6 +380,14 @@ async fn every_route_answers_bad_input_in_cryptr_s_error_shape(app: TestApp) {
         let res = app.http.post(app.url(path)).send().await.unwrap();
         assert_eq!(error_of(res, StatusCode::NOT_FOUND).await["type"], "not_found");
     }
+    // The fourth challenge for one address in a minute waits, in Cryptr's shape.
+    let busy = format!("user_email={}&send_email=false", random_email());
+    for _ in 0..3 {
+        assert_eq!(curl_form(&app, challenge, key, &busy).await.status(), StatusCode::OK);
+    }
+    let res = curl_form(&app, challenge, key, &busy).await;
+    assert!(res.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(error_of(res, StatusCode::TOO_MANY_REQUESTS).await["type"], "rate_limited");
     let long_org = format!("user_email=a%40b.example&org_domain={}", "o".repeat(200));
     let error = error_of(curl_form(&app, challenge, key, &long_org).await, StatusCode::BAD_REQUEST).await;
     assert_eq!(error["type"], "bad_request");

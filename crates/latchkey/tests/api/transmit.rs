@@ -349,6 +349,16 @@ async fn every_route_answers_bad_input_in_transmit_s_error_shape(app: TestApp) {
         let res = app.http.get(app.url(path)).send().await.unwrap();
         error_of(res, StatusCode::METHOD_NOT_ALLOWED).await;
     }
+    // The fourth link for one address in a minute waits, in Transmit's shape.
+    let busy = random_email();
+    create_user(&app, &token, &busy).await;
+    let to_busy = json!({ "identifier": busy, "identifier_type": "email", "redirect_uri": CALLBACK });
+    for _ in 0..3 {
+        assert_eq!(post(&app, send, t, &to_busy).await.status(), StatusCode::OK);
+    }
+    let res = post(&app, send, t, &to_busy).await;
+    assert!(res.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    error_of(res, StatusCode::TOO_MANY_REQUESTS).await;
     let res = app.http.post(app.url("/cis/oidc/jwks")).send().await.unwrap();
     error_of(res, StatusCode::METHOD_NOT_ALLOWED).await;
     for path in ["/cis/v1/nothing", "/cis", "/oidc/nothing", "/oidc", "/cis/v1/users/x"] {
