@@ -90,10 +90,7 @@ pub struct CreatedMagicLink {
 impl Service {
     /// The engine's request for a sign-in: where it goes back to, and what binds it.
     fn challenge_request(&self, app: &Application, cmd: &NewMagicLink) -> Result<ChallengeRequest, Refusal> {
-        let redirect_uri = app.resolve_redirect(cmd.redirect_uri.as_ref()).map_err(|e| match e {
-            latchkey_core::application::RedirectError::NotAllowed => Refusal::RedirectNotAllowed,
-            latchkey_core::application::RedirectError::NoDefault => Refusal::RedirectRequired,
-        })?;
+        let redirect_uri = app.resolve_redirect(cmd.redirect_uri.as_ref()).map_err(Refusal::from)?;
         if app.public && cmd.code_challenge.is_none() {
             return Err(Refusal::PkceRequired);
         }

@@ -7,7 +7,6 @@ use crate::common::no_store;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use latchkey_core::application::RedirectError;
 use latchkey_core::bounded::Bounded;
 use latchkey_core::challenge::{ChallengeLifetime, ClientHint, StateText};
 use latchkey_core::id::UserId;
@@ -195,10 +194,7 @@ pub async fn send(
         // A user id that names no one gets the answer a known one gets, and no e-mail (no
         // enumeration); the redirect is checked all the same.
         None => {
-            app.resolve_redirect(options.redirect_uri.as_ref()).map_err(|e| match e {
-                RedirectError::NotAllowed => Refusal::RedirectNotAllowed,
-                RedirectError::NoDefault => Refusal::RedirectRequired,
-            })?;
+            app.resolve_redirect(options.redirect_uri.as_ref()).map_err(Refusal::from)?;
         }
     }
     Ok(no_store(Json(json!({ "message": "Email sent successfully" })).into_response()))
