@@ -166,3 +166,42 @@ impl SignIn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::SigningAlg;
+
+    const ISSUER: &str = "https://id.example";
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap()
+    }
+
+    #[test]
+    fn a_plain_jwt_is_an_access_token_only_as_an_application_s_own_with_its_issuer_in_the_header() {
+        let (key, _) = SigningKey::generate("k1".into(), SigningAlg::ES256);
+        let verify =
+            |jwt: &str| AccessTokenClaims::verify(jwt, |k| (k == "k1").then_some(&key), ISSUER, now());
+        let client = AccessTokenClaims::for_client(ISSUER, "app_1", Duration::hours(1), now());
+        assert!(verify(&key.sign_jwt(ACCESS_TOKEN_TYP, &client)).is_some(), "RFC 9068");
+        assert!(verify(&key.sign_jwt_with_issuer(PLAIN_JWT_TYP, ISSUER, &client)).is_some(), "plain, own");
+        assert!(verify(&key.sign_jwt(PLAIN_JWT_TYP, &client)).is_none(), "plain without iss in the header");
+        let other = key.sign_jwt_with_issuer(PLAIN_JWT_TYP, "https://other.example", &client);
+        assert!(verify(&other).is_none(), "plain naming another issuer");
+
+        let sign_in = SignIn {
+            user_id: UserId::generate(now()),
+            email: EmailAddress::parse("ada@example.com").unwrap(),
+            auth_method: AuthMethod::Link,
+            auth_time: now(),
+            nonce: None,
+            org_id: None,
+        };
+        let user = sign_in.access_token(ISSUER, "app_1", Duration::hours(1), now());
+        assert!(verify(&key.sign_jwt(ACCESS_TOKEN_TYP, &user)).is_some());
+        assert!(verify(&key.sign_jwt_with_issuer(PLAIN_JWT_TYP, ISSUER, &user)).is_none(), "a user's, plain");
+        let id = sign_in.id_token(ISSUER, "app_1", Duration::hours(1), now());
+        assert!(verify(&key.sign_jwt_with_issuer(PLAIN_JWT_TYP, ISSUER, &id)).is_none(), "an id token");
+    }
+}

@@ -204,6 +204,12 @@ async fn send_email_false_hands_back_the_link_and_api_v2_answers_scope_as_a_list
     assert_eq!(tokens["token_type"], "Bearer");
     assert_eq!(claims(tokens["id_token"].as_str().unwrap())["email"], email);
     assert!(tokens["access_token"].is_string() && tokens["refresh_token"].is_string());
+    // A user's tokens are no API token.
+    for user_token in [&tokens["id_token"], &tokens["access_token"]] {
+        let body = format!("user_email={}&send_email=false", random_email());
+        let res = curl_form(&app, "/api/v2/magic-link-challenge", user_token.as_str(), &body).await;
+        assert_eq!(error_of(res, StatusCode::UNAUTHORIZED).await["type"], "unauthorized");
+    }
 
     let bare = format!("code={code}&grant_type=authorization_code");
     let again = curl_form(&app, "/api/v2/oauth/token", None, &bare).await;
