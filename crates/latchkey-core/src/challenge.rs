@@ -137,6 +137,10 @@ pub struct Challenge {
     pub context_data: BTreeMap<String, String>,
     /// Who asked for it, as the caller named them (verification links).
     pub created_by: Option<String>,
+    /// Whether the authorization code this challenge issues is a credential on its own: it is
+    /// exchanged without client authentication (for callers whose documented exchange sends
+    /// none). Otherwise the application must authenticate to exchange it.
+    pub code_is_credential: bool,
     pub link_hash: Vec<u8>,
     pub otp_hash: Vec<u8>,
     pub otp_attempts: u32,
@@ -163,6 +167,8 @@ pub struct ChallengeRequest {
     pub org_id: Option<OrgId>,
     pub context_data: BTreeMap<String, String>,
     pub created_by: Option<String>,
+    /// See [`Challenge::code_is_credential`].
+    pub code_is_credential: bool,
 }
 
 /// A new challenge and the two secrets that open it, which exist only in memory and in the
@@ -201,6 +207,7 @@ impl Challenge {
             org_id: req.org_id,
             context_data: req.context_data,
             created_by: req.created_by,
+            code_is_credential: req.code_is_credential,
             link_hash: key.hash(HashPurpose::LinkToken, link_token.expose()),
             otp_hash: key.hash(HashPurpose::Otp, &otp_subject(&id, &otp)),
             otp_attempts: 0,
@@ -266,12 +273,15 @@ pub struct AuthorizationCode {
     pub auth_method: AuthMethod,
     pub auth_time: OffsetDateTime,
     pub org_id: Option<OrgId>,
+    /// Exchanged without client authentication (see [`Challenge::code_is_credential`]).
+    pub code_is_credential: bool,
     pub expires_at: OffsetDateTime,
 }
 
 impl AuthorizationCode {
     /// The code issued when `challenge` is consumed through its link by `user_id` at `now`: it
-    /// carries the challenge's application, redirect URI, PKCE challenge, nonce and organization.
+    /// carries the challenge's application, redirect URI, PKCE challenge, nonce, organization and
+    /// whether it is a credential on its own.
     pub fn for_link(
         id: &CodeId,
         code_hash: &[u8],
@@ -292,6 +302,7 @@ impl AuthorizationCode {
             auth_method: AuthMethod::Link,
             auth_time: now,
             org_id: challenge.org_id.clone(),
+            code_is_credential: challenge.code_is_credential,
             expires_at,
         }
     }
@@ -364,6 +375,7 @@ mod tests {
             org_id: None,
             context_data: BTreeMap::new(),
             created_by: None,
+            code_is_credential: false,
         };
         let issued = Challenge::issue(&app, req, &key, now);
         let c = &issued.challenge;

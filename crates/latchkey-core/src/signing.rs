@@ -145,7 +145,19 @@ impl SigningKey {
     /// A compact JWS over the JSON of `claims`, with `typ` in the header.
     pub fn sign_jwt<C: Serialize>(&self, typ: &str, claims: &C) -> String {
         let header = serde_json::json!({ "alg": self.alg.as_str(), "typ": typ, "kid": self.kid });
-        let mut out = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("header serialises"));
+        self.sign_with_header(&header, claims)
+    }
+
+    /// As [`SigningKey::sign_jwt`], with the issuer repeated in the header (`iss`, as RFC 7519
+    /// §5.3 allows), for clients that read it there.
+    pub fn sign_jwt_with_issuer<C: Serialize>(&self, typ: &str, issuer: &str, claims: &C) -> String {
+        let header =
+            serde_json::json!({ "alg": self.alg.as_str(), "typ": typ, "kid": self.kid, "iss": issuer });
+        self.sign_with_header(&header, claims)
+    }
+
+    fn sign_with_header<C: Serialize>(&self, header: &serde_json::Value, claims: &C) -> String {
+        let mut out = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).expect("header serialises"));
         out.push('.');
         out.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialise")));
         let signature = match &self.pair {

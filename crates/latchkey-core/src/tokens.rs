@@ -14,6 +14,18 @@ pub const SIGN_IN_SCOPE: &str = "openid email";
 pub const CLIENT_SCOPE: &str = "latchkey";
 /// The JOSE `typ` of access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+/// The JOSE `typ` of a token that says only that it is a JWT.
+pub const PLAIN_JWT_TYP: &str = "JWT";
+
+/// How an application's own access token (client_credentials) is written: per RFC 9068
+/// (`typ: at+jwt`), or as a plain JWT (`typ: JWT`) whose header also names its issuer, for
+/// clients that read the header and expect that. The claims are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessTokenFormat {
+    Rfc9068,
+    PlainJwt,
+}
+
 /// The longest token this server reads; anything longer cannot be one of ours.
 pub const MAX_TOKEN_LEN: usize = 4096;
 
@@ -73,7 +85,8 @@ impl AccessTokenClaims {
     }
 
     /// The claims of an access token this server issued and that is still valid at `now`:
-    /// signed by one of our keys, typed `at+jwt`, from `issuer`, unexpired.
+    /// signed by one of our keys, typed `at+jwt` (or a plain JWT of an application's own, see
+    /// [`AccessTokenFormat`]), from `issuer`, unexpired.
     pub fn verify<'a>(
         token: &str,
         key_for: impl Fn(&str) -> Option<&'a SigningKey>,
@@ -84,11 +97,12 @@ impl AccessTokenClaims {
             return None;
         }
         let (header, claims) = verify_jwt(token, key_for)?;
-        if header["typ"] != ACCESS_TOKEN_TYP {
-            return None;
-        }
         let claims: Self = serde_json::from_value(claims).ok()?;
-        (claims.iss == issuer && claims.exp > now.unix_timestamp()).then_some(claims)
+        // A plain `JWT` is an access token only as an application's own (see
+        // [`AccessTokenFormat::PlainJwt`]); an id token never parses as these claims anyway.
+        let typed = header["typ"] == ACCESS_TOKEN_TYP
+            || (header["typ"] == PLAIN_JWT_TYP && header["iss"] == issuer && claims.is_client_token());
+        (typed && claims.iss == issuer && claims.exp > now.unix_timestamp()).then_some(claims)
     }
 }
 
@@ -150,5 +164,44 @@ impl SignIn {
             auth_time: Some(self.auth_time.unix_timestamp()),
             org_id: self.org_id.as_ref().map(|o| o.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::SigningAlg;
+
+    const ISSUER: &str = "https://id.example";
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap()
+    }
+
+    #[test]
+    fn a_plain_jwt_is_an_access_token_only_as_an_application_s_own_with_its_issuer_in_the_header() {
+        let (key, _) = SigningKey::generate("k1".into(), SigningAlg::ES256);
+        let verify =
+            |jwt: &str| AccessTokenClaims::verify(jwt, |k| (k == "k1").then_some(&key), ISSUER, now());
+        let client = AccessTokenClaims::for_client(ISSUER, "app_1", Duration::hours(1), now());
+        assert!(verify(&key.sign_jwt(ACCESS_TOKEN_TYP, &client)).is_some(), "RFC 9068");
+        assert!(verify(&key.sign_jwt_with_issuer(PLAIN_JWT_TYP, ISSUER, &client)).is_some(), "plain, own");
+        assert!(verify(&key.sign_jwt(PLAIN_JWT_TYP, &client)).is_none(), "plain without iss in the header");
+        let other = key.sign_jwt_with_issuer(PLAIN_JWT_TYP, "https://other.example", &client);
+        assert!(verify(&other).is_none(), "plain naming another issuer");
+
+        let sign_in = SignIn {
+            user_id: UserId::generate(now()),
+            email: EmailAddress::parse("ada@example.com").unwrap(),
+            auth_method: AuthMethod::Link,
+            auth_time: now(),
+            nonce: None,
+            org_id: None,
+        };
+        let user = sign_in.access_token(ISSUER, "app_1", Duration::hours(1), now());
+        assert!(verify(&key.sign_jwt(ACCESS_TOKEN_TYP, &user)).is_some());
+        assert!(verify(&key.sign_jwt_with_issuer(PLAIN_JWT_TYP, ISSUER, &user)).is_none(), "a user's, plain");
+        let id = sign_in.id_token(ISSUER, "app_1", Duration::hours(1), now());
+        assert!(verify(&key.sign_jwt_with_issuer(PLAIN_JWT_TYP, ISSUER, &id)).is_none(), "an id token");
     }
 }

@@ -6,17 +6,21 @@
 //! - [`oauth`]: OAuth 2.0 / OpenID Connect: token endpoint, discovery, keys, userinfo.
 //! - [`pages`]: what a person's browser sees: the landing page of a link, `/oauth/authorize`.
 //! - [`dev`]: the development pages of `--dev` and the development mailbox.
-//! - [`ops`]: liveness and readiness.
+//! - [`ops`]: liveness, readiness and metrics.
 //! - [`autharmor`]: the Auth Armor compatible API (`/connect/token`, `/v3/…`, `/v4/…`).
+//! - [`cryptr`]: Cryptr's magic-link challenge and token endpoint.
+//! - [`transmit`]: Transmit Mosaic's users, e-mail magic links and token endpoint.
 //! - [`common`]: what every face shares: body parsing, credentials, page shell, middleware.
 
 pub mod autharmor;
 pub mod common;
+pub mod cryptr;
 pub mod dev;
 pub mod native;
 pub mod oauth;
 pub mod ops;
 pub mod pages;
+pub mod transmit;
 
 use axum::Router;
 use latchkey_service::Service;
@@ -26,6 +30,8 @@ use std::sync::Arc;
 pub fn router(service: Arc<Service>) -> Router {
     let faces = Router::new()
         .merge(native::routes())
+        .merge(cryptr::routes())
+        .merge(transmit::routes())
         .merge(oauth::routes())
         .merge(pages::routes())
         .merge(dev::routes())

@@ -22,6 +22,13 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// Whether nothing at all was presented.
+    pub fn is_empty(&self) -> bool {
+        self.client_id.is_none() && self.secret.is_none()
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")

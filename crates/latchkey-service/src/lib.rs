@@ -29,7 +29,7 @@ pub use applications::{ApplicationChange, CreatedApplication, NewApplication};
 pub use auth::{Credentials, SECRET_PREFIX};
 pub use keyring::KeyRing;
 pub use landing::{Browser, Landing, LandingView};
-pub use magic_links::{CreatedMagicLink, NewMagicLink};
+pub use magic_links::{CreatedMagicLink, MessageStyle, NewMagicLink};
 pub use organizations::{NewOrganization, OrganizationChange};
 pub use refusal::{RETRY_AFTER_UNAVAILABLE, Refusal, Resource, ServiceError, retry_after_secs};
 pub use registrations::{

@@ -12,7 +12,7 @@ use latchkey_core::redirect::RedirectUri;
 use latchkey_core::{Application, Challenge, EmailAddress, OpaqueToken, Otp};
 use latchkey_mail::Locale;
 use latchkey_mail::compose;
-use latchkey_mail::templates::{LoginMail, MailContext};
+use latchkey_mail::templates::{LoginMail, MailContext, Wording};
 use latchkey_store::{ChallengeRecord, NewOutboxMessage};
 use time::OffsetDateTime;
 
@@ -38,6 +38,11 @@ pub struct NewMagicLink {
     pub client_ip: Option<ClientHint>,
     pub user_agent: Option<ClientHint>,
     pub locale: Option<Locale>,
+    /// How this one e-mail differs from the application's usual one.
+    pub style: Option<MessageStyle>,
+    /// `true`: the authorization code of this sign-in is exchanged without client
+    /// authentication (for callers whose documented exchange sends none).
+    pub code_is_credential: bool,
 }
 
 impl NewMagicLink {
@@ -56,8 +61,19 @@ impl NewMagicLink {
             client_ip: None,
             user_agent: None,
             locale: None,
+            style: None,
+            code_is_credential: false,
         }
     }
+}
+
+/// A caller's look and words for one sign-in e-mail, over the application's branding.
+#[derive(Debug, Clone, Default)]
+pub struct MessageStyle {
+    pub wording: Wording,
+    /// `#rgb` or `#rrggbb`, checked by the face.
+    pub color: Option<String>,
+    pub sender_name: Option<String>,
 }
 
 #[derive(Debug)]
@@ -65,6 +81,8 @@ pub struct CreatedMagicLink {
     pub id: ChallengeId,
     pub email: EmailAddress,
     pub expires_at: OffsetDateTime,
+    /// Where the sign-in goes back to (the application's default when none was asked for).
+    pub redirect_uri: RedirectUri,
     /// Present only when the caller sends its own e-mail.
     pub link: Option<String>,
     pub otp: Option<String>,
@@ -72,15 +90,8 @@ pub struct CreatedMagicLink {
 
 impl Service {
     /// The engine's request for a sign-in: where it goes back to, and what binds it.
-    pub(crate) fn challenge_request(
-        &self,
-        app: &Application,
-        cmd: &NewMagicLink,
-    ) -> Result<ChallengeRequest, Refusal> {
-        let redirect_uri = app.resolve_redirect(cmd.redirect_uri.as_ref()).map_err(|e| match e {
-            latchkey_core::application::RedirectError::NotAllowed => Refusal::RedirectNotAllowed,
-            latchkey_core::application::RedirectError::NoDefault => Refusal::RedirectRequired,
-        })?;
+    pub(crate) fn challenge_request(&self, app: &Application, cmd: &NewMagicLink) -> Result<ChallengeRequest, Refusal> {
+        let redirect_uri = app.resolve_redirect(cmd.redirect_uri.as_ref()).map_err(Refusal::from)?;
         if app.public && cmd.code_challenge.is_none() {
             return Err(Refusal::PkceRequired);
         }
@@ -100,6 +111,7 @@ impl Service {
             org_id: None,
             context_data: Default::default(),
             created_by: None,
+            code_is_credential: cmd.code_is_credential,
         })
     }
 
@@ -110,6 +122,7 @@ impl Service {
     ) -> Result<CreatedMagicLink, ServiceError> {
         let send_email = cmd.send_email;
         let locale = cmd.locale.clone();
+        let style = cmd.style.clone();
         let mut req = self.challenge_request(app, &cmd)?;
         let named = cmd.organization.as_ref().map(OrganizationKey::as_str);
         req.org_id = self.sign_in_organization(named, &req.email).await?;
@@ -129,13 +142,15 @@ impl Service {
         let link = self.url(&format!("/l/{}", link_token.expose()));
         let user_locale = user.and_then(|u| u.locale).and_then(|l| Locale::parse(&l).ok());
         let mail = send_email.then(|| {
-            self.sign_in_mail(app, &challenge, &link, Some(&otp), locale.as_ref(), user_locale.as_ref())
+            let language = (locale.as_ref(), user_locale.as_ref());
+            self.sign_in_mail(app, &challenge, &link, Some(&otp), language, style.as_ref())
         });
         self.store_challenge(app, &challenge, mail, now).await?;
         Ok(CreatedMagicLink {
             id: challenge.id,
             email: challenge.email,
             expires_at: challenge.expires_at,
+            redirect_uri: challenge.redirect_uri,
             link: (!send_email).then_some(link),
             otp: (!send_email).then(|| otp.expose().to_owned()),
         })
@@ -172,33 +187,41 @@ impl Service {
             id: ChallengeId::generate_with_prefix(Purpose::Login.id_prefix(), now),
             email: req.email,
             expires_at,
+            redirect_uri: req.redirect_uri,
             link: (!send_email).then(|| self.url(&format!("/l/{}", OpaqueToken::generate().expose()))),
             otp: (!send_email).then(|| Otp::generate().expose().to_owned()),
         }
     }
 
-    /// The sign-in e-mail, in the request's language (else the application's default), with the
-    /// application's templates and branding; without a code when `otp` is `None`.
+    /// The sign-in e-mail, in the request's language (else the user's, else the application's
+    /// default), with the application's templates and branding and the request's own style;
+    /// without a code when `otp` is `None`.
     pub(crate) fn sign_in_mail(
         &self,
         app: &Application,
         challenge: &Challenge,
         link: &str,
         otp: Option<&Otp>,
-        locale: Option<&Locale>,
-        user_locale: Option<&Locale>,
+        (locale, user_locale): (Option<&Locale>, Option<&Locale>),
+        style: Option<&MessageStyle>,
     ) -> NewOutboxMessage {
         let minutes = |until: OffsetDateTime| ((until - challenge.created_at).whole_seconds() + 59) / 60;
+        let mut branding = self.mail_branding(app);
+        if let Some(color) = style.and_then(|s| s.color.as_deref()) {
+            branding.color = Some(color);
+        }
         let mail = MailContext::Login(LoginMail {
-            branding: self.mail_branding(app),
+            branding,
             email: challenge.email.as_str(),
             link,
             code: otp.map_or("", Otp::expose),
             minutes: minutes(challenge.expires_at),
             code_minutes: minutes(challenge.otp_expires_at),
+            wording: style.map(|s| &s.wording),
         });
         let locale = self.locale_for(app, Purpose::Login, locale, user_locale);
-        let (id, envelope) = self.mail_envelope(app, &challenge.email);
+        let sender_name = style.and_then(|s| s.sender_name.as_deref());
+        let (id, envelope) = self.mail_envelope_from(app, &challenge.email, sender_name);
         let email = compose::compose(&mail, &locale, &app.settings.templates, envelope);
         self.outbox_entry(app, challenge, id, &email)
     }

@@ -39,11 +39,22 @@ impl Service {
     /// (the server's default for what it leaves out), and a Message-ID made of the entry's id
     /// on the server's own host.
     pub(crate) fn mail_envelope(&self, app: &Application, to: &EmailAddress) -> (OutboxId, Envelope) {
+        self.mail_envelope_from(app, to, None)
+    }
+
+    /// As [`Service::mail_envelope`], with the sender's name of the request when it gives one.
+    pub(crate) fn mail_envelope_from(
+        &self,
+        app: &Application,
+        to: &EmailAddress,
+        sender_name: Option<&str>,
+    ) -> (OutboxId, Envelope) {
         let id = OutboxId::generate(self.clock.now());
         let b = &app.settings.branding;
         let host = self.public_url.host_str().unwrap_or("localhost");
+        let name = sender_name.or(b.sender_name.as_deref());
         let envelope = Envelope {
-            from: compose::sender(b.sender_name.as_deref(), b.sender_email.as_deref(), &self.mail_from),
+            from: compose::sender(name, b.sender_email.as_deref(), &self.mail_from),
             to: to.as_str().to_owned(),
             message_id: format!("{id}@{host}"),
         };

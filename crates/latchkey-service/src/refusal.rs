@@ -109,6 +109,15 @@ impl Refusal {
     }
 }
 
+impl From<latchkey_core::application::RedirectError> for Refusal {
+    fn from(e: latchkey_core::application::RedirectError) -> Self {
+        match e {
+            latchkey_core::application::RedirectError::NotAllowed => Self::RedirectNotAllowed,
+            latchkey_core::application::RedirectError::NoDefault => Self::RedirectRequired,
+        }
+    }
+}
+
 /// A use case's failure: refused, or not served at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

@@ -208,6 +208,7 @@ impl Service {
             org_id: None,
             context_data: cmd.context_data,
             created_by: None,
+            code_is_credential: false,
             email: cmd.email,
         };
         if self.store.user_by_email(&req.email).await?.is_some() {
@@ -351,6 +352,7 @@ impl Service {
             org_id: None,
             context_data: BTreeMap::new(),
             created_by: cmd.created_by.map(StateText::into_string),
+            code_is_credential: false,
         };
         let now = self.clock.now();
         let IssuedChallenge { challenge, link_token, .. } = Challenge::issue(app, req, &self.key, now);

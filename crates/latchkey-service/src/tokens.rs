@@ -9,7 +9,10 @@ use latchkey_core::event::{Event, EventKind};
 use latchkey_core::id::{FamilyId, OrgId, UserId};
 use latchkey_core::refresh::{REFRESH_PREFIX, RefreshToken};
 use latchkey_core::secret::HashPurpose;
-use latchkey_core::tokens::{ACCESS_TOKEN_TYP, AccessTokenClaims, MAX_TOKEN_LEN, SIGN_IN_SCOPE, SignIn};
+use latchkey_core::tokens::{
+    ACCESS_TOKEN_TYP, AccessTokenClaims, AccessTokenFormat, MAX_TOKEN_LEN, PLAIN_JWT_TYP, SIGN_IN_SCOPE,
+    SignIn,
+};
 use latchkey_core::{Application, EmailAddress, Otp, User};
 use latchkey_store::{OtpOutcome, RotateOutcome};
 use time::{Duration, OffsetDateTime};
@@ -46,6 +49,9 @@ pub struct TokenSet {
     /// The access token's lifetime.
     pub expires_in: Duration,
     pub scope: &'static str,
+    /// The sign-in these tokens continue (its refresh-token family); none for an
+    /// application's own token.
+    pub session: Option<FamilyId>,
 }
 
 /// OpenID Connect userinfo: what the user's access token may read.
@@ -83,28 +89,56 @@ struct Grant<'a> {
 }
 
 impl Service {
-    /// An authorization code for the tokens of its sign-in, once.
+    /// An authorization code for the tokens of its sign-in, once, for the application that
+    /// authenticated.
     pub async fn exchange_code(
         &self,
         app: &Application,
         cmd: CodeExchange,
     ) -> Result<TokenSet, ServiceError> {
-        if cmd.code.len() > MAX_CODE_LEN {
-            return Err(Refusal::CodeInvalid.into());
+        let (found, user, hash) =
+            self.find_code(&cmd).await?.filter(|(c, ..)| c.app_id == app.id).ok_or(Refusal::CodeInvalid)?;
+        self.redeem_code(app, found, &user, &hash, &cmd).await
+    }
+
+    /// An authorization code exchanged with no client authentication: only a code whose
+    /// challenge made it a credential on its own
+    /// ([`latchkey_core::Challenge::code_is_credential`]); any other needs its application.
+    pub async fn exchange_code_alone(&self, cmd: CodeExchange) -> Result<TokenSet, ServiceError> {
+        let (found, user, hash) = self.find_code(&cmd).await?.ok_or(Refusal::CodeInvalid)?;
+        if !found.code_is_credential {
+            return Err(Refusal::Unauthenticated.into());
         }
-        let now = self.clock.now();
+        let app = self.application_by_id(&found.app_id).await?.ok_or(Refusal::CodeInvalid)?;
+        self.redeem_code(&app, found, &user, &hash, &cmd).await
+    }
+
+    /// The unspent code of `cmd`, its user and its hash. A code whose user was deleted is gone
+    /// with it.
+    async fn find_code(
+        &self,
+        cmd: &CodeExchange,
+    ) -> Result<Option<(AuthorizationCode, User, Vec<u8>)>, ServiceError> {
+        if cmd.code.len() > MAX_CODE_LEN {
+            return Ok(None);
+        }
         let hash = self.key.hash(HashPurpose::AuthorizationCode, &cmd.code);
-        // Bindings are checked on a read; the redeem below is what holds single use. A code
-        // whose user was deleted is gone with it.
-        let (found, user) = self
-            .store
-            .authorization_code(&hash)
-            .await?
-            .filter(|(c, _)| c.app_id == app.id)
-            .ok_or(Refusal::CodeInvalid)?;
-        check_binding(app, &found, &cmd)?;
+        Ok(self.store.authorization_code(&hash).await?.map(|(code, user)| (code, user, hash)))
+    }
+
+    /// Bindings are checked on a read; the redeem is what holds single use.
+    async fn redeem_code(
+        &self,
+        app: &Application,
+        found: AuthorizationCode,
+        user: &User,
+        hash: &[u8],
+        cmd: &CodeExchange,
+    ) -> Result<TokenSet, ServiceError> {
+        let now = self.clock.now();
+        check_binding(app, &found, cmd)?;
         let grant = Grant {
-            user: &user,
+            user,
             method: found.auth_method,
             auth_time: found.auth_time,
             nonce: found.nonce,
@@ -114,12 +148,13 @@ impl Service {
         // The code is spent, and the sign-in's refresh token stored, in one transaction.
         let (refresh, plain, event) = self.new_refresh(app, &grant, "authorization_code", now);
         self.store
-            .redeem_authorization_code(&hash, &app.id, now, Some((&refresh, &event)))
+            .redeem_authorization_code(hash, &app.id, now, Some((&refresh, &event)))
             .await?
             .ok_or(Refusal::CodeInvalid)?;
         let mut tokens = self.sign_tokens(app, &grant).await?;
         tokens.refresh_token = Some(plain);
         metrics::tokens_issued(metrics::Grant::AuthorizationCode);
+        tokens.session = Some(refresh.family_id);
         Ok(tokens)
     }
 
@@ -148,6 +183,7 @@ impl Service {
                 let mut tokens = self.sign_tokens(app, &grant).await?;
                 tokens.refresh_token = Some(plain);
                 metrics::tokens_issued(metrics::Grant::Otp);
+                tokens.session = Some(refresh.family_id);
                 Ok(tokens)
             }
             OtpOutcome::Wrong { attempts_left } => {
@@ -199,6 +235,7 @@ impl Service {
                 let mut tokens = self.sign_tokens(app, &grant).await?;
                 tokens.refresh_token = Some(plain);
                 metrics::tokens_issued(metrics::Grant::RefreshToken);
+                tokens.session = Some(old.family_id);
                 Ok(tokens)
             }
             RotateOutcome::Reused { family_id, .. } => {
@@ -210,8 +247,18 @@ impl Service {
         }
     }
 
-    /// An access token for the application itself (OAuth's client_credentials grant).
+    /// An access token for the application itself (OAuth's client_credentials grant), per
+    /// RFC 9068.
     pub async fn client_token(&self, app: &Application) -> Result<TokenSet, ServiceError> {
+        self.client_token_as(app, AccessTokenFormat::Rfc9068).await
+    }
+
+    /// An access token for the application itself, in the given format.
+    pub async fn client_token_as(
+        &self,
+        app: &Application,
+        format: AccessTokenFormat,
+    ) -> Result<TokenSet, ServiceError> {
         if app.public {
             return Err(Refusal::PublicClientCannotActForItself.into());
         }
@@ -223,11 +270,17 @@ impl Service {
         self.store.insert_event(&event).await?;
         metrics::tokens_issued(metrics::Grant::ClientCredentials);
         Ok(TokenSet {
-            access_token: signer.sign_jwt(ACCESS_TOKEN_TYP, &claims),
+            access_token: match format {
+                AccessTokenFormat::Rfc9068 => signer.sign_jwt(ACCESS_TOKEN_TYP, &claims),
+                AccessTokenFormat::PlainJwt => {
+                    signer.sign_jwt_with_issuer(PLAIN_JWT_TYP, &self.issuer, &claims)
+                }
+            },
             id_token: None,
             refresh_token: None,
             expires_in: lifetime,
             scope: latchkey_core::tokens::CLIENT_SCOPE,
+            session: None,
         })
     }
 
@@ -252,6 +305,7 @@ impl Service {
             refresh_token: None,
             expires_in: lifetimes.access_token(),
             scope: SIGN_IN_SCOPE,
+            session: None,
         })
     }
 

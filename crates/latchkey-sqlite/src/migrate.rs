@@ -20,14 +20,20 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, sql: include_str!("../migrations/0003_one_active_key_per_algorithm.sql") },
     Migration { version: 4, sql: include_str!("../migrations/0004_organizations_and_purposes.sql") },
     Migration { version: 5, sql: include_str!("../migrations/0005_user_locale.sql") },
+    Migration { version: 6, sql: include_str!("../migrations/0006_code_is_credential.sql") },
 ];
 
 /// Applies every migration not applied yet; runs inside a write transaction, so that two
 /// processes opening one new file apply each migration once.
+/// The schema version this build migrates to.
+pub(crate) fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
 pub(crate) fn apply(conn: &Connection) -> StoreResult<()> {
     let recorded: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(map_err)?;
     let from_sqlx = sqlx_versions(conn)?;
-    let latest = MIGRATIONS.last().map_or(0, |m| m.version);
+    let latest = latest_version();
     if recorded > latest || from_sqlx.iter().any(|v| *v > latest) {
         return Err(StoreError::Other(
             "the database was migrated by a newer version of Latchkey than this one".into(),

@@ -46,6 +46,7 @@ macro_rules! conformance_tests {
             unusable_links_say_why,
             concurrent_link_consumption_has_one_winner,
             authorization_code_redeems_once_for_its_own_application,
+            a_code_is_its_own_credential_only_when_its_challenge_says_so,
             concurrent_code_redemption_has_one_winner,
             outbox_leases_retries_and_settles,
             outbox_backlog_counts_what_waits,
@@ -139,6 +140,7 @@ pub fn challenge_with_otp(app: &Application, email: &str, now: OffsetDateTime) -
         org_id: None,
         context_data: [("plan".to_owned(), "pro".to_owned())].into(),
         created_by: None,
+        code_is_credential: false,
     };
     let issued = Challenge::issue(app, req, &key(), now);
     (issued.challenge, issued.link_token.expose().to_owned(), issued.otp)
@@ -408,6 +410,26 @@ pub async fn authorization_code_redeems_once_for_its_own_application(store: Arc<
     assert!(
         store.redeem_authorization_code(&late_hash, &app.id, after_expiry, None).await.unwrap().is_none()
     );
+}
+
+pub async fn a_code_is_its_own_credential_only_when_its_challenge_says_so(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Alone").await;
+    for credential in [false, true] {
+        let (mut c, token) = challenge(&app, &format!("alone-{credential}@example.com"), t0());
+        c.code_is_credential = credential;
+        insert(&*store, &c, None).await;
+        let stored = store.challenge_by_link(&link_hash(&token)).await.unwrap().expect("stored");
+        assert_eq!(stored.code_is_credential, credential, "the challenge keeps it");
+        let code = NewAuthorizationCode::generate(&app, &key(), t0());
+        let ConsumeOutcome::Consumed { code: issued, .. } =
+            store.consume_link(&link_hash(&token), &code, t0()).await.unwrap()
+        else {
+            panic!("the link consumes");
+        };
+        assert_eq!(issued.code_is_credential, credential, "the issued code carries it");
+        let (read, _) = store.authorization_code(&code.code_hash).await.unwrap().expect("readable");
+        assert_eq!(read.code_is_credential, credential, "the stored code carries it");
+    }
 }
 
 pub async fn concurrent_code_redemption_has_one_winner(store: Arc<dyn Store>) {

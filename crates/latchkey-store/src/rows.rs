@@ -133,6 +133,7 @@ pub fn challenge(row: &dyn RowReader) -> Result<Challenge, StoreError> {
         org_id: r.opt_text("org_id")?.map(Id::from_trusted),
         context_data: serde_json::from_str(&r.text("context_data")?).map_err(|_| r.corrupt())?,
         created_by: r.opt_text("created_by")?,
+        code_is_credential: r.boolean("code_is_credential")?,
         link_hash: r.bytes("link_hash")?,
         otp_hash: r.bytes("otp_hash")?,
         otp_attempts: r.count("otp_attempts")?,
@@ -183,7 +184,7 @@ pub fn authorization_code(row: &dyn RowReader) -> Result<AuthorizationCode, Stor
 /// both engines.
 pub const CODE_AND_USER_BY_HASH: &str = "SELECT users.*, authorization_codes.id AS code_id, code_hash, \
     app_id, challenge_id, user_id, redirect_uri, code_challenge, nonce, auth_method, auth_time, org_id, \
-    expires_at FROM authorization_codes JOIN users ON users.id = user_id WHERE code_hash = $1";
+    code_is_credential, expires_at FROM authorization_codes JOIN users ON users.id = user_id WHERE code_hash = $1";
 
 /// A code and its user from a row of [`CODE_AND_USER_BY_HASH`].
 pub fn code_and_user(row: &dyn RowReader) -> Result<(AuthorizationCode, User), StoreError> {
@@ -204,6 +205,7 @@ fn authorization_code_with_id(row: &dyn RowReader, id: &str) -> Result<Authoriza
         auth_method: AuthMethod::parse_amr(&r.text("auth_method")?).ok_or_else(|| r.corrupt())?,
         auth_time: r.time("auth_time")?,
         org_id: r.opt_text("org_id")?.map(Id::from_trusted),
+        code_is_credential: r.boolean("code_is_credential")?,
         expires_at: r.time("expires_at")?,
     })
 }

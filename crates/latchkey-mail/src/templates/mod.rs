@@ -87,6 +87,58 @@ pub struct Branding<'a> {
     pub color: Option<&'a str>,
 }
 
+/// The longest text a caller may put in one place of a sign-in e-mail ([`Wording`]).
+pub const MAX_WORDING_CHARS: usize = 2000;
+
+/// A caller's own words for one sign-in e-mail: each one given replaces the built-in text of
+/// its place, in the text and HTML parts (HTML-escaped there); the link and the code stay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wording {
+    pub subject: Option<String>,
+    /// The title (HTML) or the greeting (text).
+    pub heading: Option<String>,
+    /// The sentence that says what the e-mail is for.
+    pub intro: Option<String>,
+    /// The label of the button (HTML) or of the link (text).
+    pub button: Option<String>,
+    /// What the e-mail says of expiry and of ignoring it.
+    pub info: Option<String>,
+    /// A last line, which the built-in templates do not have.
+    pub footer: Option<String>,
+}
+
+impl Wording {
+    /// The first place whose text is longer than [`MAX_WORDING_CHARS`] (the subject:
+    /// [`MAX_SUBJECT_CHARS`]), by its name here.
+    pub fn too_long(&self) -> Option<&'static str> {
+        let long = |t: &Option<String>, max: usize| t.as_ref().is_some_and(|t| t.chars().count() > max);
+        [
+            ("subject", &self.subject, MAX_SUBJECT_CHARS),
+            ("heading", &self.heading, MAX_WORDING_CHARS),
+            ("intro", &self.intro, MAX_WORDING_CHARS),
+            ("button", &self.button, MAX_WORDING_CHARS),
+            ("info", &self.info, MAX_WORDING_CHARS),
+            ("footer", &self.footer, MAX_WORDING_CHARS),
+        ]
+        .into_iter()
+        .find(|(_, t, max)| long(t, *max))
+        .map(|(name, ..)| name)
+    }
+
+    fn values(this: Option<&Self>) -> Value {
+        let text = |f: fn(&Self) -> &Option<String>| {
+            this.and_then(|w| f(w).as_deref()).map(str::trim).filter(|t| !t.is_empty())
+        };
+        context! {
+            heading => text(|w| &w.heading),
+            intro => text(|w| &w.intro),
+            button => text(|w| &w.button),
+            info => text(|w| &w.info),
+            footer => text(|w| &w.footer),
+        }
+    }
+}
+
 /// A sign-in e-mail: a link and a code.
 #[derive(Debug, Clone, Copy)]
 pub struct LoginMail<'a> {
@@ -100,6 +152,8 @@ pub struct LoginMail<'a> {
     pub minutes: i64,
     /// Minutes until the code expires.
     pub code_minutes: i64,
+    /// The caller's own words for this one message, if any.
+    pub wording: Option<&'a Wording>,
 }
 
 /// A registration e-mail (§2.4): a button to the application's registration URL.
@@ -174,6 +228,7 @@ impl<'a> MailContext<'a> {
         let own = match self {
             Self::Login(m) => context! {
                 link => url(m.link), code => m.code, minutes => m.minutes, code_minutes => m.code_minutes,
+                wording => Wording::values(m.wording),
             },
             Self::Registration(m) => context! {
                 link => url(m.link), minutes => m.minutes,
@@ -202,6 +257,7 @@ fn sample(purpose: Purpose, full: bool) -> MailContext<'static> {
             code: SAMPLE_CODE,
             minutes: if full { 15 } else { 1 },
             code_minutes: 10,
+            wording: None,
         }),
         Purpose::Registration => MailContext::Registration(RegistrationMail {
             branding,
@@ -273,7 +329,13 @@ fn sources<'o>(purpose: Purpose, part: Part, locale: &Locale, overrides: &'o Ove
 /// Renders a message in `locale` (see [`choose_locale`]) with the application's templates.
 /// A verification message has a subject only: its body is the caller's.
 pub fn render(mail: &MailContext<'_>, locale: &Locale, overrides: &Overrides) -> Rendered {
-    let subject = one_line(&render_part(mail, Part::Subject, locale, overrides, ""));
+    let own_subject = match mail {
+        MailContext::Login(m) => m.wording.and_then(|w| w.subject.as_deref()).map(one_line),
+        _ => None,
+    };
+    let subject = own_subject
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| one_line(&render_part(mail, Part::Subject, locale, overrides, "")));
     let text = render_part(mail, Part::Text, locale, overrides, &subject);
     let html = render_part(mail, Part::Html, locale, overrides, &subject);
     Rendered { subject, text, html }

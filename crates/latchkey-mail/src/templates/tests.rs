@@ -13,6 +13,7 @@ fn login<'a>(branding: Branding<'a>) -> MailContext<'a> {
         code: "042917",
         minutes: 15,
         code_minutes: 10,
+        wording: None,
     })
 }
 
@@ -304,4 +305,37 @@ fn override_keys_round_trip() {
     assert_eq!(parse_override_key("signup.fr"), None);
     assert_eq!(one_line("  a\r\n b\tc  "), "a b c");
     assert_eq!(one_line(&"é".repeat(300)).chars().count(), MAX_SUBJECT_CHARS);
+}
+
+#[test]
+fn a_caller_s_wording_replaces_each_built_in_text_in_every_language_and_is_escaped() {
+    let wording = Wording {
+        subject: Some("Your\nAcme <link>".into()),
+        heading: Some("Hi <b>there</b>".into()),
+        intro: Some("Press to enter.".into()),
+        button: Some("Enter".into()),
+        info: Some("Lasts a while.".into()),
+        footer: Some("Acme & Co".into()),
+    };
+    for lang in LANGUAGES {
+        let MailContext::Login(mut mail) = login(acme()) else { unreachable!() };
+        let plain = render(&MailContext::Login(mail), &locale(lang), &Overrides::new());
+        mail.wording = Some(&wording);
+        let out = render(&MailContext::Login(mail), &locale(lang), &Overrides::new());
+        assert_eq!(out.subject, "Your Acme <link>", "one line, as given");
+        for words in ["Hi <b>there</b>", "Press to enter.", "Enter:", "Lasts a while.", "Acme & Co"] {
+            assert!(out.text.contains(words), "{lang}: {words:?} in {}", out.text);
+        }
+        assert!(out.html.contains("Hi &lt;b&gt;there&lt;&#x2f;b&gt;") && out.html.contains("Acme &amp; Co"));
+        assert!(out.html.contains(">Enter</a>"), "{lang}: {}", out.html);
+        for part in [&out.text, &out.html] {
+            assert!(part.contains("https://id.example/l/AbC-123_x") && part.contains("042917"), "{lang}");
+        }
+        assert!(!plain.text.is_empty() && !plain.text.contains("Acme & Co"), "no footer unless given");
+        let intro_line = plain.text.lines().nth(2).unwrap();
+        assert!(!out.text.contains(intro_line), "{lang}: the built-in intro is replaced");
+    }
+    let long = Wording { footer: Some("x".repeat(MAX_WORDING_CHARS + 1)), ..Wording::default() };
+    assert_eq!(long.too_long(), Some("footer"));
+    assert_eq!(wording.too_long(), None);
 }

@@ -129,6 +129,20 @@ pub fn no_store(mut response: Response) -> Response {
     response
 }
 
+/// The signing keys' public halves (RFC 7517), cacheable: every face that publishes them.
+pub fn key_set(service: &latchkey_service::Service) -> Response {
+    use axum::response::IntoResponse;
+    let body = service.keys().jwks();
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 /// Every answer that does not say how to cache itself is never stored (API answers carry links,
 /// codes, secrets and tokens), and JSON is never sniffed as anything else.
 async fn api_headers(req: Request, next: Next) -> Response {

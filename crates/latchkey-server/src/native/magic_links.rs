@@ -63,6 +63,8 @@ impl TryFrom<MagicLinkBody> for NewMagicLink {
             client_ip: parse::bounded("client_ip", b.client_ip)?,
             user_agent: parse::bounded("user_agent", b.user_agent)?,
             locale: parse::locale("locale", b.locale.as_deref())?,
+            style: None,
+            code_is_credential: false,
         })
     }
 }

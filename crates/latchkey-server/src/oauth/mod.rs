@@ -50,6 +50,17 @@ pub struct TokenBody {
     pub otp: Option<String>,
 }
 
+impl TokenBody {
+    /// The authorization_code grant's command, as the client sent it.
+    fn code_exchange(&self) -> Result<CodeExchange> {
+        Ok(CodeExchange {
+            code: required("code", self.code.clone())?,
+            redirect_uri: self.redirect_uri.clone(),
+            code_verifier: self.code_verifier.clone(),
+        })
+    }
+}
+
 /// The calling application's credentials: the `Authorization` header's, completed by the
 /// body's `client_id` and `client_secret` (client_secret_post).
 pub fn client(headers: &HeaderMap, client_id: Option<String>, client_secret: Option<String>) -> Credentials {
@@ -87,23 +98,21 @@ async fn token(
     body: Body<TokenBody>,
 ) -> Result<Response> {
     let Input(req) = body?;
-    let grant_type = required("grant_type", req.grant_type)?;
+    let grant_type = required("grant_type", req.grant_type.clone())?;
     if !matches!(
         grant_type.as_str(),
         "authorization_code" | "refresh_token" | "client_credentials" | OTP_GRANT
     ) {
         return Err(OAuthError::UnsupportedGrantType(grant_type));
     }
-    let app = service.authenticate_client(&client(&headers, req.client_id, req.client_secret)).await?;
+    let creds = client(&headers, req.client_id.clone(), req.client_secret.clone());
+    if grant_type == "authorization_code" && creds.is_empty() {
+        // No client authentication at all: only a code that is a credential on its own.
+        return Ok(token_response(&service.exchange_code_alone(req.code_exchange()?).await?));
+    }
+    let app = service.authenticate_client(&creds).await?;
     let tokens = match grant_type.as_str() {
-        "authorization_code" => {
-            let cmd = CodeExchange {
-                code: required("code", req.code)?,
-                redirect_uri: req.redirect_uri,
-                code_verifier: req.code_verifier,
-            };
-            service.exchange_code(&app, cmd).await?
-        }
+        "authorization_code" => service.exchange_code(&app, req.code_exchange()?).await?,
         "refresh_token" => service.refresh(&app, &required("refresh_token", req.refresh_token)?).await?,
         "client_credentials" => service.client_token(&app).await?,
         _ => {
@@ -170,15 +179,7 @@ async fn introspect(
 }
 
 async fn jwks(State(service): State<Arc<Service>>) -> Response {
-    let body = service.keys().jwks();
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
-        ],
-        body.to_string(),
-    )
-        .into_response()
+    crate::common::key_set(&service)
 }
 
 async fn discovery(State(service): State<Arc<Service>>) -> Response {

@@ -309,6 +309,17 @@ impl TestApp {
         (res.status(), location)
     }
 
+    /// Opens a link and presses its button as a browser does (a GET, then a same-origin POST);
+    /// the redirect target.
+    pub async fn click(&self, link: &str) -> String {
+        let page = self.http.get(link).send().await.expect("request");
+        assert_eq!(page.status(), StatusCode::OK, "the landing page shows and spends nothing");
+        let res = self.http.post(link).header("origin", &self.base).header("sec-fetch-site", "same-origin");
+        let res = res.send().await.expect("request");
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        res.headers()["location"].to_str().unwrap().to_owned()
+    }
+
     /// Presses the button and returns the authorization code from the redirect.
     pub async fn code_from(&self, link: &str) -> String {
         let (status, location) = self.press(link).await;

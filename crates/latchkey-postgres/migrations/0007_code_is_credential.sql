@@ -1,0 +1,4 @@
+-- Whether a sign-in's authorization code is exchanged without client authentication (for
+-- callers whose documented exchange sends none); every earlier code needs the application.
+ALTER TABLE challenges ADD COLUMN code_is_credential BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE authorization_codes ADD COLUMN code_is_credential BOOLEAN NOT NULL DEFAULT FALSE;
