@@ -7,6 +7,7 @@
 //! - [`pages`]: what a person's browser sees: the landing page of a link, `/oauth/authorize`.
 //! - [`dev`]: the development pages of `--dev` and the development mailbox.
 //! - [`ops`]: liveness and readiness.
+//! - [`workos`]: the WorkOS-compatible face (`/passwordless/…`, `/sso/…`, `/user_management/…`).
 //! - [`common`]: what every face shares: body parsing, credentials, page shell, middleware.
 
 pub mod common;
@@ -15,6 +16,7 @@ pub mod native;
 pub mod oauth;
 pub mod ops;
 pub mod pages;
+pub mod workos;
 
 use axum::Router;
 use latchkey_service::Service;
@@ -28,6 +30,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .merge(pages::routes())
         .merge(dev::routes())
         .merge(ops::routes())
+        .merge(workos::routes())
         .fallback(native::not_found);
     common::layers(faces.with_state(service))
 }

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use latchkey_core::id::RequestId;
 use latchkey_service::{RETRY_AFTER_UNAVAILABLE, ServiceError, retry_after_secs};
 use time::OffsetDateTime;
@@ -83,6 +83,15 @@ pub fn add_retry_after(e: &ServiceError, response: &mut Response) {
     if let Some(v) = retry_after(e) {
         response.headers_mut().insert(header::RETRY_AFTER, v);
     }
+}
+
+/// The key set that signs every token of this server: public keys only, so cacheable.
+pub fn key_set(service: &latchkey_service::Service) -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+    ];
+    (headers, service.keys().jwks().to_string()).into_response()
 }
 
 /// Marks a response that carries a secret (a token, a link, a code) as never to be stored.

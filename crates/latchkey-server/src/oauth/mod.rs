@@ -170,15 +170,7 @@ async fn introspect(
 }
 
 async fn jwks(State(service): State<Arc<Service>>) -> Response {
-    let body = service.keys().jwks();
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
-        ],
-        body.to_string(),
-    )
-        .into_response()
+    crate::common::key_set(&service)
 }
 
 async fn discovery(State(service): State<Arc<Service>>) -> Response {

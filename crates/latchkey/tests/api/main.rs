@@ -18,4 +18,6 @@ mod multi_instance;
 mod oidc;
 mod races;
 mod registrations_and_orgs;
+mod sdk_workos;
 mod users_and_events;
+mod workos;
