@@ -69,9 +69,9 @@ async fn create_magic_auth(
     body: Body<MagicAuthBody>,
 ) -> Result<Response> {
     let Input(body) = body?;
-    let cmd = NewMagicLink::try_from(body)?;
-    let user = service.user_for_address(&cmd.email).await?;
-    let created = service.create_magic_link(&app, cmd).await?;
+    let created = service.create_magic_link(&app, NewMagicLink::try_from(body)?).await?;
+    // After the sign-in, so that a refused one (a rate limit) leaves no user behind.
+    let user = service.user_for_address(&created.email).await?;
     let record = service.magic_link(&app, &created.id).await?;
     let body = objects::magic_auth(&record.challenge, Some(&user.id));
     Ok((StatusCode::CREATED, Json(body)).into_response())

@@ -14,6 +14,7 @@ backend_tests!(
     the_token_endpoints_take_json_and_forms_and_say_errors_as_oauth,
     bad_input_on_every_route_is_a_workos_error,
     unknown_paths_and_methods_answer_json,
+    a_magic_auth_code_signs_in_and_users_read_back,
 );
 
 /// Requests made with the application's secret as the WorkOS API key.
@@ -351,4 +352,110 @@ async fn unknown_paths_and_methods_answer_json(app: TestApp) {
     let (status, keys) = json_of(app.http.get(app.url("/sso/jwks/whatever")).send().await.unwrap()).await;
     let (_, oidc) = json_of(app.http.get(app.url("/oauth/jwks")).send().await.unwrap()).await;
     assert_eq!((status, &keys), (StatusCode::OK, &oidc), "the one key set");
+}
+
+/// Magic Auth over raw HTTP (the SDK cases run only where the SDKs are installed): the code of
+/// the e-mail for the user and tokens of the address's organization; refresh; users read back.
+async fn a_magic_auth_code_signs_in_and_users_read_back(app: TestApp) {
+    let client = app.client().await;
+    let org = app
+        .admin(
+            reqwest::Method::POST,
+            "/v1/organizations",
+            Some(json!({ "name": "Acme", "slug": "acme", "domains": ["acme.example"] })),
+        )
+        .await;
+    let org_id = org.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let email = "grace@acme.example";
+    let res = workos(&app, &client, reqwest::Method::POST, "/user_management/magic_auth")
+        .json(&json!({ "email": email, "ip_address": "192.0.2.7", "user_agent": "test" }))
+        .send()
+        .await
+        .unwrap();
+    let (status, created) = json_of(res).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let user_id = created["user_id"].as_str().unwrap().to_owned();
+    assert!(created["id"].as_str().unwrap().starts_with("magic_auth_") && user_id.starts_with("user_"));
+    assert_eq!((created["email"].as_str(), &created["code"]), (Some(email), &Value::Null));
+    let path = format!("/user_management/magic_auth/{}", created["id"].as_str().unwrap());
+    let (status, read) =
+        json_of(workos(&app, &client, reqwest::Method::GET, &path).send().await.unwrap()).await;
+    assert_eq!((status, &read), (StatusCode::OK, &created));
+
+    let code = app.otp_in(&app.wait_for_mails(1).await[0]);
+    let authenticate =
+        |body: Value| app.http.post(app.url("/user_management/authenticate")).json(&body).send();
+    let magic = |code: &str| {
+        json!({
+            "grant_type": "urn:workos:oauth:grant-type:magic-auth:code", "code": code, "email": email,
+            "client_id": client.id, "client_secret": client.secret,
+        })
+    };
+    let (status, auth) = json_of(authenticate(magic(&code)).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{auth}");
+    assert_eq!(auth["authentication_method"], "MagicAuth");
+    assert_eq!(auth["organization_id"], org_id.as_str());
+    assert_eq!(
+        (auth["user"]["id"].as_str(), auth["user"]["email_verified"].as_bool()),
+        (Some(&*user_id), Some(true))
+    );
+    let keys = [
+        "object",
+        "id",
+        "email",
+        "email_verified",
+        "first_name",
+        "last_name",
+        "profile_picture_url",
+        "external_id",
+        "last_sign_in_at",
+        "created_at",
+        "updated_at",
+        "metadata",
+    ];
+    for key in keys {
+        assert!(auth["user"].get(key).is_some(), "user lacks {key}: {auth}");
+    }
+    assert_eq!(crate::helpers::claims(auth["access_token"].as_str().unwrap())["org_id"], org_id.as_str());
+    let (status, again) = json_of(authenticate(magic(&code)).await.unwrap()).await;
+    assert_eq!((status, again["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_one_time_code")));
+
+    let refresh = |token: &Value| json!({ "grant_type": "refresh_token", "refresh_token": token, "client_secret": client.secret });
+    let (status, rotated) = json_of(authenticate(refresh(&auth["refresh_token"])).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert_ne!(rotated["refresh_token"], auth["refresh_token"]);
+    assert_eq!(rotated["organization_id"], org_id.as_str());
+    let (status, reused) = json_of(authenticate(refresh(&auth["refresh_token"])).await.unwrap()).await;
+    assert_eq!((status, reused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+
+    // Users, one page at a time, and by e-mail.
+    let other = app.sign_in(&client).await;
+    let other_id =
+        crate::helpers::claims(other["id_token"].as_str().unwrap())["sub"].as_str().unwrap().to_owned();
+    let mut seen = Vec::new();
+    let mut path = "/user_management/users?limit=1&order=desc".to_owned();
+    loop {
+        let (status, page) =
+            json_of(workos(&app, &client, reqwest::Method::GET, &path).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(page["data"].as_array().unwrap().len() <= 1);
+        seen.extend(page["data"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_owned()));
+        match page["list_metadata"]["after"].as_str() {
+            Some(after) => path = format!("/user_management/users?limit=1&after={after}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![user_id.clone(), other_id], "in creation order, each once");
+    let by_email = format!("/user_management/users?email={email}");
+    let (_, page) =
+        json_of(workos(&app, &client, reqwest::Method::GET, &by_email).send().await.unwrap()).await;
+    assert_eq!(page["data"][0]["id"], user_id.as_str());
+    let (status, user) = json_of(
+        workos(&app, &client, reqwest::Method::GET, &format!("/user_management/users/{user_id}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, &user), (StatusCode::OK, &page["data"][0]));
 }

@@ -92,7 +92,8 @@ async function passwordlessThenSso() {
   equal(session.email, LINK_EMAIL, 'session email');
   check(session.link.startsWith(`${BASE}/l/`), `session link ${session.link}`);
   const lifetime = (Date.parse(session.expiresAt) - Date.now()) / 1000;
-  check(lifetime > 3550 && lifetime <= 3605, `session lives ${lifetime} s, want 3600`);
+  // The server's clock stands still from the test's start: allow for the time since.
+  check(lifetime > 3480 && lifetime <= 3605, `session lives ${lifetime} s, want 3600`);
   equal(await ask('mails', LINK_EMAIL), '0', 'e-mails sent by createSession');
 
   equal(await workos.passwordless.sendSession(session.id), { success: true }, 'sendSession');

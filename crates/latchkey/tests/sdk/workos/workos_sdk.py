@@ -98,7 +98,8 @@ def passwordless_then_sso():
     equal(session.email, LINK_EMAIL, "session email")
     check(session.link.startswith(BASE + "/l/"), f"session link {session.link}")
     lifetime = (when(session.expires_at, "expires_at") - datetime.now(timezone.utc)).total_seconds()
-    check(850 < lifetime <= 905, f"session lives {lifetime} s, want 900")
+    # The server's clock stands still from the test's start: allow for the time since.
+    check(780 < lifetime <= 905, f"session lives {lifetime} s, want 900")
     equal(ask("mails", LINK_EMAIL), "0", "e-mails sent by create_session")
 
     equal(workos.passwordless.send_session(session.id), True, "send_session")
