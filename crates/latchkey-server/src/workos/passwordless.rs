@@ -14,6 +14,7 @@ use latchkey_core::RedirectUri;
 use latchkey_core::challenge::ChallengeLifetime;
 use latchkey_service::{NewMagicLink, Refusal, Resource, Service};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -91,12 +92,16 @@ async fn create(
     Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
 }
 
-/// Sends the session's e-mail; a second call answers the same and sends nothing more.
+/// Sends the session's e-mail; a second call answers the same and sends nothing more. The
+/// body (`{}` or none) says nothing, but is read, so that a malformed or huge one is answered
+/// as on every route.
 async fn send(
     State(service): State<Arc<Service>>,
     ApiKey(app): ApiKey,
     Path(id): Path<String>,
+    body: Body<IgnoredAny>,
 ) -> Result<(StatusCode, Json<Value>)> {
+    body?;
     let id = challenge_id(SESSION_PREFIX, &id).ok_or(Refusal::NotFound(Resource::MagicLink))?;
     service.release_magic_link_mail(&app, &id).await?;
     Ok((StatusCode::CREATED, Json(json!({ "success": true }))))
