@@ -1,8 +1,10 @@
-//! What every face shares: body parsing, credentials from headers, the page shell, times, and
+//! What every face shares: body parsing, credentials from headers, fields every face parses
+//! alike, the page shell, times, and
 //! the middleware around every request (request ids, spans, logging internal causes once).
 
 pub mod body;
 pub mod credentials;
+pub mod fields;
 pub mod html;
 
 use axum::Router;

@@ -4,6 +4,7 @@
 //! token endpoints, the RFC 6749 `{error, error_description}` beside them.
 
 use crate::common::body::BodyError;
+use crate::common::fields::{FieldError, Problem};
 use crate::common::{Cause, add_retry_after};
 use axum::Json;
 use axum::http::StatusCode;
@@ -56,6 +57,16 @@ impl From<ServiceError> for WorkosError {
 impl From<Refusal> for WorkosError {
     fn from(r: Refusal) -> Self {
         Self::Service(r.into())
+    }
+}
+
+impl From<FieldError> for WorkosError {
+    fn from(e: FieldError) -> Self {
+        let code = match e.problem {
+            Problem::Missing => "required",
+            Problem::Invalid => "invalid",
+        };
+        Self::Invalid { field: e.field, code, message: e.message }
     }
 }
 

@@ -9,7 +9,6 @@
 
 mod error;
 mod objects;
-mod parse;
 mod passwordless;
 mod sso;
 mod user_management;

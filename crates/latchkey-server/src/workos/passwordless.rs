@@ -2,8 +2,9 @@
 //! link, once. The e-mail is written with the session, held, and released by `send`.
 
 use super::objects::{SESSION_PREFIX, challenge_id, external_id};
-use super::{ApiKey, Body, Result, WorkosError, parse, route};
+use super::{ApiKey, Body, Result, WorkosError, route};
 use crate::common::body::Input;
+use crate::common::fields;
 use crate::common::{no_store, rfc3339};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -47,14 +48,14 @@ impl TryFrom<SessionBody> for NewMagicLink {
             None => return Err(WorkosError::required("type")),
             Some(_) => return Err(WorkosError::invalid("type", "invalid", "type must be MagicLink")),
         }
-        let mut cmd = NewMagicLink::new(parse::email(b.email.as_deref())?);
+        let mut cmd = NewMagicLink::new(fields::email("email", b.email.as_deref())?);
         cmd.redirect_uri = b
             .redirect_uri
             .as_deref()
             .map(RedirectUri::parse)
             .transpose()
             .map_err(|e| WorkosError::invalid("redirect_uri", "invalid", format!("redirect_uri {e}")))?;
-        cmd.state = parse::bounded("state", b.state)?;
+        cmd.state = fields::bounded("state", b.state)?;
         cmd.expires_in = b.expires_in.map(lifetime).transpose()?;
         Ok(cmd)
     }

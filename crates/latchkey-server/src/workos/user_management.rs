@@ -2,8 +2,9 @@
 //! tokens, and the users the SDKs read back.
 
 use super::objects::{MAGIC_AUTH_PREFIX, challenge_id};
-use super::{ApiKey, Body, Result, WorkosError, objects, parse, route};
+use super::{ApiKey, Body, Result, WorkosError, objects, route};
 use crate::common::body::Input;
+use crate::common::fields;
 use crate::common::{credentials, no_store};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -53,10 +54,10 @@ impl TryFrom<MagicAuthBody> for NewMagicLink {
                 "invitations do not exist here",
             ));
         }
-        let mut cmd = NewMagicLink::new(parse::email(b.email.as_deref())?);
-        cmd.client_ip = parse::bounded("ip_address", b.ip_address)?;
-        cmd.user_agent = parse::bounded("user_agent", b.user_agent)?;
-        cmd.locale = parse::locale(b.locale.as_deref())?;
+        let mut cmd = NewMagicLink::new(fields::email("email", b.email.as_deref())?);
+        cmd.client_ip = fields::bounded("ip_address", b.ip_address)?;
+        cmd.user_agent = fields::bounded("user_agent", b.user_agent)?;
+        cmd.locale = fields::locale("locale", b.locale.as_deref())?;
         Ok(cmd)
     }
 }
@@ -118,7 +119,7 @@ async fn authenticate(
 async fn grant(service: &Service, app: &Application, body: AuthenticateBody) -> Result<Value> {
     let (tokens, method) = match body.grant_type.as_deref() {
         Some(MAGIC_AUTH_GRANT) => {
-            let email = parse::email(body.email.as_deref())?;
+            let email = fields::email("email", body.email.as_deref())?;
             let code = body.code.ok_or_else(|| WorkosError::required("code"))?;
             let otp = Otp::parse(&code).ok_or(Refusal::OtpInvalid)?;
             (service.exchange_otp(app, OtpExchange { email, otp }).await?, Some("MagicAuth"))
@@ -194,7 +195,7 @@ async fn list_users(
     let limit = PageSize::parse(Some(q.limit.unwrap_or(DEFAULT_LIMIT)))?;
     let (users, after) = match q.email {
         Some(email) => {
-            (service.user_by_email(&parse::email(Some(&email))?).await?.into_iter().collect(), None)
+            (service.user_by_email(&fields::email("email", Some(&email))?).await?.into_iter().collect(), None)
         }
         None => {
             let after = q
