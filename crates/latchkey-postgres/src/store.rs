@@ -530,7 +530,7 @@ impl Store for PostgresStore {
         const PLAIN: &str = create_sql!("");
         const WITH_MAIL: &str = create_sql!(
             ", queued AS (INSERT INTO outbox (id, app_id, challenge_id, sealed, status, attempts, \
-               next_attempt_at, created_at) SELECT $36, $37, $38, $39, 'queued', 0, $40, $40 FROM challenge)"
+               next_attempt_at, created_at) SELECT $36, $37, $38, $39, $41, 0, $40, $40 FROM challenge)"
         );
         let hits = Hits::new(limits, now);
         let event = Event::challenge_created(&c.app_id, &c.id, c.created_at);
@@ -566,7 +566,8 @@ impl Store for PostgresStore {
                 .bind(m.app_id.as_ref().map(|a| a.as_str()))
                 .bind(m.challenge_id.as_ref().map(|c| c.as_str()))
                 .bind(&m.sealed)
-                .bind(millis(m.created_at));
+                .bind(millis(m.created_at))
+                .bind(m.initial_status().as_str());
         }
         let row = query.fetch_one_on(&self.pool).await?;
         let refused: Option<i32> = row.try_get("refused").map_err(map_err)?;
@@ -837,6 +838,24 @@ impl Store for PostgresStore {
         .fetch_all_on(&self.pool)
         .await?;
         all(&rows, rows::outbox_message)
+    }
+
+    async fn release_held_mail(
+        &self,
+        app_id: &AppId,
+        challenge_id: &ChallengeId,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let released = sqlx::query(
+            "UPDATE outbox SET status = 'queued', next_attempt_at = $3 \
+             WHERE challenge_id = $1 AND app_id = $2 AND status = 'held'",
+        )
+        .bind(challenge_id.as_str())
+        .bind(app_id.as_str())
+        .bind(millis(now))
+        .execute_on(&self.pool)
+        .await?;
+        Ok(released.rows_affected() > 0)
     }
 
     async fn outbox_sent(&self, id: &OutboxId, now: OffsetDateTime) -> StoreResult<()> {

@@ -101,6 +101,7 @@ async fn workers_drain_the_outbox_without_sharing_a_message() {
             challenge_id: Some(c.id.clone()),
             sealed: vec![1],
             created_at: t0(),
+            held: false,
         };
         queued.insert(mail.id.clone());
         stores[0].create_challenge(&c, Some(&mail), &[], t0()).await.unwrap().expect("no limits");

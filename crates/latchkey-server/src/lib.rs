@@ -10,6 +10,7 @@
 //! - [`autharmor`]: the Auth Armor compatible API (`/connect/token`, `/v3/…`, `/v4/…`).
 //! - [`cryptr`]: Cryptr's magic-link challenge and token endpoint.
 //! - [`transmit`]: Transmit Mosaic's users, e-mail magic links and token endpoint.
+//! - [`workos`]: the WorkOS-compatible face (`/passwordless/…`, `/sso/…`, `/user_management/…`).
 //! - [`common`]: what every face shares: body parsing, credentials, page shell, middleware.
 
 pub mod autharmor;
@@ -21,6 +22,7 @@ pub mod oauth;
 pub mod ops;
 pub mod pages;
 pub mod transmit;
+pub mod workos;
 
 use axum::Router;
 use latchkey_service::Service;
@@ -37,6 +39,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .merge(dev::routes())
         .merge(ops::routes())
         .merge(autharmor::routes())
+        .merge(workos::routes())
         .fallback(native::not_found);
     common::layers(faces.with_state(service))
 }

@@ -9,7 +9,7 @@ use latchkey_core::challenge::{
 use latchkey_core::id::ChallengeId;
 use latchkey_core::pkce::CodeChallenge;
 use latchkey_core::redirect::RedirectUri;
-use latchkey_core::{Application, Challenge, EmailAddress, OpaqueToken, Otp};
+use latchkey_core::{Application, Challenge, ChallengeStatus, EmailAddress, OpaqueToken, Otp};
 use latchkey_mail::Locale;
 use latchkey_mail::compose;
 use latchkey_mail::templates::{LoginMail, MailContext, Wording};
@@ -76,6 +76,17 @@ pub struct MessageStyle {
     pub sender_name: Option<String>,
 }
 
+/// Where a sign-in's e-mail goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MailMode {
+    /// Queued with the challenge.
+    Send,
+    /// Written with the challenge, delivered once released.
+    Hold,
+    /// Not written: link and code go back to the caller.
+    Caller,
+}
+
 #[derive(Debug)]
 pub struct CreatedMagicLink {
     pub id: ChallengeId,
@@ -83,14 +94,19 @@ pub struct CreatedMagicLink {
     pub expires_at: OffsetDateTime,
     /// Where the sign-in goes back to (the application's default when none was asked for).
     pub redirect_uri: RedirectUri,
-    /// Present only when the caller sends its own e-mail.
+    /// Present when the caller sends its own e-mail, or when the e-mail is held.
     pub link: Option<String>,
+    /// Present only when the caller sends its own e-mail.
     pub otp: Option<String>,
 }
 
 impl Service {
     /// The engine's request for a sign-in: where it goes back to, and what binds it.
-    pub(crate) fn challenge_request(&self, app: &Application, cmd: &NewMagicLink) -> Result<ChallengeRequest, Refusal> {
+    pub(crate) fn challenge_request(
+        &self,
+        app: &Application,
+        cmd: &NewMagicLink,
+    ) -> Result<ChallengeRequest, Refusal> {
         let redirect_uri = app.resolve_redirect(cmd.redirect_uri.as_ref()).map_err(Refusal::from)?;
         if app.public && cmd.code_challenge.is_none() {
             return Err(Refusal::PkceRequired);
@@ -120,30 +136,72 @@ impl Service {
         app: &Application,
         cmd: NewMagicLink,
     ) -> Result<CreatedMagicLink, ServiceError> {
-        let send_email = cmd.send_email;
+        let mode = if cmd.send_email { MailMode::Send } else { MailMode::Caller };
+        self.issue_magic_link(app, cmd, mode).await
+    }
+
+    /// A sign-in whose e-mail is written now (sealed, as any queued mail) but held until
+    /// [`Service::release_magic_link_mail`]: the caller gets the link at once and decides
+    /// when the e-mail carrying that same link goes out. `send_email` is not read.
+    pub async fn prepare_magic_link(
+        &self,
+        app: &Application,
+        cmd: NewMagicLink,
+    ) -> Result<CreatedMagicLink, ServiceError> {
+        self.issue_magic_link(app, cmd, MailMode::Hold).await
+    }
+
+    /// Releases the held e-mail of a prepared sign-in for delivery; `false` when it had left
+    /// already (an e-mail is released once). A sign-in no longer pending sends nothing.
+    pub async fn release_magic_link_mail(
+        &self,
+        app: &Application,
+        id: &ChallengeId,
+    ) -> Result<bool, ServiceError> {
+        let record = self.magic_link(app, id).await?;
+        let now = self.clock.now();
+        let status = record.challenge.status_at(now);
+        if status != ChallengeStatus::Pending {
+            return Err(Refusal::NoLongerValid { what: crate::Resource::MagicLink, status }.into());
+        }
+        let released = self.store.release_held_mail(&app.id, id, now).await?;
+        if released {
+            self.outbox_wake.notify_one();
+        }
+        Ok(released)
+    }
+
+    async fn issue_magic_link(
+        &self,
+        app: &Application,
+        cmd: NewMagicLink,
+        mode: MailMode,
+    ) -> Result<CreatedMagicLink, ServiceError> {
         let locale = cmd.locale.clone();
         let style = cmd.style.clone();
         let mut req = self.challenge_request(app, &cmd)?;
         let named = cmd.organization.as_ref().map(OrganizationKey::as_str);
         req.org_id = self.sign_in_organization(named, &req.email).await?;
         let now = self.clock.now();
+        let writes_mail = mode != MailMode::Caller;
         // Only mail needs the user (for their language), and only `create_user: false` needs to
         // know whether there is one.
         let user =
-            if send_email || !req.create_user { self.store.user_by_email(&req.email).await? } else { None };
+            if writes_mail || !req.create_user { self.store.user_by_email(&req.email).await? } else { None };
         if !req.create_user && user.is_none() {
             // No account and no sign-up: answer exactly as for a known address (limits
             // included), and store and send nothing.
             let limits = app.settings.rate_limits.for_request(&app.id, &req.email, req.client_ip.as_deref());
             self.store.hit_rate_limits(&limits, now).await?.map_err(rate_limited)?;
-            return Ok(self.decoy(app, req, send_email, now));
+            return Ok(self.decoy(app, req, mode, now));
         }
         let IssuedChallenge { challenge, link_token, otp } = Challenge::issue(app, req, &self.key, now);
         let link = self.url(&format!("/l/{}", link_token.expose()));
         let user_locale = user.and_then(|u| u.locale).and_then(|l| Locale::parse(&l).ok());
-        let mail = send_email.then(|| {
+        let mail = writes_mail.then(|| {
             let language = (locale.as_ref(), user_locale.as_ref());
-            self.sign_in_mail(app, &challenge, &link, Some(&otp), language, style.as_ref())
+            let mail = self.sign_in_mail(app, &challenge, &link, Some(&otp), language, style.as_ref());
+            NewOutboxMessage { held: mode == MailMode::Hold, ..mail }
         });
         self.store_challenge(app, &challenge, mail, now).await?;
         Ok(CreatedMagicLink {
@@ -151,8 +209,8 @@ impl Service {
             email: challenge.email,
             expires_at: challenge.expires_at,
             redirect_uri: challenge.redirect_uri,
-            link: (!send_email).then_some(link),
-            otp: (!send_email).then(|| otp.expose().to_owned()),
+            link: (mode != MailMode::Send).then_some(link),
+            otp: (mode == MailMode::Caller).then(|| otp.expose().to_owned()),
         })
     }
 
@@ -169,7 +227,7 @@ impl Service {
             app.settings.rate_limits.for_request(&app.id, &challenge.email, challenge.client_ip.as_deref());
         self.store.create_challenge(challenge, mail.as_ref(), &limits, now).await?.map_err(rate_limited)?;
         metrics::challenge_created(challenge);
-        if mail.is_some() {
+        if mail.as_ref().is_some_and(|m| !m.held) {
             self.outbox_wake.notify_one();
         }
         Ok(())
@@ -179,7 +237,7 @@ impl Service {
         &self,
         app: &Application,
         req: ChallengeRequest,
-        send_email: bool,
+        mode: MailMode,
         now: OffsetDateTime,
     ) -> CreatedMagicLink {
         let expires_at = now + req.expires_in.unwrap_or_else(|| app.settings.lifetimes.link());
@@ -188,8 +246,9 @@ impl Service {
             email: req.email,
             expires_at,
             redirect_uri: req.redirect_uri,
-            link: (!send_email).then(|| self.url(&format!("/l/{}", OpaqueToken::generate().expose()))),
-            otp: (!send_email).then(|| Otp::generate().expose().to_owned()),
+            link: (mode != MailMode::Send)
+                .then(|| self.url(&format!("/l/{}", OpaqueToken::generate().expose()))),
+            otp: (mode == MailMode::Caller).then(|| Otp::generate().expose().to_owned()),
         }
     }
 

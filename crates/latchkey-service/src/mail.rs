@@ -76,6 +76,7 @@ impl Service {
             app_id: Some(app.id.clone()),
             challenge_id: Some(challenge.id.clone()),
             created_at: challenge.created_at,
+            held: false,
         }
     }
 }

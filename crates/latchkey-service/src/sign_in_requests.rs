@@ -107,8 +107,14 @@ impl Service {
             .redirect_uri
             .with_params([(params.id, challenge.id.as_str()), (params.token, link_token.expose())]);
         let user_locale = user.locale.as_deref().and_then(|l| Locale::parse(l).ok());
-        let mail =
-            self.sign_in_mail(app, &challenge, &link, None, (sign_in.locale.as_ref(), user_locale.as_ref()), None);
+        let mail = self.sign_in_mail(
+            app,
+            &challenge,
+            &link,
+            None,
+            (sign_in.locale.as_ref(), user_locale.as_ref()),
+            None,
+        );
         self.store_challenge(app, &challenge, Some(mail), now).await?;
         Ok(SignInRequest { challenge, user })
     }

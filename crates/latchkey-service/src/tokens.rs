@@ -63,6 +63,13 @@ pub struct UserInfo {
     pub name: Option<String>,
 }
 
+/// Whom a sign-in's access token speaks for, and the organization it was for.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub user: User,
+    pub org_id: Option<OrgId>,
+}
+
 /// RFC 7662: what a token is, for the application it was issued to.
 #[derive(Debug, Clone)]
 pub enum Introspection {
@@ -349,11 +356,18 @@ impl Service {
         self.keys.verify_access_token(token, &self.issuer, self.clock.now())
     }
 
-    /// OpenID Connect userinfo for a user's access token.
-    pub async fn userinfo(&self, bearer: Option<&str>) -> Result<UserInfo, ServiceError> {
+    /// The user (as stored now) and organization of a valid access token of a sign-in.
+    pub async fn signed_in(&self, bearer: Option<&str>) -> Result<SignedIn, ServiceError> {
         let claims = bearer.and_then(|t| self.access_token_claims(t)).ok_or(Refusal::AccessTokenInvalid)?;
         let user_id = UserId::parse(&claims.sub).ok_or(Refusal::AccessTokenInvalid)?;
         let user = self.store.user(&user_id).await?.ok_or(Refusal::AccessTokenInvalid)?;
+        let org_id = claims.org_id.as_deref().and_then(OrgId::parse);
+        Ok(SignedIn { user, org_id })
+    }
+
+    /// OpenID Connect userinfo for a user's access token.
+    pub async fn userinfo(&self, bearer: Option<&str>) -> Result<UserInfo, ServiceError> {
+        let SignedIn { user, .. } = self.signed_in(bearer).await?;
         Ok(UserInfo { sub: user.id, email: user.email, email_verified: user.email_verified, name: user.name })
     }
 

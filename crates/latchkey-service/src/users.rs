@@ -77,6 +77,27 @@ impl Service {
         Ok(self.store.user(id).await?.ok_or(Refusal::NotFound(Resource::User))?)
     }
 
+    /// The user of an address, if there is one.
+    pub async fn user_by_email(&self, email: &EmailAddress) -> Result<Option<User>, ServiceError> {
+        Ok(self.store.user_by_email(email).await?)
+    }
+
+    /// The user of an address, created (not yet verified) when there is none: for sign-ins
+    /// that name their user before the address is proven.
+    pub async fn user_for_address(&self, email: &EmailAddress) -> Result<User, ServiceError> {
+        if let Some(user) = self.user_by_email(email).await? {
+            return Ok(user);
+        }
+        let new = NewUser { email: email.clone(), name: None, metadata: BTreeMap::new(), locale: None };
+        match self.create_user(new).await {
+            // Created meanwhile by another request.
+            Err(ServiceError::Refused(Refusal::EmailTaken)) => {
+                Ok(self.user_by_email(email).await?.ok_or(Refusal::NotFound(Resource::User))?)
+            }
+            other => other,
+        }
+    }
+
     pub async fn list_users(
         &self,
         after: Option<&UserId>,

@@ -324,13 +324,14 @@ fn insert_mail(conn: &Connection, m: &NewOutboxMessage) -> StoreResult<()> {
     exec(
         conn,
         "INSERT INTO outbox (id, app_id, challenge_id, sealed, status, attempts, next_attempt_at, \
-         created_at) VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?5)",
+         created_at) VALUES (?1, ?2, ?3, ?4, ?6, 0, ?5, ?5)",
         params![
             m.id.as_str(),
             m.app_id.as_ref().map(|a| a.as_str()),
             m.challenge_id.as_ref().map(|c| c.as_str()),
             m.sealed,
             millis(m.created_at),
+            m.initial_status().as_str(),
         ],
     )?;
     Ok(())
@@ -1174,6 +1175,25 @@ impl Store for SqliteStore {
         messages
             .sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.as_str().cmp(b.id.as_str())));
         Ok(messages)
+    }
+
+    async fn release_held_mail(
+        &self,
+        app_id: &AppId,
+        challenge_id: &ChallengeId,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let (app_id, challenge_id) = (app_id.clone(), challenge_id.clone());
+        self.write(move |c| {
+            let released = exec(
+                c,
+                "UPDATE outbox SET status = 'queued', next_attempt_at = ?3 \
+                 WHERE challenge_id = ?1 AND app_id = ?2 AND status = 'held'",
+                params![challenge_id.as_str(), app_id.as_str(), millis(now)],
+            )?;
+            Ok(released > 0)
+        })
+        .await
     }
 
     async fn outbox_sent(&self, id: &OutboxId, now: OffsetDateTime) -> StoreResult<()> {

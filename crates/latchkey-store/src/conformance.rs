@@ -50,6 +50,7 @@ macro_rules! conformance_tests {
             concurrent_code_redemption_has_one_winner,
             outbox_leases_retries_and_settles,
             outbox_backlog_counts_what_waits,
+            held_mail_waits_until_released_once,
             signing_keys_round_trip,
             deleting_an_application_removes_what_it_owns,
             rate_limits_count_per_window_and_refuse_without_writing,
@@ -157,6 +158,7 @@ fn mail_for(app: &Application, c: &Challenge) -> NewOutboxMessage {
         challenge_id: Some(c.id.clone()),
         sealed: b"sealed body".to_vec(),
         created_at: c.created_at,
+        held: false,
     }
 }
 
@@ -520,6 +522,43 @@ pub async fn outbox_backlog_counts_what_waits(store: Arc<dyn Store>) {
     assert_eq!(left, OutboxBacklog { queued: 1, oldest_queued_at: Some(t0() + Duration::seconds(5)) });
     store.outbox_attempt_failed(&claimed[1].id, "550 no such user", None).await.unwrap();
     assert_eq!(store.outbox_backlog().await.unwrap(), empty);
+}
+
+pub async fn held_mail_waits_until_released_once(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Held").await;
+    let (c, _) = challenge(&app, "held@example.com", t0());
+    let mail = NewOutboxMessage { held: true, ..mail_for(&app, &c) };
+    insert(&*store, &c, Some(&mail)).await;
+    let delivery = store.challenge(&app.id, &c.id).await.unwrap().unwrap().delivery.expect("mail written");
+    assert_eq!((delivery.status, delivery.attempts), (DeliveryStatus::Held, 0));
+    let later = t0() + Duration::minutes(5);
+    let lease = later + Duration::seconds(60);
+    assert!(store.claim_outbox(later, lease, 10).await.unwrap().is_empty(), "held mail is not delivered");
+
+    let other = app_in(&*store, "Other").await;
+    assert!(!store.release_held_mail(&other.id, &c.id, later).await.unwrap(), "another application's");
+    let (unheld, _) = challenge(&app, "queued@example.com", t0());
+    insert(&*store, &unheld, Some(&mail_for(&app, &unheld))).await;
+    assert!(!store.release_held_mail(&app.id, &unheld.id, later).await.unwrap(), "mail never held");
+
+    assert!(store.release_held_mail(&app.id, &c.id, later).await.unwrap());
+    assert!(!store.release_held_mail(&app.id, &c.id, later).await.unwrap(), "released once");
+    let delivery = store.challenge(&app.id, &c.id).await.unwrap().unwrap().delivery.unwrap();
+    assert_eq!(delivery.status, DeliveryStatus::Queued);
+    let claimed = store.claim_outbox(later, lease, 10).await.unwrap();
+    let ids: Vec<_> = claimed.iter().map(|m| m.id.clone()).collect();
+    assert!(ids.contains(&mail.id), "released mail is delivered");
+    assert_eq!(claimed.len(), 2, "with the mail that was never held");
+
+    // Concurrent releases: exactly one wins.
+    let (raced, _) = challenge(&app, "raced@example.com", t0());
+    insert(&*store, &raced, Some(&NewOutboxMessage { held: true, ..mail_for(&app, &raced) })).await;
+    let calls = (0..8).map(|_| {
+        let (store, app_id, id) = (store.clone(), app.id.clone(), raced.id.clone());
+        async move { store.release_held_mail(&app_id, &id, later).await.unwrap() }
+    });
+    let wins = futures_util::future::join_all(calls).await.into_iter().filter(|won| *won).count();
+    assert_eq!(wins, 1);
 }
 
 pub async fn signing_keys_round_trip(store: Arc<dyn Store>) {

@@ -214,6 +214,15 @@ pub trait Store: Send + Sync + 'static {
         lease_until: OffsetDateTime,
         limit: u32,
     ) -> StoreResult<Vec<OutboxMessage>>;
+    /// Releases the held e-mail of a challenge of this application for delivery at `now`;
+    /// `false` when it has none held (none at all, already released, or another
+    /// application's). Of concurrent calls, exactly one releases it.
+    async fn release_held_mail(
+        &self,
+        app_id: &AppId,
+        challenge_id: &ChallengeId,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
     /// Records acceptance by the mail server and drops the sealed body.
     async fn outbox_sent(&self, id: &OutboxId, now: OffsetDateTime) -> StoreResult<()>;
     /// Records a failed attempt: another at `next_attempt_at`, or `failed` for good when `None`.

@@ -22,6 +22,9 @@ pub struct ChallengeRecord {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {
+    /// Written with its challenge but kept back until released
+    /// ([`crate::Store::release_held_mail`]).
+    Held,
     Queued,
     Sent,
     Failed,
@@ -30,6 +33,7 @@ pub enum DeliveryStatus {
 impl DeliveryStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Held => "held",
             Self::Queued => "queued",
             Self::Sent => "sent",
             Self::Failed => "failed",
@@ -38,6 +42,7 @@ impl DeliveryStatus {
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
+            "held" => Some(Self::Held),
             "queued" => Some(Self::Queued),
             "sent" => Some(Self::Sent),
             "failed" => Some(Self::Failed),
@@ -62,6 +67,15 @@ pub struct NewOutboxMessage {
     pub challenge_id: Option<ChallengeId>,
     pub sealed: Vec<u8>,
     pub created_at: OffsetDateTime,
+    /// `true`: written now, delivered only once released (the caller decides when to send).
+    pub held: bool,
+}
+
+impl NewOutboxMessage {
+    /// The status the message is written with.
+    pub fn initial_status(&self) -> DeliveryStatus {
+        if self.held { DeliveryStatus::Held } else { DeliveryStatus::Queued }
+    }
 }
 
 /// The mail waiting to be delivered (queued, not yet sent or failed for good).

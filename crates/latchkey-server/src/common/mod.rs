@@ -1,15 +1,17 @@
-//! What every face shares: body parsing, credentials from headers, the page shell, times, and
+//! What every face shares: body parsing, credentials from headers, fields every face parses
+//! alike, the page shell, times, and
 //! the middleware around every request (request ids, spans, logging internal causes once).
 
 pub mod body;
 pub mod credentials;
+pub mod fields;
 pub mod html;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use latchkey_core::id::RequestId;
 use latchkey_service::{RETRY_AFTER_UNAVAILABLE, ServiceError, retry_after_secs};
 use time::OffsetDateTime;
@@ -123,24 +125,19 @@ pub fn add_retry_after(e: &ServiceError, response: &mut Response) {
     }
 }
 
+/// The key set that signs every token of this server: public keys only, so cacheable.
+pub fn key_set(service: &latchkey_service::Service) -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+    ];
+    (headers, service.keys().jwks().to_string()).into_response()
+}
+
 /// Marks a response that carries a secret (a token, a link, a code) as never to be stored.
 pub fn no_store(mut response: Response) -> Response {
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// The signing keys' public halves (RFC 7517), cacheable: every face that publishes them.
-pub fn key_set(service: &latchkey_service::Service) -> Response {
-    use axum::response::IntoResponse;
-    let body = service.keys().jwks();
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
-        ],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 /// Every answer that does not say how to cache itself is never stored (API answers carry links,

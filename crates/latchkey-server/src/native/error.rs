@@ -2,6 +2,7 @@
 //! 422. Each refusal of the use cases has its status and stable code here, and only here.
 
 use crate::common::body::BodyError;
+use crate::common::fields::FieldError;
 use crate::common::{Cause, add_retry_after};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -55,6 +56,12 @@ impl From<ServiceError> for NativeError {
 impl From<Refusal> for NativeError {
     fn from(r: Refusal) -> Self {
         Self::Service(r.into())
+    }
+}
+
+impl From<FieldError> for NativeError {
+    fn from(e: FieldError) -> Self {
+        Self::Field { field: e.field, message: e.message }
     }
 }
 

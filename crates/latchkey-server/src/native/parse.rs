@@ -1,25 +1,23 @@
 //! Parsing the native API's fields into the use cases' types, one message per refusal.
 
 use super::NativeError;
+use crate::common::fields;
 use latchkey_core::bounded::Bounded;
 use latchkey_core::challenge::ChallengeLifetime;
 use latchkey_core::pkce::CodeChallenge;
 use latchkey_core::{EmailAddress, RedirectUri};
-use latchkey_mail::{Locale, MAX_LOCALE_LEN};
+use latchkey_mail::Locale;
 
 type Result<T> = std::result::Result<T, NativeError>;
 
 /// A required e-mail address.
 pub fn email(value: Option<&str>) -> Result<EmailAddress> {
-    let value = value.ok_or_else(|| NativeError::field("email", "email is required"))?;
-    EmailAddress::parse(value).map_err(|_| NativeError::field("email", "email is not a valid e-mail address"))
+    Ok(fields::email("email", value)?)
 }
 
 /// An optional string of at most `MAX` bytes.
 pub fn bounded<const MAX: usize>(field: &'static str, value: Option<String>) -> Result<Option<Bounded<MAX>>> {
-    value
-        .map(|v| Bounded::parse(v).map_err(|e| NativeError::field(field, format!("{field} {e}"))))
-        .transpose()
+    Ok(fields::bounded(field, value)?)
 }
 
 /// An optional `expires_in`, within the bounds of a challenge's lifetime.
@@ -34,15 +32,7 @@ pub fn expires_in(value: Option<i64>) -> Result<Option<ChallengeLifetime>> {
 
 /// The locale a request asks for: absent, or a language tag (`fr`, `pt-BR`).
 pub fn locale(field: &'static str, value: Option<&str>) -> Result<Option<Locale>> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) if v.len() > MAX_LOCALE_LEN => {
-            Err(NativeError::field(field, format!("{field} is limited to {MAX_LOCALE_LEN} characters")))
-        }
-        Some(v) => Locale::parse(v).map(Some).map_err(|_| {
-            NativeError::field(field, format!("{field} must be a language tag such as en, fr or pt-BR"))
-        }),
-    }
+    Ok(fields::locale(field, value)?)
 }
 
 /// A redirect URI a sign-in asks for: one that does not parse cannot be on the allow list.

@@ -23,5 +23,7 @@ mod openapi;
 mod races;
 mod registrations_and_orgs;
 mod sdk_autharmor;
+mod sdk_workos;
 mod transmit;
 mod users_and_events;
+mod workos;
