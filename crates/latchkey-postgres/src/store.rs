@@ -824,6 +824,22 @@ impl Store for PostgresStore {
         all(&rows, rows::outbox_message)
     }
 
+    async fn renew_outbox_leases(&self, ids: &[OutboxId], until: OffsetDateTime) -> StoreResult<u64> {
+        let ids: Vec<&str> = ids.iter().map(OutboxId::as_str).collect();
+        let done = sqlx::query("UPDATE outbox SET lease_until = $2 WHERE id = ANY($1) AND status = 'queued' AND lease_until IS NOT NULL")
+            .bind(ids)
+            .bind(millis(until))
+            .execute_on(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn release_leftover_outbox_leases(&self) -> StoreResult<u64> {
+        // Several live instances share the outbox: a lease here may be a live one's. A dead
+        // instance's leases lapse on their own, since nobody renews them.
+        Ok(0)
+    }
+
     async fn outbox_sent(&self, id: &OutboxId, now: OffsetDateTime) -> StoreResult<()> {
         // The application and the challenge come from the message's row.
         fn delivered(now: OffsetDateTime) -> Event {

@@ -1157,6 +1157,35 @@ impl Store for SqliteStore {
         Ok(messages)
     }
 
+    async fn renew_outbox_leases(&self, ids: &[OutboxId], until: OffsetDateTime) -> StoreResult<u64> {
+        let ids = ids.to_vec();
+        self.write(move |c| {
+            let mut renewed = 0;
+            for id in &ids {
+                renewed += exec(
+                    c,
+                    "UPDATE outbox SET lease_until = ?2 WHERE id = ?1 AND status = 'queued' AND lease_until IS NOT NULL",
+                    params![id.as_str(), millis(until)],
+                )? as u64;
+            }
+            Ok(renewed)
+        })
+        .await
+    }
+
+    async fn release_leftover_outbox_leases(&self) -> StoreResult<u64> {
+        // One server per database file: whatever lease is here, a past run of it left behind.
+        self.write(|c| {
+            let released = exec(
+                c,
+                "UPDATE outbox SET lease_until = NULL WHERE status = 'queued' AND lease_until IS NOT NULL",
+                [],
+            )?;
+            Ok(released as u64)
+        })
+        .await
+    }
+
     async fn outbox_sent(&self, id: &OutboxId, now: OffsetDateTime) -> StoreResult<()> {
         let id = id.clone();
         self.write(move |c| {

@@ -47,6 +47,7 @@ macro_rules! conformance_tests {
             authorization_code_redeems_once_for_its_own_application,
             concurrent_code_redemption_has_one_winner,
             outbox_leases_retries_and_settles,
+            outbox_leases_renewed_in_flight_outlive_the_others,
             signing_keys_round_trip,
             deleting_an_application_removes_what_it_owns,
             rate_limits_count_per_window_and_refuse_without_writing,
@@ -158,6 +159,19 @@ fn mail_for(app: &Application, c: &Challenge) -> NewOutboxMessage {
 
 async fn insert(store: &dyn Store, c: &Challenge, mail: Option<&NewOutboxMessage>) {
     store.create_challenge(c, mail, &[], c.created_at).await.expect("stored").expect("no limits to exceed");
+}
+
+/// An application of its own with `count` messages queued at [`t0`]; their ids, oldest first.
+pub async fn queued_messages(store: &dyn Store, count: usize) -> Vec<OutboxId> {
+    let app = app_in(store, "Queued").await;
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let (c, _) = challenge(&app, &format!("queued{i}@example.com"), t0());
+        let mail = mail_for(&app, &c);
+        ids.push(mail.id.clone());
+        insert(store, &c, Some(&mail)).await;
+    }
+    ids
 }
 
 async fn app_in(store: &dyn Store, name: &str) -> Application {
@@ -470,6 +484,34 @@ pub async fn outbox_leases_retries_and_settles(store: Arc<dyn Store>) {
     );
     let failed = status_of(&rest[0].id).await;
     assert_eq!((failed.status, failed.attempts), (DeliveryStatus::Failed, 1));
+}
+
+/// A worker renews the leases of what it is still delivering: those outlive the lease they
+/// were claimed with, the others lapse and go to the next claim. Sent and failed messages are
+/// not renewed.
+pub async fn outbox_leases_renewed_in_flight_outlive_the_others(store: Arc<dyn Store>) {
+    let ids = queued_messages(&*store, 4).await;
+    let lease = Duration::seconds(6);
+    let claimed = store.claim_outbox(t0(), t0() + lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+
+    // Two seconds on, the first two are still being delivered: renewed.
+    let now = t0() + Duration::seconds(2);
+    assert_eq!(store.renew_outbox_leases(&ids[..2], now + lease).await.unwrap(), 2);
+    // Past the first lease, only the two that were not renewed are handed out again.
+    let later = t0() + Duration::seconds(7);
+    let again: Vec<OutboxId> =
+        store.claim_outbox(later, later + lease, 10).await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(again, ids[2..].to_vec(), "the messages whose leases lapsed, and only those");
+
+    // What is settled is not renewed: sent, failed for good, or waiting for its retry.
+    store.outbox_sent(&ids[0], later).await.unwrap();
+    store.outbox_attempt_failed(&ids[2], "550 no such user", None).await.unwrap();
+    store.outbox_attempt_failed(&ids[3], "451 later", Some(later + Duration::minutes(1))).await.unwrap();
+    assert_eq!(store.renew_outbox_leases(&ids, later + lease).await.unwrap(), 1, "only the one in flight");
+    assert_eq!(store.renew_outbox_leases(&[], later + lease).await.unwrap(), 0);
+    let status = store.claim_outbox(later + Duration::seconds(1), later + lease, 10).await.unwrap();
+    assert!(status.is_empty(), "the renewed lease holds, the retry is not due yet");
 }
 
 pub async fn signing_keys_round_trip(store: Arc<dyn Store>) {
