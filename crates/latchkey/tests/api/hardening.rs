@@ -13,16 +13,16 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-const ADMIN: &str = "hardening-admin-token-0123456789";
+pub(crate) const ADMIN: &str = "hardening-admin-token-0123456789";
 const MASTER: &str = "hardening-master-secret-0123456789abcdef";
 
 /// The release binary as `latchkey serve` runs it, on port 0 with a database of its own, its
 /// output kept for the test to read. Killed when dropped.
-struct Binary {
+pub(crate) struct Binary {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     output: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Binary {
@@ -34,6 +34,19 @@ impl Binary {
     /// With arguments after `serve`, and variables of the defaults left out.
     fn start_with(prefix: &[&str], args: &[&str], env: &[(&str, &str)], unset: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let mut binary = Self::start_in(dir.path(), prefix, args, env, unset);
+        binary._dir = Some(dir);
+        binary
+    }
+
+    /// In `dir`, which the caller keeps (its SQLite database outlives this process).
+    pub(crate) fn start_in(
+        dir: &std::path::Path,
+        prefix: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+        unset: &[&str],
+    ) -> Self {
         let bin = env!("CARGO_BIN_EXE_latchkey");
         let mut command = match prefix.split_first() {
             Some((program, args)) => {
@@ -46,9 +59,9 @@ impl Binary {
         command
             .arg("serve")
             .args(args)
-            .current_dir(dir.path())
+            .current_dir(dir)
             .env("LATCHKEY_LISTEN", "127.0.0.1:0")
-            .env("LATCHKEY_DATABASE_URL", format!("sqlite://{}", dir.path().join("latchkey.db").display()))
+            .env("LATCHKEY_DATABASE_URL", format!("sqlite://{}", dir.join("latchkey.db").display()))
             .env("LATCHKEY_ADMIN_TOKEN", ADMIN)
             .env("LATCHKEY_SECRET_KEY", MASTER)
             .env("LATCHKEY_LOG", "info")
@@ -88,10 +101,16 @@ impl Binary {
                 panic!("the server did not start ({other:?}): {}", output.lock().unwrap());
             }
         };
-        Self { child, addr, output, _dir: dir }
+        Self { child, addr, output, _dir: None }
     }
 
-    fn output(&self) -> String {
+    /// SIGKILL: no shutdown, no flush; waits until the process is gone.
+    pub(crate) fn kill_9(mut self) {
+        self.child.kill().expect("the server is killed");
+        self.child.wait().expect("the killed server is reaped");
+    }
+
+    pub(crate) fn output(&self) -> String {
         self.output.lock().unwrap().clone()
     }
 

@@ -109,9 +109,13 @@ async fn a_connection_dropped_mid_message_is_retried_and_delivered_once(app: Tes
 
 /// A sink with TLS and authentication, and its CA in a file for `LATCHKEY_SMTP_CA_FILE`.
 async fn tls_sink(tls: SinkTls, dir: &Path) -> (SmtpSink, PathBuf) {
-    let sink = SmtpSink::start_with(SinkConfig { tls, auth: Some(SinkAuth::new("latchkey", "p@ss word")) })
-        .await
-        .unwrap();
+    let sink = SmtpSink::start_with(SinkConfig {
+        tls,
+        auth: Some(SinkAuth::new("latchkey", "p@ss word")),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let ca = dir.join("smtp-ca.pem");
     std::fs::write(&ca, sink.ca_pem().unwrap()).unwrap();
     (sink, ca)

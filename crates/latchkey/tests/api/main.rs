@@ -8,6 +8,7 @@ mod applications;
 mod bad_input;
 mod cli;
 mod codes_and_tokens;
+mod crash;
 mod dev_mode;
 mod hardening;
 mod limits_and_keys;
