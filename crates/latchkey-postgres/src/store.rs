@@ -501,13 +501,13 @@ impl Store for PostgresStore {
                        INSERT INTO challenges (id, purpose, app_id, email, redirect_uri, state, nonce, \
                          code_challenge, client_ip, user_agent, create_user, link_hash, otp_hash, otp_attempts, \
                          status, created_at, expires_at, otp_expires_at, consumed_at, org_id, context_data, \
-                         created_by) \
+                         created_by, redirect_uri_given) \
                        SELECT $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
-                         $23, $24, $25, $26, $27 FROM counted WHERE refused IS NULL \
+                         $23, $24, $25, $26, $27, $28 FROM counted WHERE refused IS NULL \
                        RETURNING id), \
                      logged AS (INSERT INTO events (",
                     event_columns!(),
-                    ") SELECT $28, $29, $30, $31, $32, $33, $34 FROM challenge)",
+                    ") SELECT $29, $30, $31, $32, $33, $34, $35 FROM challenge)",
                     $mail,
                     " SELECT refused FROM counted"
                 )
@@ -516,7 +516,7 @@ impl Store for PostgresStore {
         const PLAIN: &str = create_sql!("");
         const WITH_MAIL: &str = create_sql!(
             ", queued AS (INSERT INTO outbox (id, app_id, challenge_id, sealed, status, attempts, \
-               next_attempt_at, created_at) SELECT $35, $36, $37, $38, 'queued', 0, $39, $39 FROM challenge)"
+               next_attempt_at, created_at) SELECT $36, $37, $38, $39, 'queued', 0, $40, $40 FROM challenge)"
         );
         let hits = Hits::new(limits, now);
         let event = Event::challenge_created(&c.app_id, &c.id, c.created_at);
@@ -543,7 +543,8 @@ impl Store for PostgresStore {
             .bind(c.consumed_at.map(millis))
             .bind(c.org_id.as_ref().map(|o| o.as_str()))
             .bind(rows::context_data_json(c))
-            .bind(c.created_by.as_deref());
+            .bind(c.created_by.as_deref())
+            .bind(c.redirect_uri_given);
         let mut query = bind_event(query, &event);
         if let Some(m) = mail {
             query = query
@@ -707,9 +708,9 @@ impl Store for PostgresStore {
                  WHERE link_hash = $3 AND purpose = 'login' AND status = 'pending' AND expires_at > $1",
                 ", issued AS ( \
                    INSERT INTO authorization_codes (id, code_hash, app_id, challenge_id, user_id, redirect_uri, \
-                     code_challenge, nonce, auth_method, auth_time, expires_at, org_id) \
+                     code_challenge, nonce, auth_method, auth_time, expires_at, org_id, redirect_uri_given) \
                    SELECT $4, $5, c.app_id, c.id, u.id, c.redirect_uri, c.code_challenge, c.nonce, $6, $1, $7, \
-                     c.org_id FROM challenge c, signed_in u)",
+                     c.org_id, c.redirect_uri_given FROM challenge c, signed_in u)",
                 8,
             )
         });

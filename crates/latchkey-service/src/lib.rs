@@ -35,7 +35,9 @@ pub use registrations::{
     VerificationTemplate,
 };
 pub use templates::{MAX_TEMPLATES, MAX_TEMPLATES_BYTES, TemplateParts};
-pub use tokens::{CodeExchange, Introspection, MAX_OTP_ATTEMPTS, OtpExchange, TokenSet, UserInfo};
+pub use tokens::{
+    CodeExchange, ExchangeRedirect, Introspection, MAX_OTP_ATTEMPTS, OtpExchange, TokenSet, UserInfo,
+};
 pub use users::{DEFAULT_PAGE, MAX_PAGE, NewUser, Page, PageSize, UserChange};
 
 use latchkey_core::id::AppId;

@@ -20,7 +20,12 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, sql: include_str!("../migrations/0003_one_active_key_per_algorithm.sql") },
     Migration { version: 4, sql: include_str!("../migrations/0004_organizations_and_purposes.sql") },
     Migration { version: 5, sql: include_str!("../migrations/0005_user_locale.sql") },
+    Migration { version: 6, sql: include_str!("../migrations/0006_redirect_uri_given.sql") },
 ];
+
+/// The schema version of a database with every migration applied.
+#[cfg(test)]
+pub(crate) const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 /// Applies every migration not applied yet; runs inside a write transaction, so that two
 /// processes opening one new file apply each migration once.

@@ -285,8 +285,8 @@ fn insert_challenge(conn: &Connection, c: &Challenge) -> StoreResult<()> {
         conn,
         "INSERT INTO challenges (id, purpose, app_id, email, redirect_uri, state, nonce, code_challenge, \
          client_ip, user_agent, create_user, link_hash, otp_hash, otp_attempts, status, created_at, \
-         expires_at, otp_expires_at, consumed_at, org_id, context_data, created_by) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+         expires_at, otp_expires_at, consumed_at, org_id, context_data, created_by, redirect_uri_given) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
         params![
             c.id.as_str(),
             c.purpose.as_str(),
@@ -310,6 +310,7 @@ fn insert_challenge(conn: &Connection, c: &Challenge) -> StoreResult<()> {
             c.org_id.as_ref().map(|o| o.as_str()),
             rows::context_data_json(c),
             c.created_by.as_deref(),
+            c.redirect_uri_given,
         ],
     )?;
     Ok(())
@@ -416,8 +417,8 @@ fn consume_link(
     exec(
         conn,
         "INSERT INTO authorization_codes (id, code_hash, app_id, challenge_id, user_id, redirect_uri, \
-         code_challenge, nonce, auth_method, auth_time, expires_at, org_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         code_challenge, nonce, auth_method, auth_time, expires_at, org_id, redirect_uri_given) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             issued.id.as_str(),
             issued.code_hash,
@@ -431,6 +432,7 @@ fn consume_link(
             now_ms,
             millis(issued.expires_at),
             issued.org_id.as_ref().map(|o| o.as_str()),
+            issued.redirect_uri_given,
         ],
     )?;
     Ok(ConsumeOutcome::Consumed { challenge: Box::new(challenge), user, code: Box::new(issued) })

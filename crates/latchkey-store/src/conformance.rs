@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
             unusable_links_say_why,
             concurrent_link_consumption_has_one_winner,
             authorization_code_redeems_once_for_its_own_application,
+            a_code_keeps_its_redirect_uri_and_whether_it_was_given,
             concurrent_code_redemption_has_one_winner,
             outbox_leases_retries_and_settles,
             outbox_leases_renewed_in_flight_outlive_the_others,
@@ -128,6 +129,7 @@ pub fn challenge_with_otp(app: &Application, email: &str, now: OffsetDateTime) -
         purpose: Purpose::Login,
         email: EmailAddress::parse(email).expect("valid email"),
         redirect_uri: app.default_redirect().expect("default").clone(),
+        redirect_uri_given: false,
         state: Some("st".into()),
         nonce: Some("n-1".into()),
         expires_in: None,
@@ -368,14 +370,41 @@ pub async fn concurrent_link_consumption_has_one_winner(store: Arc<dyn Store>) {
 
 async fn issued_code(store: &dyn Store, app: &Application, email: &str) -> String {
     let (c, token) = challenge(app, email, t0());
+    issued_code_for(store, app, c, &token).await
+}
+
+async fn issued_code_for(store: &dyn Store, app: &Application, c: Challenge, token: &str) -> String {
     insert(store, &c, None).await;
     let code = NewAuthorizationCode::generate(app, &key(), t0());
     let plain = code.code.expose().to_owned();
     assert!(matches!(
-        store.consume_link(&link_hash(&token), &code, t0()).await.unwrap(),
+        store.consume_link(&link_hash(token), &code, t0()).await.unwrap(),
         ConsumeOutcome::Consumed { .. }
     ));
     plain
+}
+
+/// A code remembers the redirect URI it was issued for, and whether the sign-in's caller named
+/// it or took the application's default: the exchange must name it in the first case only.
+pub async fn a_code_keeps_its_redirect_uri_and_whether_it_was_given(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Given").await;
+    let other = RedirectUri::parse("https://app.example/other").expect("uri");
+    for given in [false, true] {
+        let (mut c, token) = challenge(&app, &format!("given-{given}@example.com"), t0());
+        if given {
+            c.redirect_uri = other.clone();
+        }
+        c.redirect_uri_given = given;
+        let stored_id = c.id.clone();
+        let code = issued_code_for(&*store, &app, c, &token).await;
+        let stored = store.challenge(&app.id, &stored_id).await.unwrap().expect("stored").challenge;
+        assert_eq!(stored.redirect_uri_given, given);
+        let hash = key().hash(HashPurpose::AuthorizationCode, &code);
+        let (found, _) = store.authorization_code(&hash).await.unwrap().expect("issued");
+        assert_eq!((found.redirect_uri_given, found.redirect_uri == other), (given, given));
+        let redeemed = store.redeem_authorization_code(&hash, &app.id, t0(), None).await.unwrap();
+        assert_eq!(redeemed.expect("redeems").redirect_uri_given, given);
+    }
 }
 
 pub async fn authorization_code_redeems_once_for_its_own_application(store: Arc<dyn Store>) {

@@ -14,7 +14,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use latchkey_core::signing::SigningAlg;
 use latchkey_core::{EmailAddress, Otp};
-use latchkey_service::{CodeExchange, Credentials, Introspection, OtpExchange, Refusal, Service, TokenSet};
+use latchkey_service::{
+    CodeExchange, Credentials, ExchangeRedirect, Introspection, OtpExchange, Refusal, Service, TokenSet,
+};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -99,7 +101,7 @@ async fn token(
         "authorization_code" => {
             let cmd = CodeExchange {
                 code: required("code", req.code)?,
-                redirect_uri: req.redirect_uri,
+                redirect_uri: ExchangeRedirect::from_request(req.redirect_uri),
                 code_verifier: req.code_verifier,
             };
             service.exchange_code(&app, cmd).await?

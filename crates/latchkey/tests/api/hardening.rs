@@ -232,7 +232,11 @@ async fn slow_clients_are_cut_off_and_health_still_answers() {
     assert!((1..=10).contains(&logged), "{logged} lines of accept errors: {log}");
 }
 
-backend_tests!(quoted_local_parts_are_refused, redirect_uris_match_only_as_registered);
+backend_tests!(
+    quoted_local_parts_are_refused,
+    redirect_uris_match_only_as_registered,
+    the_exchange_names_the_redirect_uri_when_the_sign_in_did,
+);
 
 async fn quoted_local_parts_are_refused(app: TestApp) {
     let client = app.client().await;
@@ -293,6 +297,66 @@ async fn redirect_uris_match_only_as_registered(app: TestApp) {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "invalid_redirect_uri", "{body}");
+}
+
+/// RFC 6749 §4.1.3: when the sign-in named its `redirect_uri`, the code's exchange must name
+/// the same one; a sign-in that took the application's default needs none at the exchange.
+async fn the_exchange_names_the_redirect_uri_when_the_sign_in_did(app: TestApp) {
+    const OTHER: &str = "https://app.example/other";
+    let client = app
+        .create_client(json!({
+            "name": "Named", "redirect_uris": [CALLBACK, OTHER], "default_redirect_uri": CALLBACK,
+        }))
+        .await;
+    let code_for = |redirect_uri: Option<&str>| {
+        let mut body = json!({ "email": crate::helpers::random_email(), "send_email": false });
+        if let Some(uri) = redirect_uri {
+            body["redirect_uri"] = uri.into();
+        }
+        let (app, client) = (&app, &client);
+        async move {
+            let res = app.request_link(client, body).await;
+            assert_eq!(res.status(), StatusCode::CREATED);
+            let link: Value = res.json().await.unwrap();
+            app.code_from(link["link"].as_str().unwrap()).await
+        }
+    };
+    let exchange = |code: String, redirect_uri: Option<&'static str>| {
+        let mut form = vec![("grant_type", "authorization_code".to_owned()), ("code", code)];
+        if let Some(uri) = redirect_uri {
+            form.push(("redirect_uri", uri.to_owned()));
+        }
+        let (app, client) = (&app, &client);
+        async move {
+            let res = app.as_app(client).post("/oauth/token").form(&form).send().await.unwrap();
+            let status = res.status();
+            (status, res.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Named (even when it is the default): the exchange must name it, exactly.
+    for named in [OTHER, CALLBACK] {
+        let code = code_for(Some(named)).await;
+        let (status, body) = exchange(code.clone(), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{named}: {body}");
+        assert_eq!(body["error"], "invalid_grant", "{body}");
+        assert!(body["error_description"].as_str().unwrap().contains("redirect_uri"), "{body}");
+        let wrong = if named == OTHER { CALLBACK } else { OTHER };
+        let (status, body) = exchange(code.clone(), Some(wrong)).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+        // Refused before it was spent: with the right URI, the same code still works.
+        let (status, body) = exchange(code, Some(named)).await;
+        assert_eq!(status, StatusCode::OK, "{named}: {body}");
+        assert!(body["access_token"].is_string());
+    }
+
+    // The default, not named: no redirect_uri needed, and the one it went to is accepted.
+    let (status, body) = exchange(code_for(None).await, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = exchange(code_for(None).await, Some(CALLBACK)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = exchange(code_for(None).await, Some(OTHER)).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
 }
 
 /// With the most verbose log level, a whole sign-in (the mail, its landing page, the code's
