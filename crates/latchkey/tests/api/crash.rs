@@ -42,10 +42,10 @@ const RESTART_GOAL: Duration = Duration::from_secs(10);
 const GRACE: Duration = Duration::from_secs(5);
 /// The goal: at most one message in a thousand arrives twice. SQLite meets it.
 const GOAL_DUPLICATES_PER_THOUSAND: usize = 1;
-/// PostgreSQL does not meet it reliably yet: the debug build spends more CPU per statement
+/// PostgreSQL does not meet it reliably yet: the debug build spends more CPU per request
 /// there, and with less to spare the window between the `250` and its record is wider. It
-/// measured 0, 1 and 7 per thousand in three runs on 2 cores (`docs/security.md`). This bound
-/// keeps a regression visible without failing on a busy machine.
+/// measured 0 to 7 per thousand in six runs on 2 cores (`docs/security.md`). This bound keeps
+/// a regression visible without failing on a busy machine.
 const POSTGRES_DUPLICATES_PER_THOUSAND: usize = 10;
 /// Time for a second copy, if one were coming, after the last first copy.
 const SETTLE: Duration = Duration::from_secs(1);
