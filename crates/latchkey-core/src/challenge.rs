@@ -125,6 +125,9 @@ pub struct Challenge {
     pub app_id: AppId,
     pub email: EmailAddress,
     pub redirect_uri: RedirectUri,
+    /// Whether the caller named `redirect_uri` (rather than taking the application's default):
+    /// the code's exchange must then name it too (RFC 6749 §4.1.3).
+    pub redirect_uri_given: bool,
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<CodeChallenge>,
@@ -157,6 +160,8 @@ pub struct ChallengeRequest {
     pub purpose: Purpose,
     pub email: EmailAddress,
     pub redirect_uri: RedirectUri,
+    /// Whether the caller named it (see [`Challenge::redirect_uri_given`]).
+    pub redirect_uri_given: bool,
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub expires_in: Option<Duration>,
@@ -198,6 +203,7 @@ impl Challenge {
             app_id: app.id.clone(),
             email: req.email,
             redirect_uri: req.redirect_uri,
+            redirect_uri_given: req.redirect_uri_given,
             state: req.state,
             nonce: req.nonce,
             code_challenge: req.code_challenge,
@@ -268,6 +274,8 @@ pub struct AuthorizationCode {
     pub challenge_id: ChallengeId,
     pub user_id: UserId,
     pub redirect_uri: RedirectUri,
+    /// Whether the sign-in's caller named `redirect_uri`: its exchange must then name it too.
+    pub redirect_uri_given: bool,
     pub code_challenge: Option<CodeChallenge>,
     pub nonce: Option<String>,
     pub auth_method: AuthMethod,
@@ -297,6 +305,7 @@ impl AuthorizationCode {
             challenge_id: challenge.id.clone(),
             user_id: user_id.clone(),
             redirect_uri: challenge.redirect_uri.clone(),
+            redirect_uri_given: challenge.redirect_uri_given,
             code_challenge: challenge.code_challenge.clone(),
             nonce: challenge.nonce.clone(),
             auth_method: AuthMethod::Link,
@@ -365,6 +374,7 @@ mod tests {
             purpose: Purpose::Login,
             email: EmailAddress::parse("a@b.example").unwrap(),
             redirect_uri: uri,
+            redirect_uri_given: true,
             state: None,
             nonce: None,
             expires_in: None,

@@ -1,17 +1,23 @@
 //! The outbox worker: leases queued messages, delivers them, and records the outcome. A
-//! message is marked sent only after the receiving server accepted it; a failure is retried
+//! message is marked sent as soon as the receiving server accepted it; a failure is retried
 //! with exponential backoff and jitter until the message is older than `give_up_after`.
+//!
+//! Leases are short and renewed while a message is being delivered, so that the messages of a
+//! worker that died (`kill -9`) go to another worker, or the restarted one, within seconds.
 
 use crate::{Email, Mailer};
+use latchkey_core::id::OutboxId;
 use latchkey_core::secret::random_fraction;
 use latchkey_core::{Clock, MasterKey};
 use latchkey_store::{OutboxMessage, Store};
 use metrics::{counter, histogram};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 use time::Duration;
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinSet;
+use tokio::task::{self, JoinSet};
+use tokio::time::Instant;
 
 /// Deliveries in flight at once, by default.
 pub const DEFAULT_BATCH: u32 = 64;
@@ -20,7 +26,9 @@ pub const DEFAULT_BATCH: u32 = 64;
 pub struct WorkerConfig {
     /// Messages in hand at once (claimed and being delivered).
     pub batch: u32,
-    /// How long a claimed message is ours before another worker may take it.
+    /// How long a claimed message is ours before another worker may take it. The worker
+    /// renews the lease of a message still being delivered once a third of it has passed
+    /// (looking every sixth), so a dead worker's messages are free again within one lease.
     pub lease: Duration,
     /// How often to look for due messages when nobody wakes the worker.
     pub poll_interval: StdDuration,
@@ -33,12 +41,31 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             batch: DEFAULT_BATCH,
-            lease: Duration::minutes(2),
+            lease: Duration::seconds(6),
             poll_interval: StdDuration::from_secs(1),
             first_retry: Duration::seconds(10),
             max_retry: Duration::hours(1),
             give_up_after: Duration::hours(24),
         }
+    }
+}
+
+impl WorkerConfig {
+    /// How often the worker looks for leases to renew.
+    fn renewal_check(&self) -> StdDuration {
+        self.lease_std() / 6
+    }
+
+    /// The age at which a lease is renewed: a third of it, leaving two thirds for the renewal
+    /// to land (at least half, counting the time between two looks).
+    fn renew_after(&self) -> StdDuration {
+        self.lease_std() / 3
+    }
+
+    fn lease_std(&self) -> StdDuration {
+        StdDuration::try_from(self.lease)
+            .unwrap_or(StdDuration::from_secs(1))
+            .max(StdDuration::from_millis(60))
     }
 }
 
@@ -59,6 +86,12 @@ pub struct OutboxWorker {
     config: WorkerConfig,
 }
 
+/// A message being delivered: which one, and when its lease was last set.
+struct Leased {
+    id: OutboxId,
+    since: Instant,
+}
+
 impl OutboxWorker {
     pub fn new(
         store: Arc<dyn Store>,
@@ -71,7 +104,8 @@ impl OutboxWorker {
         Self { store, mailer, key, clock, wake, config }
     }
 
-    /// Runs until `shutdown` turns true; the messages in hand are finished first.
+    /// Runs until `shutdown` turns true; the messages in hand are finished first (their leases
+    /// still renewed).
     ///
     /// Up to `batch` deliveries are in flight at once, each a task of its own; whenever half
     /// of them have finished, the worker claims more, so that a slow message does not hold up
@@ -79,31 +113,63 @@ impl OutboxWorker {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
         let mut in_flight = JoinSet::new();
+        let mut leased: HashMap<task::Id, Leased> = HashMap::new();
+        let mut renewal = tokio::time::interval(this.config.renewal_check());
+        renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if !*shutdown.borrow() && in_flight.len() <= this.config.batch as usize / 2 {
+            let stopping = *shutdown.borrow();
+            if !stopping && in_flight.len() <= this.config.batch as usize / 2 {
                 let room = this.config.batch - in_flight.len() as u32;
                 for message in this.claim(room).await {
+                    // A lease that ran out under a delivery still going (a clock moved on) is
+                    // this worker's own message: the claim renewed it, it is not sent twice.
+                    if let Some(held) = leased.values_mut().find(|l| l.id == message.id) {
+                        held.since = Instant::now();
+                        continue;
+                    }
+                    let id = message.id.clone();
                     let worker = this.clone();
-                    in_flight.spawn(async move { worker.deliver(message).await });
+                    let handle = in_flight.spawn(async move { worker.deliver(message).await });
+                    leased.insert(handle.id(), Leased { id, since: Instant::now() });
                 }
             }
-            if *shutdown.borrow() {
-                while in_flight.join_next().await.is_some() {}
+            if stopping && in_flight.is_empty() {
                 return;
             }
-            if in_flight.is_empty() {
-                tokio::select! {
-                    _ = this.wake.notified() => {}
-                    _ = tokio::time::sleep(this.config.poll_interval) => {}
-                    _ = shutdown.changed() => {}
+            tokio::select! {
+                done = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    let id = match done {
+                        Some(Ok((id, ()))) => id,
+                        Some(Err(e)) => e.id(),
+                        None => continue,
+                    };
+                    leased.remove(&id);
                 }
-            } else {
-                tokio::select! {
-                    _ = in_flight.join_next() => {}
-                    _ = this.wake.notified() => {}
-                    _ = shutdown.changed() => {}
+                _ = renewal.tick(), if !leased.is_empty() => this.renew(&mut leased).await,
+                _ = this.wake.notified(), if !stopping => {}
+                _ = tokio::time::sleep(this.config.poll_interval), if !stopping && in_flight.is_empty() => {}
+                _ = shutdown.changed(), if !stopping => {}
+            }
+        }
+    }
+
+    /// Renews, in one write, the leases of the messages whose delivery has lasted a third of
+    /// a lease; the others were claimed too recently to need it.
+    async fn renew(&self, leased: &mut HashMap<task::Id, Leased>) {
+        let renew_after = self.config.renew_after();
+        let ids: Vec<OutboxId> =
+            leased.values().filter(|l| l.since.elapsed() >= renew_after).map(|l| l.id.clone()).collect();
+        if ids.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        match self.store.renew_outbox_leases(&ids, self.clock.now() + self.config.lease).await {
+            Ok(_) => {
+                for held in leased.values_mut().filter(|l| ids.contains(&l.id)) {
+                    held.since = started;
                 }
             }
+            Err(e) => tracing::warn!(error = %e, "outbox: could not renew the leases of messages in flight"),
         }
     }
 
@@ -137,10 +203,10 @@ impl OutboxWorker {
         let delivered = result.is_ok();
         let now = self.clock.now();
         let recorded = match result {
-            Ok(()) => {
+            // Recorded before anything else: until it is, a crash means sending it again.
+            Ok(()) => self.store.outbox_sent(&message.id, now).await.inspect(|_| {
                 tracing::info!(outbox_id = %message.id, "outbox: delivered");
-                self.store.outbox_sent(&message.id, now).await
-            }
+            }),
             Err(e) => {
                 let next = (!e.permanent && now - message.created_at < self.config.give_up_after)
                     .then(|| now + backoff(&self.config, message.attempts, random_fraction()));

@@ -62,6 +62,9 @@ impl SinkAuth {
 pub struct SinkConfig {
     pub tls: SinkTls,
     pub auth: Option<SinkAuth>,
+    /// How long the sink waits before inviting a message's data (`354`), as a distant or busy
+    /// server does: the message is in flight meanwhile, and not yet accepted.
+    pub delay_before_data: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +77,8 @@ pub struct ReceivedMail {
     pub tls: bool,
     /// The user it was authenticated as, if the sink asked for authentication.
     pub user: Option<String>,
+    /// When its data ended (just before the sink answered `250`).
+    pub received_at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -353,6 +358,9 @@ impl Session {
                     "250 OK\r\n".into()
                 }
                 "DATA" => {
+                    if !self.config.delay_before_data.is_zero() {
+                        tokio::time::sleep(self.config.delay_before_data).await;
+                    }
                     io.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
                     let data = read_data(&mut io).await?;
                     let mode = self.shared.mode.lock().expect("sink lock").unwrap_or(SinkMode::Accept);
@@ -364,6 +372,7 @@ impl Session {
                                 data,
                                 tls: secure,
                                 user: user.clone(),
+                                received_at: std::time::Instant::now(),
                             };
                             let n = {
                                 let mut mails = self.shared.mails.lock().expect("sink lock");
@@ -453,13 +462,15 @@ fn angle(command: &str) -> String {
     }
 }
 
+/// A message's data up to its final dot, unstuffed; an error if the connection ends first.
 async fn read_data<R: AsyncBufReadExt + Unpin>(lines: &mut R) -> std::io::Result<String> {
     let mut data = String::new();
     let mut line = String::new();
     loop {
         line.clear();
         if lines.read_line(&mut line).await? == 0 {
-            return Ok(data);
+            // The sender went away mid-message: a server keeps nothing of it.
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         if line == ".\r\n" || line == ".\n" {
             return Ok(data);

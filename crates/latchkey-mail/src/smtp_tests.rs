@@ -25,7 +25,7 @@ fn options(sink: &SmtpSink) -> SmtpOptions {
 }
 
 async fn sink(tls: SinkTls, auth: Option<SinkAuth>) -> SmtpSink {
-    SmtpSink::start_with(SinkConfig { tls, auth }).await.unwrap()
+    SmtpSink::start_with(SinkConfig { tls, auth, ..Default::default() }).await.unwrap()
 }
 
 #[tokio::test]

@@ -515,13 +515,13 @@ impl Store for PostgresStore {
                        INSERT INTO challenges (id, purpose, app_id, email, redirect_uri, state, nonce, \
                          code_challenge, client_ip, user_agent, create_user, link_hash, otp_hash, otp_attempts, \
                          status, created_at, expires_at, otp_expires_at, consumed_at, org_id, context_data, \
-                         created_by, code_is_credential) \
+                         created_by, code_is_credential, redirect_uri_given) \
                        SELECT $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
-                         $23, $24, $25, $26, $27, $28 FROM counted WHERE refused IS NULL \
+                         $23, $24, $25, $26, $27, $28, $29 FROM counted WHERE refused IS NULL \
                        RETURNING id), \
                      logged AS (INSERT INTO events (",
                     event_columns!(),
-                    ") SELECT $29, $30, $31, $32, $33, $34, $35 FROM challenge)",
+                    ") SELECT $30, $31, $32, $33, $34, $35, $36 FROM challenge)",
                     $mail,
                     " SELECT refused FROM counted"
                 )
@@ -530,7 +530,7 @@ impl Store for PostgresStore {
         const PLAIN: &str = create_sql!("");
         const WITH_MAIL: &str = create_sql!(
             ", queued AS (INSERT INTO outbox (id, app_id, challenge_id, sealed, status, attempts, \
-               next_attempt_at, created_at) SELECT $36, $37, $38, $39, $41, 0, $40, $40 FROM challenge)"
+               next_attempt_at, created_at) SELECT $37, $38, $39, $40, $42, 0, $41, $41 FROM challenge)"
         );
         let hits = Hits::new(limits, now);
         let event = Event::challenge_created(&c.app_id, &c.id, c.created_at);
@@ -558,7 +558,8 @@ impl Store for PostgresStore {
             .bind(c.org_id.as_ref().map(|o| o.as_str()))
             .bind(rows::context_data_json(c))
             .bind(c.created_by.as_deref())
-            .bind(c.code_is_credential);
+            .bind(c.code_is_credential)
+            .bind(c.redirect_uri_given);
         let mut query = bind_event(query, &event);
         if let Some(m) = mail {
             query = query
@@ -723,9 +724,10 @@ impl Store for PostgresStore {
                  WHERE link_hash = $3 AND purpose = 'login' AND status = 'pending' AND expires_at > $1",
                 ", issued AS ( \
                    INSERT INTO authorization_codes (id, code_hash, app_id, challenge_id, user_id, redirect_uri, \
-                     code_challenge, nonce, auth_method, auth_time, expires_at, org_id, code_is_credential) \
+                     code_challenge, nonce, auth_method, auth_time, expires_at, org_id, code_is_credential, \
+                     redirect_uri_given) \
                    SELECT $4, $5, c.app_id, c.id, u.id, c.redirect_uri, c.code_challenge, c.nonce, $6, $1, $7, \
-                     c.org_id, c.code_is_credential FROM challenge c, signed_in u)",
+                     c.org_id, c.code_is_credential, c.redirect_uri_given FROM challenge c, signed_in u)",
                 8,
             )
         });
@@ -858,8 +860,29 @@ impl Store for PostgresStore {
         Ok(released.rows_affected() > 0)
     }
 
+    async fn renew_outbox_leases(&self, ids: &[OutboxId], until: OffsetDateTime) -> StoreResult<u64> {
+        let ids: Vec<&str> = ids.iter().map(OutboxId::as_str).collect();
+        let done = sqlx::query("UPDATE outbox SET lease_until = $2 WHERE id = ANY($1) AND status = 'queued' AND lease_until IS NOT NULL")
+            .bind(ids)
+            .bind(millis(until))
+            .execute_on(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn release_leftover_outbox_leases(&self) -> StoreResult<u64> {
+        // Several live instances share the outbox: a lease here may be a live one's. A dead
+        // instance's leases lapse on their own, since nobody renews them.
+        Ok(0)
+    }
+
     async fn outbox_sent(&self, id: &OutboxId, now: OffsetDateTime) -> StoreResult<()> {
         // The application and the challenge come from the message's row.
+        //
+        // Committed without waiting for the WAL to reach the disk (`synchronous_commit` off for
+        // this statement's transaction): until the record is durable a crash of ours sends the
+        // message again, so the sooner the better; what a crash of the database server could
+        // lose (its last fraction of a second) is a record, and costs a duplicate, never a mail.
         fn delivered(now: OffsetDateTime) -> Event {
             let app = AppId::from_trusted(events::late("s.app_id"));
             Event::challenge_delivered(Some(&app), &events::late("COALESCE(s.challenge_id, $1)"), now)
@@ -867,10 +890,11 @@ impl Store for PostgresStore {
         static SENT: LazyLock<String> = LazyLock::new(|| {
             let (event, _) = events::select_list(&delivered(OffsetDateTime::UNIX_EPOCH), 3);
             format!(
-                "WITH sent AS ( \
+                "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)), \
+                 sent AS ( \
                    UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, sealed = NULL, \
                    lease_until = NULL, last_error = NULL WHERE id = $1 RETURNING app_id, challenge_id) \
-                 INSERT INTO events ({}) SELECT {event} FROM sent s",
+                 INSERT INTO events ({}) SELECT {event} FROM sent s, quick",
                 event_columns!()
             )
         });

@@ -11,10 +11,10 @@ use latchkey_core::secret::HashPurpose;
 use latchkey_core::{ChallengeStatus, EmailAddress, Otp, User};
 use latchkey_postgres::testing::TestDatabase;
 use latchkey_postgres::{PostgresOptions, PostgresStore};
-use latchkey_store::conformance::{application, challenge, challenge_with_otp, key, organization, t0};
-use latchkey_store::{
-    ConsumeOutcome, NewOutboxMessage, OtpOutcome, RotateOutcome, Store, StoreError, StoredSigningKey,
+use latchkey_store::conformance::{
+    application, challenge, challenge_with_otp, key, organization, queued_messages, t0,
 };
+use latchkey_store::{ConsumeOutcome, OtpOutcome, RotateOutcome, Store, StoreError, StoredSigningKey};
 use sqlx::{Connection, Executor, PgConnection};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -90,22 +90,7 @@ async fn workers_drain_the_outbox_without_sharing_a_message() {
     let db = TestDatabase::from_env().await;
     let stores = instances(&db, 4, &PostgresOptions::default()).await;
     stores[0].migrate().await.unwrap();
-    let app = application("Drain");
-    stores[0].insert_application(&app, None).await.unwrap();
-    let mut queued = HashSet::new();
-    for i in 0..200 {
-        let (c, _) = challenge(&app, &format!("d{i}@example.com"), t0());
-        let mail = NewOutboxMessage {
-            id: OutboxId::generate(t0()),
-            app_id: Some(app.id.clone()),
-            challenge_id: Some(c.id.clone()),
-            sealed: vec![1],
-            created_at: t0(),
-            held: false,
-        };
-        queued.insert(mail.id.clone());
-        stores[0].create_challenge(&c, Some(&mail), &[], t0()).await.unwrap().expect("no limits");
-    }
+    let queued: HashSet<OutboxId> = queued_messages(&*stores[0], 200).await.into_iter().collect();
 
     let lease = t0() + time::Duration::minutes(5);
     let mut workers = JoinSet::new();
@@ -559,4 +544,30 @@ async fn a_refusal_names_the_first_limit_in_the_callers_order() {
     let reversed = [limits[1].clone(), limits[0].clone()];
     let refused = store.hit_rate_limits(&reversed, at).await.unwrap().unwrap_err();
     assert_eq!(refused.retry_after, time::Duration::seconds(45), "the minute's, named first");
+}
+
+/// Several live instances share the outbox, so a starting instance takes back no lease: it
+/// cannot tell a dead instance's from a live one's. A lease nobody renews (its instance died)
+/// lapses within one lease and the message goes to the next claim; a renewed one holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
+async fn a_starting_instance_leaves_live_leases_alone_and_dead_ones_lapse() {
+    let db = TestDatabase::from_env().await;
+    let stores = instances(&db, 2, &PostgresOptions::default()).await;
+    let (live, starting) = (&stores[0], &stores[1]);
+    live.migrate().await.unwrap();
+    let ids = queued_messages(&**live, 2).await;
+    let lease = time::Duration::seconds(6);
+    assert_eq!(live.claim_outbox(t0(), t0() + lease, 10).await.unwrap().len(), 2);
+
+    assert_eq!(starting.release_leftover_outbox_leases().await.unwrap(), 0);
+    let now = t0() + time::Duration::seconds(2);
+    assert!(starting.claim_outbox(now, now + lease, 10).await.unwrap().is_empty(), "live leases hold");
+
+    // The first is still being delivered and renewed; the second's instance died.
+    assert_eq!(live.renew_outbox_leases(&ids[..1], now + lease).await.unwrap(), 1);
+    let lapsed = t0() + lease;
+    let taken: Vec<_> =
+        starting.claim_outbox(lapsed, lapsed + lease, 10).await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(taken, ids[1..].to_vec());
 }

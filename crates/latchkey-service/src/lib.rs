@@ -38,7 +38,10 @@ pub use registrations::{
 };
 pub use sign_in_requests::{LinkParams, NewSignInRequest, SignInCheck, SignInRequest, UserKey, Validated};
 pub use templates::{MAX_TEMPLATES, MAX_TEMPLATES_BYTES, TemplateParts};
-pub use tokens::{CodeExchange, Introspection, MAX_OTP_ATTEMPTS, OtpExchange, SignedIn, TokenSet, UserInfo};
+pub use tokens::{
+    CodeExchange, ExchangeRedirect, Introspection, MAX_OTP_ATTEMPTS, OtpExchange, SignedIn, TokenSet,
+    UserInfo,
+};
 pub use users::{DEFAULT_PAGE, MAX_PAGE, NewUser, Page, PageSize, UserChange};
 
 use latchkey_core::id::AppId;

@@ -117,6 +117,7 @@ impl Service {
             purpose: Purpose::Login,
             email: cmd.email.clone(),
             redirect_uri,
+            redirect_uri_given: cmd.redirect_uri.is_some(),
             state: text(&cmd.state),
             nonce: text(&cmd.nonce),
             expires_in: cmd.expires_in.map(ChallengeLifetime::duration),

@@ -68,6 +68,8 @@ pub enum Refusal {
     CodeInvalid,
     #[error("redirect_uri does not match the one the code was issued for")]
     RedirectMismatch,
+    #[error("redirect_uri is required: the sign-in that issued the code named one")]
+    RedirectMissing,
     #[error("code_verifier is required")]
     VerifierRequired,
     #[error("code_verifier does not match the code_challenge")]

@@ -198,6 +198,7 @@ impl Service {
         let req = ChallengeRequest {
             purpose: Purpose::Registration,
             redirect_uri: cmd.redirect_uri.clone(),
+            redirect_uri_given: true,
             state: None,
             nonce: None,
             expires_in: Some(cmd.expires_in.map_or(REGISTRATION_LIFETIME, ChallengeLifetime::duration)),
@@ -342,6 +343,7 @@ impl Service {
             purpose: Purpose::Verification,
             email: cmd.email,
             redirect_uri: redirect,
+            redirect_uri_given: false,
             state: None,
             nonce: None,
             expires_in: Some(expires_in),

@@ -28,9 +28,30 @@ const OTP_GRANT_EVENT: &str = "urn:latchkey:params:oauth:grant-type:email-otp";
 #[derive(Debug, Clone)]
 pub struct CodeExchange {
     pub code: String,
-    /// As the client sent it; compared exactly with the one the code was issued for.
-    pub redirect_uri: Option<String>,
+    /// What the face was given of the redirect URI, and whether it may do without one.
+    pub redirect_uri: ExchangeRedirect,
     pub code_verifier: Option<String>,
+}
+
+/// The redirect URI at a code's exchange, as a face states it (RFC 6749 §4.1.3: when the
+/// sign-in named a `redirect_uri`, its exchange must name the same one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExchangeRedirect {
+    /// The client sent this one: it must be, exactly, the one the code was issued for.
+    Given(String),
+    /// The client sent none: refused for a code whose sign-in named one.
+    NotGiven,
+    /// Not asked for: the face's documented exchange never sends one (`because` says which
+    /// face and call). The code stays bound to its application, its PKCE verifier and single
+    /// use. The OAuth face never waives it.
+    Waived { because: &'static str },
+}
+
+impl ExchangeRedirect {
+    /// As an OAuth request carries it: given or not.
+    pub fn from_request(redirect_uri: Option<String>) -> Self {
+        redirect_uri.map_or(Self::NotGiven, Self::Given)
+    }
 }
 
 /// Exchanging the one-time code of the newest pending sign-in of an address.
@@ -117,6 +138,14 @@ impl Service {
             return Err(Refusal::Unauthenticated.into());
         }
         let app = self.application_by_id(&found.app_id).await?.ok_or(Refusal::CodeInvalid)?;
+        // Such a code is made for an exchange of the code alone: no redirect URI to name.
+        let cmd = match cmd.redirect_uri {
+            ExchangeRedirect::NotGiven => CodeExchange {
+                redirect_uri: ExchangeRedirect::Waived { because: "a code that is its own credential" },
+                ..cmd
+            },
+            _ => cmd,
+        };
         self.redeem_code(&app, found, &user, &hash, &cmd).await
     }
 
@@ -419,8 +448,12 @@ impl Service {
 
 /// A code is bound to the redirect URI it was issued for and, with PKCE, to the verifier.
 fn check_binding(app: &Application, code: &AuthorizationCode, cmd: &CodeExchange) -> Result<(), Refusal> {
-    if cmd.redirect_uri.as_deref().is_some_and(|given| given != code.redirect_uri.as_str()) {
-        return Err(Refusal::RedirectMismatch);
+    match &cmd.redirect_uri {
+        ExchangeRedirect::Given(given) if given != code.redirect_uri.as_str() => {
+            return Err(Refusal::RedirectMismatch);
+        }
+        ExchangeRedirect::NotGiven if code.redirect_uri_given => return Err(Refusal::RedirectMissing),
+        ExchangeRedirect::Given(_) | ExchangeRedirect::NotGiven | ExchangeRedirect::Waived { .. } => {}
     }
     match (&code.code_challenge, cmd.code_verifier.as_deref()) {
         (Some(challenge), Some(verifier)) if challenge.verify(verifier) => Ok(()),
@@ -428,5 +461,83 @@ fn check_binding(app: &Application, code: &AuthorizationCode, cmd: &CodeExchange
         (Some(_), None) => Err(Refusal::VerifierRequired),
         (None, _) if app.public => Err(Refusal::PublicClientWithoutPkce),
         (None, _) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchkey_core::RedirectUri;
+    use latchkey_core::application::AppSettings;
+    use latchkey_core::challenge::AuthMethod;
+    use latchkey_core::id::{AppId, ChallengeId, CodeId};
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
+    fn app() -> Application {
+        let uri = RedirectUri::parse("https://app.example/cb").unwrap();
+        Application {
+            id: AppId::generate(now()),
+            client_id: "client".into(),
+            name: "App".into(),
+            public: false,
+            redirect_uris: vec![uri.clone()],
+            default_redirect_uri: Some(uri),
+            settings: AppSettings::default(),
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    fn code(app: &Application, given: bool) -> AuthorizationCode {
+        AuthorizationCode {
+            id: CodeId::generate(now()),
+            code_hash: vec![0; 32],
+            app_id: app.id.clone(),
+            challenge_id: ChallengeId::generate(now()),
+            user_id: UserId::generate(now()),
+            redirect_uri: RedirectUri::parse("https://app.example/cb").unwrap(),
+            redirect_uri_given: given,
+            code_challenge: None,
+            nonce: None,
+            auth_method: AuthMethod::Link,
+            auth_time: now(),
+            org_id: None,
+            code_is_credential: false,
+            expires_at: now(),
+        }
+    }
+
+    fn exchange(redirect_uri: ExchangeRedirect) -> CodeExchange {
+        CodeExchange { code: "c".into(), redirect_uri, code_verifier: None }
+    }
+
+    /// RFC 6749 §4.1.3: a sign-in that named its redirect URI needs it named again at the
+    /// exchange, exactly; one that took the default does not; a face whose documented call
+    /// never sends one says so and is not asked for it.
+    #[test]
+    fn the_exchange_names_the_redirect_uri_when_the_sign_in_did() {
+        let app = app();
+        let given = |uri: &str| ExchangeRedirect::Given(uri.into());
+        let waived =
+            ExchangeRedirect::Waived { because: "the documented exchange sends code and grant_type only" };
+        for named in [false, true] {
+            let code = code(&app, named);
+            assert_eq!(check_binding(&app, &code, &exchange(given("https://app.example/cb"))), Ok(()));
+            assert_eq!(
+                check_binding(&app, &code, &exchange(given("https://app.example/cb/"))),
+                Err(Refusal::RedirectMismatch)
+            );
+            assert_eq!(check_binding(&app, &code, &exchange(waived.clone())), Ok(()));
+        }
+        assert_eq!(check_binding(&app, &code(&app, false), &exchange(ExchangeRedirect::NotGiven)), Ok(()));
+        assert_eq!(
+            check_binding(&app, &code(&app, true), &exchange(ExchangeRedirect::NotGiven)),
+            Err(Refusal::RedirectMissing)
+        );
+        assert_eq!(ExchangeRedirect::from_request(None), ExchangeRedirect::NotGiven);
+        assert_eq!(ExchangeRedirect::from_request(Some("u".into())), given("u"));
     }
 }

@@ -21,6 +21,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, sql: include_str!("../migrations/0004_organizations_and_purposes.sql") },
     Migration { version: 5, sql: include_str!("../migrations/0005_user_locale.sql") },
     Migration { version: 6, sql: include_str!("../migrations/0006_code_is_credential.sql") },
+    Migration { version: 7, sql: include_str!("../migrations/0007_redirect_uri_given.sql") },
 ];
 
 /// Applies every migration not applied yet; runs inside a write transaction, so that two

@@ -289,8 +289,9 @@ fn insert_challenge(conn: &Connection, c: &Challenge) -> StoreResult<()> {
         conn,
         "INSERT INTO challenges (id, purpose, app_id, email, redirect_uri, state, nonce, code_challenge, \
          client_ip, user_agent, create_user, link_hash, otp_hash, otp_attempts, status, created_at, \
-         expires_at, otp_expires_at, consumed_at, org_id, context_data, created_by, code_is_credential) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+         expires_at, otp_expires_at, consumed_at, org_id, context_data, created_by, code_is_credential, \
+         redirect_uri_given) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
         params![
             c.id.as_str(),
             c.purpose.as_str(),
@@ -315,6 +316,7 @@ fn insert_challenge(conn: &Connection, c: &Challenge) -> StoreResult<()> {
             rows::context_data_json(c),
             c.created_by.as_deref(),
             c.code_is_credential,
+            c.redirect_uri_given,
         ],
     )?;
     Ok(())
@@ -422,8 +424,9 @@ fn consume_link(
     exec(
         conn,
         "INSERT INTO authorization_codes (id, code_hash, app_id, challenge_id, user_id, redirect_uri, \
-         code_challenge, nonce, auth_method, auth_time, expires_at, org_id, code_is_credential) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         code_challenge, nonce, auth_method, auth_time, expires_at, org_id, code_is_credential, \
+         redirect_uri_given) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             issued.id.as_str(),
             issued.code_hash,
@@ -438,6 +441,7 @@ fn consume_link(
             millis(issued.expires_at),
             issued.org_id.as_ref().map(|o| o.as_str()),
             issued.code_is_credential,
+            issued.redirect_uri_given,
         ],
     )?;
     Ok(ConsumeOutcome::Consumed { challenge: Box::new(challenge), user, code: Box::new(issued) })
@@ -1192,6 +1196,35 @@ impl Store for SqliteStore {
                 params![challenge_id.as_str(), app_id.as_str(), millis(now)],
             )?;
             Ok(released > 0)
+        })
+        .await
+    }
+
+    async fn renew_outbox_leases(&self, ids: &[OutboxId], until: OffsetDateTime) -> StoreResult<u64> {
+        let ids = ids.to_vec();
+        self.write(move |c| {
+            let mut renewed = 0;
+            for id in &ids {
+                renewed += exec(
+                    c,
+                    "UPDATE outbox SET lease_until = ?2 WHERE id = ?1 AND status = 'queued' AND lease_until IS NOT NULL",
+                    params![id.as_str(), millis(until)],
+                )? as u64;
+            }
+            Ok(renewed)
+        })
+        .await
+    }
+
+    async fn release_leftover_outbox_leases(&self) -> StoreResult<u64> {
+        // One server per database file: whatever lease is here, a past run of it left behind.
+        self.write(|c| {
+            let released = exec(
+                c,
+                "UPDATE outbox SET lease_until = NULL WHERE status = 'queued' AND lease_until IS NOT NULL",
+                [],
+            )?;
+            Ok(released as u64)
         })
         .await
     }

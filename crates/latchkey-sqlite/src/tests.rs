@@ -7,7 +7,7 @@ use latchkey_core::event::{Event, EventKind};
 use latchkey_core::id::{SecretId, UserId};
 use latchkey_core::rate_limit::RateLimit;
 use latchkey_core::{EmailAddress, User};
-use latchkey_store::conformance::{application, challenge, t0};
+use latchkey_store::conformance::{application, challenge, queued_messages, t0};
 use latchkey_store::{ClientSecret, Store, StoreError};
 use std::future::Future;
 use std::path::Path;
@@ -382,5 +382,38 @@ async fn an_existing_readable_database_is_made_private_on_open() {
         assert_eq!(mode_of(file), 0o600, "{}", file.display());
     }
     again.close().await;
+    store.close().await;
+}
+
+/// One server per database file: a server that starts takes back every lease it finds, all
+/// of them left by its past run (killed while delivering), and the messages go out at once
+/// instead of when their leases lapse. Sent messages stay sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_server_takes_back_the_leases_its_past_run_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latchkey.db");
+    let store = open(&path).await;
+    let ids = queued_messages(&store, 3).await;
+    let claimed = store.claim_outbox(t0(), t0() + Duration::minutes(2), 2).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    store.outbox_sent(&ids[0], t0()).await.unwrap();
+    // Killed here, with one message in hand; started again.
+    store.close().await;
+    let store = open(&path).await;
+    let later = t0() + Duration::seconds(1);
+    assert_eq!(
+        store.claim_outbox(later, later + Duration::minutes(2), 10).await.unwrap().len(),
+        1,
+        "the free one only"
+    );
+    assert_eq!(store.release_leftover_outbox_leases().await.unwrap(), 2, "every live lease");
+    let again: Vec<_> = store
+        .claim_outbox(later, later + Duration::minutes(2), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(again, ids[1..].to_vec(), "the message in hand at the crash, at once");
     store.close().await;
 }

@@ -47,8 +47,10 @@ macro_rules! conformance_tests {
             concurrent_link_consumption_has_one_winner,
             authorization_code_redeems_once_for_its_own_application,
             a_code_is_its_own_credential_only_when_its_challenge_says_so,
+            a_code_keeps_its_redirect_uri_and_whether_it_was_given,
             concurrent_code_redemption_has_one_winner,
             outbox_leases_retries_and_settles,
+            outbox_leases_renewed_in_flight_outlive_the_others,
             outbox_backlog_counts_what_waits,
             held_mail_waits_until_released_once,
             signing_keys_round_trip,
@@ -131,6 +133,7 @@ pub fn challenge_with_otp(app: &Application, email: &str, now: OffsetDateTime) -
         purpose: Purpose::Login,
         email: EmailAddress::parse(email).expect("valid email"),
         redirect_uri: app.default_redirect().expect("default").clone(),
+        redirect_uri_given: false,
         state: Some("st".into()),
         nonce: Some("n-1".into()),
         expires_in: None,
@@ -164,6 +167,19 @@ fn mail_for(app: &Application, c: &Challenge) -> NewOutboxMessage {
 
 async fn insert(store: &dyn Store, c: &Challenge, mail: Option<&NewOutboxMessage>) {
     store.create_challenge(c, mail, &[], c.created_at).await.expect("stored").expect("no limits to exceed");
+}
+
+/// An application of its own with `count` messages queued at [`t0`]; their ids, oldest first.
+pub async fn queued_messages(store: &dyn Store, count: usize) -> Vec<OutboxId> {
+    let app = app_in(store, "Queued").await;
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let (c, _) = challenge(&app, &format!("queued{i}@example.com"), t0());
+        let mail = mail_for(&app, &c);
+        ids.push(mail.id.clone());
+        insert(store, &c, Some(&mail)).await;
+    }
+    ids
 }
 
 async fn app_in(store: &dyn Store, name: &str) -> Application {
@@ -360,14 +376,41 @@ pub async fn concurrent_link_consumption_has_one_winner(store: Arc<dyn Store>) {
 
 async fn issued_code(store: &dyn Store, app: &Application, email: &str) -> String {
     let (c, token) = challenge(app, email, t0());
+    issued_code_for(store, app, c, &token).await
+}
+
+async fn issued_code_for(store: &dyn Store, app: &Application, c: Challenge, token: &str) -> String {
     insert(store, &c, None).await;
     let code = NewAuthorizationCode::generate(app, &key(), t0());
     let plain = code.code.expose().to_owned();
     assert!(matches!(
-        store.consume_link(&link_hash(&token), &code, t0()).await.unwrap(),
+        store.consume_link(&link_hash(token), &code, t0()).await.unwrap(),
         ConsumeOutcome::Consumed { .. }
     ));
     plain
+}
+
+/// A code remembers the redirect URI it was issued for, and whether the sign-in's caller named
+/// it or took the application's default: the exchange must name it in the first case only.
+pub async fn a_code_keeps_its_redirect_uri_and_whether_it_was_given(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Given").await;
+    let other = RedirectUri::parse("https://app.example/other").expect("uri");
+    for given in [false, true] {
+        let (mut c, token) = challenge(&app, &format!("given-{given}@example.com"), t0());
+        if given {
+            c.redirect_uri = other.clone();
+        }
+        c.redirect_uri_given = given;
+        let stored_id = c.id.clone();
+        let code = issued_code_for(&*store, &app, c, &token).await;
+        let stored = store.challenge(&app.id, &stored_id).await.unwrap().expect("stored").challenge;
+        assert_eq!(stored.redirect_uri_given, given);
+        let hash = key().hash(HashPurpose::AuthorizationCode, &code);
+        let (found, _) = store.authorization_code(&hash).await.unwrap().expect("issued");
+        assert_eq!((found.redirect_uri_given, found.redirect_uri == other), (given, given));
+        let redeemed = store.redeem_authorization_code(&hash, &app.id, t0(), None).await.unwrap();
+        assert_eq!(redeemed.expect("redeems").redirect_uri_given, given);
+    }
 }
 
 pub async fn authorization_code_redeems_once_for_its_own_application(store: Arc<dyn Store>) {
@@ -559,6 +602,34 @@ pub async fn held_mail_waits_until_released_once(store: Arc<dyn Store>) {
     });
     let wins = futures_util::future::join_all(calls).await.into_iter().filter(|won| *won).count();
     assert_eq!(wins, 1);
+}
+
+/// A worker renews the leases of what it is still delivering: those outlive the lease they
+/// were claimed with, the others lapse and go to the next claim. Sent and failed messages are
+/// not renewed.
+pub async fn outbox_leases_renewed_in_flight_outlive_the_others(store: Arc<dyn Store>) {
+    let ids = queued_messages(&*store, 4).await;
+    let lease = Duration::seconds(6);
+    let claimed = store.claim_outbox(t0(), t0() + lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+
+    // Two seconds on, the first two are still being delivered: renewed.
+    let now = t0() + Duration::seconds(2);
+    assert_eq!(store.renew_outbox_leases(&ids[..2], now + lease).await.unwrap(), 2);
+    // Past the first lease, only the two that were not renewed are handed out again.
+    let later = t0() + Duration::seconds(7);
+    let again: Vec<OutboxId> =
+        store.claim_outbox(later, later + lease, 10).await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(again, ids[2..].to_vec(), "the messages whose leases lapsed, and only those");
+
+    // What is settled is not renewed: sent, failed for good, or waiting for its retry.
+    store.outbox_sent(&ids[0], later).await.unwrap();
+    store.outbox_attempt_failed(&ids[2], "550 no such user", None).await.unwrap();
+    store.outbox_attempt_failed(&ids[3], "451 later", Some(later + Duration::minutes(1))).await.unwrap();
+    assert_eq!(store.renew_outbox_leases(&ids, later + lease).await.unwrap(), 1, "only the one in flight");
+    assert_eq!(store.renew_outbox_leases(&[], later + lease).await.unwrap(), 0);
+    let status = store.claim_outbox(later + Duration::seconds(1), later + lease, 10).await.unwrap();
+    assert!(status.is_empty(), "the renewed lease holds, the retry is not due yet");
 }
 
 pub async fn signing_keys_round_trip(store: Arc<dyn Store>) {

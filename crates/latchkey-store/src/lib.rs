@@ -223,6 +223,19 @@ pub trait Store: Send + Sync + 'static {
         challenge_id: &ChallengeId,
         now: OffsetDateTime,
     ) -> StoreResult<bool>;
+    /// Extends, until `until`, the leases of these messages that are still queued and leased
+    /// (not sent, failed, or released to wait for a retry): a worker
+    /// renews what it is still delivering, so that leases can be short and a dead worker's
+    /// lapse soon. Returns how many were renewed.
+    async fn renew_outbox_leases(&self, ids: &[OutboxId], until: OffsetDateTime) -> StoreResult<u64>;
+    /// Called once by a server that starts, before its outbox worker runs: hands back at once,
+    /// for delivery, the leases that an earlier run of this server left when it died (`kill -9`,
+    /// a crash, a power cut) while delivering. An engine that serves one server per database
+    /// (SQLite) knows every lease it holds is such a leftover and releases them all. An engine
+    /// shared by live instances (PostgreSQL) cannot tell a dead instance's lease from a live
+    /// one's and releases none: leases there are short and renewed, so a dead instance's lapse
+    /// within one lease. Returns how many were released.
+    async fn release_leftover_outbox_leases(&self) -> StoreResult<u64>;
     /// Records acceptance by the mail server and drops the sealed body.
     async fn outbox_sent(&self, id: &OutboxId, now: OffsetDateTime) -> StoreResult<()>;
     /// Records a failed attempt: another at `next_attempt_at`, or `failed` for good when `None`.

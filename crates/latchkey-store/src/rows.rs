@@ -124,6 +124,7 @@ pub fn challenge(row: &dyn RowReader) -> Result<Challenge, StoreError> {
         app_id: r.id("app_id")?,
         email: EmailAddress::from_trusted(r.text("email")?),
         redirect_uri: r.redirect("redirect_uri")?,
+        redirect_uri_given: r.boolean("redirect_uri_given")?,
         state: r.opt_text("state")?,
         nonce: r.opt_text("nonce")?,
         code_challenge: r.opt_text("code_challenge")?.map(CodeChallenge::from_trusted),
@@ -183,8 +184,8 @@ pub fn authorization_code(row: &dyn RowReader) -> Result<AuthorizationCode, Stor
 /// id is renamed so as not to clash with the user's. `$1` is a positional parameter in
 /// both engines.
 pub const CODE_AND_USER_BY_HASH: &str = "SELECT users.*, authorization_codes.id AS code_id, code_hash, \
-    app_id, challenge_id, user_id, redirect_uri, code_challenge, nonce, auth_method, auth_time, org_id, \
-    code_is_credential, expires_at FROM authorization_codes JOIN users ON users.id = user_id WHERE code_hash = $1";
+    app_id, challenge_id, user_id, redirect_uri, redirect_uri_given, code_challenge, nonce, auth_method, \
+    auth_time, org_id, code_is_credential, expires_at FROM authorization_codes JOIN users ON users.id = user_id WHERE code_hash = $1";
 
 /// A code and its user from a row of [`CODE_AND_USER_BY_HASH`].
 pub fn code_and_user(row: &dyn RowReader) -> Result<(AuthorizationCode, User), StoreError> {
@@ -200,6 +201,7 @@ fn authorization_code_with_id(row: &dyn RowReader, id: &str) -> Result<Authoriza
         challenge_id: r.id("challenge_id")?,
         user_id: r.id("user_id")?,
         redirect_uri: r.redirect("redirect_uri")?,
+        redirect_uri_given: r.boolean("redirect_uri_given")?,
         code_challenge: r.opt_text("code_challenge")?.map(CodeChallenge::from_trusted),
         nonce: r.opt_text("nonce")?,
         auth_method: AuthMethod::parse_amr(&r.text("auth_method")?).ok_or_else(|| r.corrupt())?,

@@ -189,6 +189,13 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
     };
     let service = Arc::new(service);
 
+    // Only a server delivers mail, so only a server takes back what its last run left in
+    // hand (commands that merely open the store must not).
+    match store.release_leftover_outbox_leases().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(messages = n, "outbox: took back the leases of an earlier run"),
+        Err(e) => tracing::warn!(error = %e, "outbox: could not take back the leases of an earlier run"),
+    }
     let (shutdown, signal) = watch::channel(false);
     let worker =
         OutboxWorker::new(store.clone(), mailer, key, options.clock.clone(), wake, options.worker.clone());

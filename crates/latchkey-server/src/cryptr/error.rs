@@ -52,6 +52,7 @@ fn refusal(r: &Refusal) -> (StatusCode, &'static str) {
         RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         CodeInvalid
         | RedirectMismatch
+        | RedirectMissing
         | VerifierRequired
         | VerifierMismatch
         | PublicClientWithoutPkce

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use latchkey_core::tokens::AccessTokenFormat;
-use latchkey_service::{CodeExchange, Credentials, Service, TokenSet};
+use latchkey_service::{CodeExchange, Credentials, ExchangeRedirect, Service, TokenSet};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -37,7 +37,10 @@ fn code_exchange(p: &TokenParams) -> Result<CodeExchange> {
     Ok(CodeExchange {
         code: required("code", p.code.clone())?,
         // Cryptr's documented exchange sends no redirect_uri: none given means none to compare.
-        redirect_uri: p.redirect_uri.clone(),
+        redirect_uri: p.redirect_uri.clone().map_or(
+            ExchangeRedirect::Waived { because: "Cryptr's documented code exchange sends no redirect_uri" },
+            ExchangeRedirect::Given,
+        ),
         code_verifier: p.code_verifier.clone(),
     })
 }

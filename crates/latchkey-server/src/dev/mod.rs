@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latchkey_core::EmailAddress;
-use latchkey_service::{CodeExchange, NewMagicLink, Service};
+use latchkey_service::{CodeExchange, ExchangeRedirect, NewMagicLink, Service};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -225,7 +225,7 @@ async fn callback(
             "<h1>No code</h1><p>This page is where the demo application's sign-ins land.</p>",
         );
     };
-    let cmd = CodeExchange { code, redirect_uri: None, code_verifier: None };
+    let cmd = CodeExchange { code, redirect_uri: ExchangeRedirect::NotGiven, code_verifier: None };
     let exchanged = match service.demo_application().await {
         Ok(app) => service.exchange_code(&app, cmd).await,
         Err(e) => Err(e),

@@ -86,6 +86,7 @@ fn refusal(r: &Refusal) -> (StatusCode, &'static str, Option<&'static str>) {
         RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
         CodeInvalid
         | RedirectMismatch
+        | RedirectMissing
         | VerifierRequired
         | VerifierMismatch
         | PublicClientWithoutPkce

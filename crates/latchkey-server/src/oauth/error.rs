@@ -43,6 +43,7 @@ fn refusal(r: &Refusal) -> (StatusCode, &'static str) {
         Unauthenticated => (StatusCode::UNAUTHORIZED, "invalid_client"),
         CodeInvalid
         | RedirectMismatch
+        | RedirectMissing
         | VerifierRequired
         | VerifierMismatch
         | PublicClientWithoutPkce

@@ -14,7 +14,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use latchkey_core::signing::SigningAlg;
 use latchkey_core::{EmailAddress, Otp};
-use latchkey_service::{CodeExchange, Credentials, Introspection, OtpExchange, Refusal, Service, TokenSet};
+use latchkey_service::{
+    CodeExchange, Credentials, ExchangeRedirect, Introspection, OtpExchange, Refusal, Service, TokenSet,
+};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -55,7 +57,7 @@ impl TokenBody {
     fn code_exchange(&self) -> Result<CodeExchange> {
         Ok(CodeExchange {
             code: required("code", self.code.clone())?,
-            redirect_uri: self.redirect_uri.clone(),
+            redirect_uri: ExchangeRedirect::from_request(self.redirect_uri.clone()),
             code_verifier: self.code_verifier.clone(),
         })
     }

@@ -52,6 +52,7 @@ fn status_of(r: &Refusal) -> StatusCode {
         | OrganizationUnknown
         | CodeInvalid
         | RedirectMismatch
+        | RedirectMissing
         | VerifierRequired
         | VerifierMismatch
         | PublicClientWithoutPkce

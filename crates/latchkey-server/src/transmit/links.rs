@@ -13,7 +13,9 @@ use latchkey_core::id::UserId;
 use latchkey_core::{EmailAddress, RedirectUri};
 use latchkey_mail::compose::is_css_color;
 use latchkey_mail::templates::Wording;
-use latchkey_service::{CodeExchange, MessageStyle, NewMagicLink, Refusal, Resource, Service, ServiceError};
+use latchkey_service::{
+    CodeExchange, ExchangeRedirect, MessageStyle, NewMagicLink, Refusal, Resource, Service, ServiceError,
+};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -213,7 +215,13 @@ pub async fn authenticate(
 ) -> Result<Response> {
     let Input(body) = body?;
     // Transmit's call carries the code alone: no redirect_uri, no verifier.
-    let cmd = CodeExchange { code: required("code", body.code)?, redirect_uri: None, code_verifier: None };
+    let cmd = CodeExchange {
+        code: required("code", body.code)?,
+        redirect_uri: ExchangeRedirect::Waived {
+            because: "Transmit's link authenticate call sends the code alone",
+        },
+        code_verifier: None,
+    };
     let tokens = service.exchange_code(&app, cmd).await?;
     let answer = json!({
         "access_token": tokens.access_token,

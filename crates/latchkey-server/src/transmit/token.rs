@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use latchkey_service::{CodeExchange, Credentials, Service};
+use latchkey_service::{CodeExchange, Credentials, ExchangeRedirect, Service};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -45,7 +45,7 @@ pub async fn token(
     } else {
         let cmd = CodeExchange {
             code: required("code", p.code)?,
-            redirect_uri: p.redirect_uri,
+            redirect_uri: ExchangeRedirect::from_request(p.redirect_uri),
             code_verifier: p.code_verifier,
         };
         service.exchange_code(&app, cmd).await?

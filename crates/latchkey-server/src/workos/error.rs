@@ -95,6 +95,7 @@ fn refusal(r: &Refusal) -> (StatusCode, &'static str, Option<&'static str>) {
         OtpInvalid => (StatusCode::BAD_REQUEST, "invalid_one_time_code", None),
         CodeInvalid
         | RedirectMismatch
+        | RedirectMissing
         | VerifierRequired
         | VerifierMismatch
         | PublicClientWithoutPkce

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use latchkey_service::{CodeExchange, Credentials, Service};
+use latchkey_service::{CodeExchange, Credentials, ExchangeRedirect, Service};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -48,7 +48,8 @@ async fn token(
             Some(_) => return Err(WorkosError::UnsupportedGrantType),
         }
         let code = body.code.ok_or_else(|| WorkosError::required("code"))?;
-        let cmd = CodeExchange { code, redirect_uri: None, code_verifier: body.code_verifier };
+        let waived = ExchangeRedirect::Waived { because: "WorkOS's /sso/token sends no redirect_uri" };
+        let cmd = CodeExchange { code, redirect_uri: waived, code_verifier: body.code_verifier };
         let tokens = service.exchange_code(&app, cmd).await?;
         let signed_in = service.signed_in(Some(&tokens.access_token)).await?;
         Ok(json!({

@@ -13,16 +13,16 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-const ADMIN: &str = "hardening-admin-token-0123456789";
+pub(crate) const ADMIN: &str = "hardening-admin-token-0123456789";
 const MASTER: &str = "hardening-master-secret-0123456789abcdef";
 
 /// The release binary as `latchkey serve` runs it, on port 0 with a database of its own, its
 /// output kept for the test to read. Killed when dropped.
-struct Binary {
+pub(crate) struct Binary {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     output: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Binary {
@@ -34,6 +34,19 @@ impl Binary {
     /// With arguments after `serve`, and variables of the defaults left out.
     fn start_with(prefix: &[&str], args: &[&str], env: &[(&str, &str)], unset: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let mut binary = Self::start_in(dir.path(), prefix, args, env, unset);
+        binary._dir = Some(dir);
+        binary
+    }
+
+    /// In `dir`, which the caller keeps (its SQLite database outlives this process).
+    pub(crate) fn start_in(
+        dir: &std::path::Path,
+        prefix: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+        unset: &[&str],
+    ) -> Self {
         let bin = env!("CARGO_BIN_EXE_latchkey");
         let mut command = match prefix.split_first() {
             Some((program, args)) => {
@@ -46,9 +59,9 @@ impl Binary {
         command
             .arg("serve")
             .args(args)
-            .current_dir(dir.path())
+            .current_dir(dir)
             .env("LATCHKEY_LISTEN", "127.0.0.1:0")
-            .env("LATCHKEY_DATABASE_URL", format!("sqlite://{}", dir.path().join("latchkey.db").display()))
+            .env("LATCHKEY_DATABASE_URL", format!("sqlite://{}", dir.join("latchkey.db").display()))
             .env("LATCHKEY_ADMIN_TOKEN", ADMIN)
             .env("LATCHKEY_SECRET_KEY", MASTER)
             .env("LATCHKEY_LOG", "info")
@@ -88,10 +101,16 @@ impl Binary {
                 panic!("the server did not start ({other:?}): {}", output.lock().unwrap());
             }
         };
-        Self { child, addr, output, _dir: dir }
+        Self { child, addr, output, _dir: None }
     }
 
-    fn output(&self) -> String {
+    /// SIGKILL: no shutdown, no flush; waits until the process is gone.
+    pub(crate) fn kill_9(mut self) {
+        self.child.kill().expect("the server is killed");
+        self.child.wait().expect("the killed server is reaped");
+    }
+
+    pub(crate) fn output(&self) -> String {
         self.output.lock().unwrap().clone()
     }
 
@@ -213,7 +232,11 @@ async fn slow_clients_are_cut_off_and_health_still_answers() {
     assert!((1..=10).contains(&logged), "{logged} lines of accept errors: {log}");
 }
 
-backend_tests!(quoted_local_parts_are_refused, redirect_uris_match_only_as_registered);
+backend_tests!(
+    quoted_local_parts_are_refused,
+    redirect_uris_match_only_as_registered,
+    the_exchange_names_the_redirect_uri_when_the_sign_in_did,
+);
 
 async fn quoted_local_parts_are_refused(app: TestApp) {
     let client = app.client().await;
@@ -274,6 +297,66 @@ async fn redirect_uris_match_only_as_registered(app: TestApp) {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "invalid_redirect_uri", "{body}");
+}
+
+/// RFC 6749 §4.1.3: when the sign-in named its `redirect_uri`, the code's exchange must name
+/// the same one; a sign-in that took the application's default needs none at the exchange.
+async fn the_exchange_names_the_redirect_uri_when_the_sign_in_did(app: TestApp) {
+    const OTHER: &str = "https://app.example/other";
+    let client = app
+        .create_client(json!({
+            "name": "Named", "redirect_uris": [CALLBACK, OTHER], "default_redirect_uri": CALLBACK,
+        }))
+        .await;
+    let code_for = |redirect_uri: Option<&str>| {
+        let mut body = json!({ "email": crate::helpers::random_email(), "send_email": false });
+        if let Some(uri) = redirect_uri {
+            body["redirect_uri"] = uri.into();
+        }
+        let (app, client) = (&app, &client);
+        async move {
+            let res = app.request_link(client, body).await;
+            assert_eq!(res.status(), StatusCode::CREATED);
+            let link: Value = res.json().await.unwrap();
+            app.code_from(link["link"].as_str().unwrap()).await
+        }
+    };
+    let exchange = |code: String, redirect_uri: Option<&'static str>| {
+        let mut form = vec![("grant_type", "authorization_code".to_owned()), ("code", code)];
+        if let Some(uri) = redirect_uri {
+            form.push(("redirect_uri", uri.to_owned()));
+        }
+        let (app, client) = (&app, &client);
+        async move {
+            let res = app.as_app(client).post("/oauth/token").form(&form).send().await.unwrap();
+            let status = res.status();
+            (status, res.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Named (even when it is the default): the exchange must name it, exactly.
+    for named in [OTHER, CALLBACK] {
+        let code = code_for(Some(named)).await;
+        let (status, body) = exchange(code.clone(), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{named}: {body}");
+        assert_eq!(body["error"], "invalid_grant", "{body}");
+        assert!(body["error_description"].as_str().unwrap().contains("redirect_uri"), "{body}");
+        let wrong = if named == OTHER { CALLBACK } else { OTHER };
+        let (status, body) = exchange(code.clone(), Some(wrong)).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+        // Refused before it was spent: with the right URI, the same code still works.
+        let (status, body) = exchange(code, Some(named)).await;
+        assert_eq!(status, StatusCode::OK, "{named}: {body}");
+        assert!(body["access_token"].is_string());
+    }
+
+    // The default, not named: no redirect_uri needed, and the one it went to is accepted.
+    let (status, body) = exchange(code_for(None).await, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = exchange(code_for(None).await, Some(CALLBACK)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = exchange(code_for(None).await, Some(OTHER)).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
 }
 
 /// With the most verbose log level, a whole sign-in (the mail, its landing page, the code's

@@ -42,6 +42,12 @@ macro_rules! backend_tests {
     };
 }
 
+/// A test that measures time (the crash test) runs with no other server of the suite beside
+/// it: every [`TestApp`] holds a shared guard for its life, and such a test takes this lock
+/// exclusively (it waits for the servers running, and new ones wait for it).
+pub static ALONE: std::sync::LazyLock<tokio::sync::RwLock<()>> =
+    std::sync::LazyLock::new(|| tokio::sync::RwLock::new(()));
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -63,6 +69,7 @@ pub struct TestApp {
     pub server: Option<Running>,
     pub config: Config,
     _data: Data,
+    _beside_others: tokio::sync::RwLockReadGuard<'static, ()>,
 }
 
 pub struct Client {
@@ -192,6 +199,7 @@ impl TestApp {
             server: None,
             config,
             _data: data,
+            _beside_others: ALONE.read().await,
         };
         app.start(false).await;
         app

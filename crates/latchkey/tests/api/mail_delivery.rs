@@ -4,6 +4,9 @@
 
 use crate::backend_tests;
 use crate::helpers::{ADMIN_TOKEN, As, Backend, CALLBACK, Client, TestApp, eventually, random_email};
+use latchkey::run::{StartOptions, start};
+use latchkey_core::SystemClock;
+use latchkey_mail::WorkerConfig;
 use latchkey_mail::sink::{SinkAuth, SinkConfig, SinkMode, SinkTls, SmtpSink};
 use latchkey_postgres::testing::TestDatabase;
 use reqwest::StatusCode;
@@ -12,13 +15,15 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 backend_tests!(
     a_message_fails_for_good_once_the_retry_window_closes,
     a_permanent_refusal_fails_at_once,
     an_smtp_server_down_for_a_while_gets_the_mail_when_it_is_back,
     a_connection_dropped_mid_message_is_retried_and_delivered_once,
+    a_slow_delivery_keeps_its_lease_and_is_sent_once,
 );
 
 const SECRET: &str = "integration-test-master-secret-0123456789";
@@ -107,11 +112,56 @@ async fn a_connection_dropped_mid_message_is_retried_and_delivered_once(app: Tes
     assert_eq!(app.sink.mails().len(), 1);
 }
 
+/// Leases are short (here 600 ms) and renewed while a message is being delivered: a delivery
+/// that lasts several leases (an SMTP server taking 2.5 s) is never handed to another worker,
+/// and goes out once.
+async fn a_slow_delivery_keeps_its_lease_and_is_sent_once(mut app: TestApp) {
+    let slow = SinkConfig { delay_before_data: Duration::from_millis(2500), ..Default::default() };
+    let sink = SmtpSink::start_with(slow).await.unwrap();
+    app.config.smtp_url = Some(sink.url());
+    app.server.take().expect("the test's server").shutdown().await;
+    // The real clock, since leases lapse by it here.
+    let options = StartOptions {
+        clock: Arc::new(SystemClock),
+        worker: WorkerConfig {
+            lease: time::Duration::milliseconds(600),
+            poll_interval: Duration::from_millis(50),
+            ..WorkerConfig::default()
+        },
+        ..app.options(false)
+    };
+    let server = start(app.config.clone(), options).await.expect("the server starts");
+    app.base = server.public_url.trim_end_matches('/').to_owned();
+    let store = server.store.clone();
+    app.server = Some(server);
+
+    let client = app.client().await;
+    let id = link_for(&app, &client, json!({ "email": random_email() })).await;
+    let delivering = eventually(Duration::from_secs(10), || async { sink.connections() }, |n| *n > 0).await;
+    assert!(delivering > 0, "the worker started the delivery");
+    let started = Instant::now();
+    while sink.mails().is_empty() && started.elapsed() < Duration::from_secs(10) {
+        let now = time::OffsetDateTime::now_utc();
+        let taken = store.claim_outbox(now, now + time::Duration::milliseconds(600), 10).await.unwrap();
+        assert!(taken.is_empty(), "another worker took a message in flight after {:?}", started.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2), "the delivery lasted over three leases");
+    let state = wait_for_state(&app, &client, &id, |s| s["delivery"]["status"] == "sent").await;
+    assert_eq!(attempts(&state), 1, "{state}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sink.mails().len(), 1, "sent once");
+}
+
 /// A sink with TLS and authentication, and its CA in a file for `LATCHKEY_SMTP_CA_FILE`.
 async fn tls_sink(tls: SinkTls, dir: &Path) -> (SmtpSink, PathBuf) {
-    let sink = SmtpSink::start_with(SinkConfig { tls, auth: Some(SinkAuth::new("latchkey", "p@ss word")) })
-        .await
-        .unwrap();
+    let sink = SmtpSink::start_with(SinkConfig {
+        tls,
+        auth: Some(SinkAuth::new("latchkey", "p@ss word")),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let ca = dir.join("smtp-ca.pem");
     std::fs::write(&ca, sink.ca_pem().unwrap()).unwrap();
     (sink, ca)

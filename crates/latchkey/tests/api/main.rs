@@ -9,6 +9,7 @@ mod autharmor;
 mod bad_input;
 mod cli;
 mod codes_and_tokens;
+mod crash;
 mod cryptr;
 mod dev_mode;
 mod hardening;
