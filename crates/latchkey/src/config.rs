@@ -126,7 +126,7 @@ const KEYS: &[&str] = &[
     "metrics_listen",
 ];
 /// Variables with our prefix that are not settings of the server.
-const OTHER_VARS: &[&str] = &["test_database_url", "log"];
+const OTHER_VARS: &[&str] = &["test_database_url", "test_binary", "log"];
 
 impl Config {
     /// Loads the layers below flags; flags are applied by the caller.

@@ -3,11 +3,11 @@
 //! request's id (`X-Request-Id`), filled in by [`track`] once the response exists.
 
 use crate::common::body::BodyError;
-use crate::common::{Cause, add_retry_after};
-use axum::Json;
+use crate::common::error_response;
+use crate::common::fields::FieldError;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use latchkey_service::{Refusal, ServiceError};
@@ -27,6 +27,12 @@ pub enum AuthArmorError {
 impl AuthArmorError {
     pub fn field(message: impl Into<String>) -> Self {
         Self::Field(message.into())
+    }
+}
+
+impl From<FieldError> for AuthArmorError {
+    fn from(e: FieldError) -> Self {
+        Self::field(e.message)
     }
 }
 
@@ -129,16 +135,9 @@ impl IntoResponse for AuthArmorError {
             }
         };
         let body = json!({ "error_message": message, "error_code": number, "tracking_id": null });
-        let mut response = (status, Json(body.clone())).into_response();
+        let service = if let Self::Service(e) = &self { Some(e) } else { None };
+        let mut response = error_response(status, &body, service, Some("Bearer realm=\"latchkey\""));
         response.extensions_mut().insert(Untracked(body));
-        if status == StatusCode::UNAUTHORIZED {
-            let challenge = HeaderValue::from_static("Bearer realm=\"latchkey\"");
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
-        }
-        if let Self::Service(e) = &self {
-            add_retry_after(e, &mut response);
-            Cause::attach(e, &mut response);
-        }
         response
     }
 }

@@ -71,8 +71,8 @@ fn required<T>(name: &str, value: Option<T>) -> Result<T> {
 }
 
 /// An optional text field of at most `MAX` bytes.
-fn bounded<const MAX: usize>(name: &str, value: Option<String>) -> Result<Option<Bounded<MAX>>> {
-    value.map(Bounded::parse).transpose().map_err(|e| AuthArmorError::field(format!("{name} {e}")))
+fn bounded<const MAX: usize>(name: &'static str, value: Option<String>) -> Result<Option<Bounded<MAX>>> {
+    Ok(crate::common::fields::bounded(name, value)?)
 }
 
 /// How long a request just started lives, as both start calls answer it.

@@ -118,6 +118,27 @@ pub fn retry_after(e: &ServiceError) -> Option<HeaderValue> {
     }
 }
 
+/// An error answer as every face sends one: its body with its status, `WWW-Authenticate` on a
+/// 401 (with the face's challenge), `Retry-After` when the service says to wait, and the
+/// service's internal cause attached for [`log_causes`].
+pub fn error_response(
+    status: axum::http::StatusCode,
+    body: impl serde::Serialize,
+    service: Option<&ServiceError>,
+    challenge: Option<&'static str>,
+) -> Response {
+    use axum::response::IntoResponse;
+    let mut response = (status, axum::Json(body)).into_response();
+    if let (axum::http::StatusCode::UNAUTHORIZED, Some(challenge)) = (status, challenge) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    if let Some(e) = service {
+        add_retry_after(e, &mut response);
+        Cause::attach(e, &mut response);
+    }
+    response
+}
+
 /// Sets `Retry-After` on `response` when `e` calls for one.
 pub fn add_retry_after(e: &ServiceError, response: &mut Response) {
     if let Some(v) = retry_after(e) {

@@ -2,9 +2,8 @@
 //! under `/api/v2/`: each refusal of the use cases gets its status and a stable `type` here.
 
 use crate::common::body::BodyError;
-use crate::common::{Cause, add_retry_after};
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use crate::common::error_response;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use latchkey_service::{Refusal, ServiceError};
 use serde_json::json;
@@ -103,15 +102,8 @@ impl IntoResponse for CryptrError {
             }
         };
         let body = json!({ "error": { "type": kind, "message": message, "doc_urls": [] } });
-        let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        if let Self::Service(e) = &self {
-            add_retry_after(e, &mut response);
-            Cause::attach(e, &mut response);
-        }
-        response
+        let service = if let Self::Service(e) = &self { Some(e) } else { None };
+        error_response(status, body, service, Some("Bearer"))
     }
 }
 

@@ -2,10 +2,9 @@
 //! 422. Each refusal of the use cases has its status and stable code here, and only here.
 
 use crate::common::body::BodyError;
+use crate::common::error_response;
 use crate::common::fields::FieldError;
-use crate::common::{Cause, add_retry_after};
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use latchkey_service::{Refusal, ServiceError};
 use serde::Serialize;
@@ -145,16 +144,13 @@ impl IntoResponse for NativeError {
                 None,
             ),
         };
-        let mut response = (status, Json(ErrorBody { error: code, message, field })).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            let challenge = HeaderValue::from_static("Bearer realm=\"latchkey\"");
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
-        }
-        if let Self::Service(e) = &self {
-            add_retry_after(e, &mut response);
-            Cause::attach(e, &mut response);
-        }
-        response
+        let service = if let Self::Service(e) = &self { Some(e) } else { None };
+        error_response(
+            status,
+            ErrorBody { error: code, message, field },
+            service,
+            Some("Bearer realm=\"latchkey\""),
+        )
     }
 }
 

@@ -2,9 +2,8 @@
 //! refusal of the token endpoint, revocation, introspection and userinfo is mapped here.
 
 use crate::common::body::BodyError;
-use crate::common::{Cause, add_retry_after};
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use crate::common::{error_response, no_store};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use latchkey_service::{Refusal, ServiceError};
 use serde_json::json;
@@ -90,16 +89,7 @@ impl IntoResponse for OAuthError {
             }
         };
         let body = json!({ "error": code, "error_description": description });
-        let mut response = (status, Json(body)).into_response();
-        let h = response.headers_mut();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if status == StatusCode::UNAUTHORIZED {
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
-        }
-        if let Self::Service(e) = &self {
-            add_retry_after(e, &mut response);
-            Cause::attach(e, &mut response);
-        }
-        response
+        let service = if let Self::Service(e) = &self { Some(e) } else { None };
+        no_store(error_response(status, body, service, Some("Basic realm=\"latchkey\"")))
     }
 }

@@ -2,9 +2,9 @@
 //! `/cis/` and `/oidc/`: each refusal of the use cases gets its status here.
 
 use crate::common::body::BodyError;
-use crate::common::{Cause, add_retry_after};
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use crate::common::error_response;
+use crate::common::fields::FieldError;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use latchkey_service::{Refusal, ServiceError};
 use serde_json::json;
@@ -17,6 +17,12 @@ pub enum TransmitError {
     BadRequest(String),
     NoRoute,
     MethodNotAllowed,
+}
+
+impl From<FieldError> for TransmitError {
+    fn from(e: FieldError) -> Self {
+        Self::BadRequest(e.message)
+    }
 }
 
 impl From<ServiceError> for TransmitError {
@@ -89,16 +95,9 @@ impl IntoResponse for TransmitError {
                 (StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed on this endpoint".into())
             }
         };
-        let mut response =
-            (status, Json(json!({ "error_code": status.as_u16(), "message": message }))).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        if let Self::Service(e) = &self {
-            add_retry_after(e, &mut response);
-            Cause::attach(e, &mut response);
-        }
-        response
+        let body = json!({ "error_code": status.as_u16(), "message": message });
+        let service = if let Self::Service(e) = &self { Some(e) } else { None };
+        error_response(status, body, service, Some("Bearer"))
     }
 }
 

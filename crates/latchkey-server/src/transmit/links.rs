@@ -3,11 +3,11 @@
 
 use super::{Body, Caller, Result, TransmitError, required};
 use crate::common::body::Input;
+use crate::common::fields;
 use crate::common::no_store;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use latchkey_core::bounded::Bounded;
 use latchkey_core::challenge::{ChallengeLifetime, ClientHint, StateText};
 use latchkey_core::id::UserId;
 use latchkey_core::{EmailAddress, RedirectUri};
@@ -68,23 +68,21 @@ fn bad(message: impl Into<String>) -> TransmitError {
     TransmitError::BadRequest(message.into())
 }
 
-fn email(value: &str, field: &str) -> Result<EmailAddress> {
-    EmailAddress::parse(value).map_err(|_| bad(format!("{field} is not a valid e-mail address")))
-}
-
-fn bounded<const MAX: usize>(field: &str, value: Option<String>) -> Result<Option<Bounded<MAX>>> {
-    value.map(Bounded::parse).transpose().map_err(|e| bad(format!("{field} {e}")))
-}
-
 impl SendBody {
     fn recipient(&self) -> Result<Recipient> {
         let Some(identifier) = &self.identifier else {
-            return Ok(Recipient::Email(email(required("identifier", self.email.as_deref())?, "email")?));
+            return Ok(Recipient::Email(fields::email(
+                "email",
+                Some(required("identifier", self.email.as_deref())?),
+            )?));
         };
         match self.identifier_type.as_deref().unwrap_or("email") {
-            "email" => Ok(Recipient::Email(email(identifier, "identifier")?)),
+            "email" => Ok(Recipient::Email(fields::email("identifier", Some(identifier))?)),
             "user_id" => Ok(Recipient::User(identifier.clone())),
-            "username" => Err(bad("identifier_type username is not supported here; use email or user_id")),
+            // A user's name here is their e-mail address, as in the Auth Armor face.
+            "username" => fields::email("identifier", Some(identifier))
+                .map(Recipient::Email)
+                .map_err(|_| bad("a username is the user's e-mail address here")),
             _ => Err(bad("identifier_type must be email, user_id or username")),
         }
     }
@@ -99,14 +97,14 @@ impl SendBody {
                 .map(RedirectUri::parse)
                 .transpose()
                 .map_err(|e| bad(format!("redirect_uri: {e}")))?,
-            state: bounded("state", self.state)?,
+            state: fields::bounded("state", self.state)?,
             expires_in: self
                 .email_expiration
                 .map(|minutes| ChallengeLifetime::from_secs(minutes.saturating_mul(60)))
                 .transpose()
                 .map_err(|e| bad(format!("email_expiration (minutes): {e}")))?,
-            client_ip: bounded("client_attributes.ip_address", client.ip_address)?,
-            user_agent: bounded("client_attributes.user_agent", client.user_agent)?,
+            client_ip: fields::bounded("client_attributes.ip_address", client.ip_address)?,
+            user_agent: fields::bounded("client_attributes.user_agent", client.user_agent)?,
             style: self.email_content.map(MessageStyle::try_from).transpose()?,
         })
     }

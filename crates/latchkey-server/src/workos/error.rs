@@ -4,9 +4,8 @@
 //! token endpoints, the RFC 6749 `{error, error_description}` beside them.
 
 use crate::common::body::BodyError;
+use crate::common::error_response;
 use crate::common::fields::{FieldError, Problem};
-use crate::common::{Cause, add_retry_after};
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use latchkey_service::{Refusal, ServiceError};
@@ -197,11 +196,8 @@ impl IntoResponse for WorkosError {
             json["error"] = oauth_error(status, code).into();
             json["error_description"] = message.into();
         }
-        let mut response = (status, Json(json)).into_response();
-        if let Self::Service(e) | Self::Grant(e) = &self {
-            add_retry_after(e, &mut response);
-            Cause::attach(e, &mut response);
-        }
-        response
+        let service = if let Self::Service(e) | Self::Grant(e) = &self { Some(e) } else { None };
+        // WorkOS sends no challenge with its 401s.
+        error_response(status, json, service, None)
     }
 }

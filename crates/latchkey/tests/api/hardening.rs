@@ -47,14 +47,16 @@ impl Binary {
         env: &[(&str, &str)],
         unset: &[&str],
     ) -> Self {
-        let bin = env!("CARGO_BIN_EXE_latchkey");
+        // Another build (the release binary, to measure it) when LATCHKEY_TEST_BINARY names one.
+        let bin =
+            std::env::var("LATCHKEY_TEST_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_latchkey").into());
         let mut command = match prefix.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(bin);
+                c.args(args).arg(&bin);
                 c
             }
-            None => Command::new(bin),
+            None => Command::new(&bin),
         };
         command
             .arg("serve")

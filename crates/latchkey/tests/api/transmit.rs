@@ -159,9 +159,10 @@ async fn a_created_user_signs_in_by_a_link_worded_by_the_caller(app: TestApp) {
 async fn links_go_by_user_id_or_the_older_email_and_expire_in_the_minutes_asked(app: TestApp) {
     let client = app.client().await;
     let token = client_token(&app, &client).await;
-    let (by_id, by_email) = (random_email(), random_email());
+    let (by_id, by_email, by_username) = (random_email(), random_email(), random_email());
     let user = create_user(&app, &token, &by_id).await;
     create_user(&app, &token, &by_email).await;
+    create_user(&app, &token, &by_username).await;
 
     let send = json!({ "identifier": user["user_id"], "identifier_type": "user_id", "redirect_uri": CALLBACK, "email_expiration": 2 });
     let res = post(&app, "/cis/v1/auth/link/email/send", Some(&token), &send).await;
@@ -169,11 +170,16 @@ async fn links_go_by_user_id_or_the_older_email_and_expire_in_the_minutes_asked(
     let older = json!({ "email": by_email, "redirect_uri": CALLBACK });
     let res = post(&app, "/cis/v1/auth/link/email/send", Some(&token), &older).await;
     assert_eq!(res.status(), StatusCode::OK);
+    // A username is the user's e-mail address.
+    let named = json!({ "identifier": by_username, "identifier_type": "username", "redirect_uri": CALLBACK });
+    let res = post(&app, "/cis/v1/auth/link/email/send", Some(&token), &named).await;
+    assert_eq!(res.status(), StatusCode::OK);
 
-    let mails = app.wait_for_mails(2).await;
+    let mails = app.wait_for_mails(3).await;
     let to = |m: &latchkey_mail::sink::ReceivedMail| m.header("to").unwrap();
     let first = mails.iter().find(|m| to(m) == by_id).expect("the mail to the user named by id");
     let second = mails.iter().find(|m| to(m) == by_email).expect("the mail of the older call");
+    assert!(mails.iter().any(|m| to(m) == by_username), "the mail to the user named by username");
     assert!(first.text().contains("2 minutes"), "{}", first.text());
 
     // The older call's link, exchanged at /oidc/token with the client's credentials.
