@@ -382,6 +382,17 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn pending_migrations(&self) -> StoreResult<u32> {
+        let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all_on(&self.pool)
+            .await?;
+        let applied: Vec<i64> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
+        let missing = MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version));
+        Ok(missing.count() as u32)
+    }
+
     async fn outbox_backlog(&self) -> StoreResult<OutboxBacklog> {
         let row = sqlx::query("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status = 'queued'")
             .fetch_one_on(&self.pool)

@@ -50,6 +50,7 @@ use latchkey_core::{Clock, MasterKey};
 use latchkey_mail::DevMailbox;
 use latchkey_store::Store;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
 use url::Url;
 
@@ -77,6 +78,19 @@ pub struct Service {
     admin_token_hash: Option<Vec<u8>>,
     dev_mailbox: Option<Arc<DevMailbox>>,
     demo_app: Option<AppId>,
+    /// Whether this instance's outbox worker runs (set by whoever runs it).
+    outbox_worker: Arc<AtomicBool>,
+}
+
+/// Whether this instance should be sent traffic, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    DatabaseUnavailable,
+    /// The database lacks this many of this build's migrations.
+    MigrationsPending(u32),
+    /// The outbox worker is not running: mail would queue and never leave.
+    OutboxWorkerStopped,
 }
 
 impl Service {
@@ -103,6 +117,7 @@ impl Service {
             admin_token_hash,
             dev_mailbox: None,
             demo_app: None,
+            outbox_worker: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -192,8 +207,19 @@ impl Service {
         Ok(self.store.outbox_backlog().await?)
     }
 
-    /// Whether the database answers (readiness).
-    pub async fn ready(&self) -> bool {
-        self.store.ping().await.is_ok()
+    /// The flag the runner of this instance's outbox worker keeps: `true` while it runs.
+    pub fn outbox_worker_flag(&self) -> Arc<AtomicBool> {
+        self.outbox_worker.clone()
+    }
+
+    /// Readiness: the database answers and has every migration of this build, and the outbox
+    /// worker runs.
+    pub async fn readiness(&self) -> Readiness {
+        match self.store.pending_migrations().await {
+            Err(_) => Readiness::DatabaseUnavailable,
+            Ok(0) if !self.outbox_worker.load(Ordering::Relaxed) => Readiness::OutboxWorkerStopped,
+            Ok(0) => Readiness::Ready,
+            Ok(n) => Readiness::MigrationsPending(n),
+        }
     }
 }

@@ -31,6 +31,14 @@ pub(crate) fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
+/// How many of this build's migrations `conn`'s database lacks.
+pub(crate) fn pending(conn: &Connection) -> StoreResult<u32> {
+    let recorded: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(map_err)?;
+    let from_sqlx = sqlx_versions(conn)?;
+    let missing = MIGRATIONS.iter().filter(|m| m.version > recorded && !from_sqlx.contains(&m.version));
+    Ok(missing.count() as u32)
+}
+
 pub(crate) fn apply(conn: &Connection) -> StoreResult<()> {
     let recorded: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(map_err)?;
     let from_sqlx = sqlx_versions(conn)?;

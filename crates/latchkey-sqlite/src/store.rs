@@ -540,6 +540,10 @@ impl Store for SqliteStore {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err))
     }
 
+    async fn pending_migrations(&self) -> StoreResult<u32> {
+        self.read(migrate::pending)
+    }
+
     async fn outbox_backlog(&self) -> StoreResult<OutboxBacklog> {
         self.read(|c| {
             let (queued, oldest): (i64, Option<i64>) = c

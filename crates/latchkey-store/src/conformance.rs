@@ -40,6 +40,7 @@ macro_rules! conformance_tests {
     ($fresh:path $(, #[$attr:meta])* $(,)?) => {
         $crate::conformance_tests!(@cases $fresh; [$(#[$attr])*];
             applications_round_trip,
+            a_migrated_database_has_no_pending_migration,
             secrets_find_their_application,
             challenge_is_written_with_its_mail,
             link_consumes_once_and_creates_a_verified_user,
@@ -186,6 +187,12 @@ async fn app_in(store: &dyn Store, name: &str) -> Application {
     let app = application(name);
     store.insert_application(&app, None).await.expect("insert application");
     app
+}
+
+pub async fn a_migrated_database_has_no_pending_migration(store: Arc<dyn Store>) {
+    assert_eq!(store.pending_migrations().await.unwrap(), 0);
+    store.migrate().await.unwrap();
+    assert_eq!(store.pending_migrations().await.unwrap(), 0, "migrating again changes nothing");
 }
 
 pub async fn applications_round_trip(store: Arc<dyn Store>) {

@@ -32,6 +32,8 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> StoreResult<()>;
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// How many of this build's migrations the database has not applied (0 once migrated).
+    async fn pending_migrations(&self) -> StoreResult<u32>;
     /// The mail waiting to be delivered: how many messages, and when the oldest was queued.
     async fn outbox_backlog(&self) -> StoreResult<OutboxBacklog>;
 

@@ -199,7 +199,17 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
     let (shutdown, signal) = watch::channel(false);
     let worker =
         OutboxWorker::new(store.clone(), mailer, key, options.clock.clone(), wake, options.worker.clone());
-    let worker = tokio::spawn(worker.run(signal.clone()));
+    // The worker runs in a task of its own, so that even a panic of it turns readiness false.
+    let worker_running = service.outbox_worker_flag();
+    worker_running.store(true, std::sync::atomic::Ordering::Relaxed);
+    let worker_task = tokio::spawn(worker.run(signal.clone()));
+    let worker = tokio::spawn(async move {
+        let ended = worker_task.await;
+        worker_running.store(false, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = ended {
+            tracing::error!(error = %e, "outbox worker stopped: no mail leaves this instance");
+        }
+    });
 
     let maintenance = tokio::spawn(maintain(service.clone(), options.maintenance_interval, signal.clone()));
 

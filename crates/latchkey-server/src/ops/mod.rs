@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use latchkey_service::{RETRY_AFTER_UNAVAILABLE, Service};
+use latchkey_service::{RETRY_AFTER_UNAVAILABLE, Readiness, Service};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -20,16 +20,16 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(service): State<Arc<Service>>) -> Response {
-    if service.ready().await {
-        Json(json!({ "ready": true })).into_response()
-    } else {
-        let mut response = (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ready": false, "error": "database_unavailable" })),
-        )
-            .into_response();
-        let wait = HeaderValue::from(RETRY_AFTER_UNAVAILABLE.whole_seconds());
-        response.headers_mut().insert(header::RETRY_AFTER, wait);
-        response
-    }
+    let why = match service.readiness().await {
+        Readiness::Ready => return Json(json!({ "ready": true })).into_response(),
+        Readiness::DatabaseUnavailable => json!({ "ready": false, "error": "database_unavailable" }),
+        Readiness::MigrationsPending(n) => {
+            json!({ "ready": false, "error": "migrations_pending", "pending_migrations": n })
+        }
+        Readiness::OutboxWorkerStopped => json!({ "ready": false, "error": "outbox_worker_stopped" }),
+    };
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(why)).into_response();
+    let wait = HeaderValue::from(RETRY_AFTER_UNAVAILABLE.whole_seconds());
+    response.headers_mut().insert(header::RETRY_AFTER, wait);
+    response
 }

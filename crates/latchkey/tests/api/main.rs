@@ -22,6 +22,7 @@ mod multi_instance;
 mod oidc;
 mod openapi;
 mod races;
+mod readiness;
 mod registrations_and_orgs;
 mod sdk_autharmor;
 mod sdk_workos;
