@@ -4,6 +4,7 @@
 //! request: the answer says whether the user proved control of the address, once, and a token
 //! presented again is reported as a replay rather than confirmed twice.
 
+use crate::metrics;
 use crate::registrations::{check_context_data, client_differs};
 use crate::{NewMagicLink, Refusal, Resource, Service, ServiceError};
 use latchkey_core::challenge::{ChallengeLifetime, ClientHint, IssuedChallenge, Purpose};
@@ -142,9 +143,15 @@ impl Service {
         let now = self.clock.now();
         let (challenge, first) =
             match self.store.consume_by_token(Purpose::Login, &hash, &app.id, now).await? {
-                TokenOutcome::Consumed(challenge) => (*challenge, true),
+                TokenOutcome::Consumed(challenge) => {
+                    metrics::challenge_consumed(Purpose::Login, app, metrics::Consumed::Token);
+                    (*challenge, true)
+                }
                 TokenOutcome::Gone(latchkey_core::ChallengeStatus::Consumed) => (found, false),
                 TokenOutcome::Gone(status) => {
+                    if status == latchkey_core::ChallengeStatus::Expired {
+                        metrics::challenge_expired(Purpose::Login, app);
+                    }
                     return Err(Refusal::NoLongerValid { what: Resource::SignInRequest, status }.into());
                 }
                 TokenOutcome::NotFound => return Err(not_found().into()),
