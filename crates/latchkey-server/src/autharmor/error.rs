@@ -36,23 +36,7 @@ impl From<FieldError> for AuthArmorError {
     }
 }
 
-impl From<ServiceError> for AuthArmorError {
-    fn from(e: ServiceError) -> Self {
-        Self::Service(e)
-    }
-}
-
-impl From<Refusal> for AuthArmorError {
-    fn from(r: Refusal) -> Self {
-        Self::Service(r.into())
-    }
-}
-
-impl From<BodyError> for AuthArmorError {
-    fn from(e: BodyError) -> Self {
-        Self::Body(e)
-    }
-}
+crate::face_error_conversions!(AuthArmorError);
 
 /// The numbers of `error_code`, one per case; the migration guide lists them.
 mod code {

@@ -118,6 +118,31 @@ pub fn retry_after(e: &ServiceError) -> Option<HeaderValue> {
     }
 }
 
+/// The conversions every face's error type has, into its `Service` and `Body` variants: a
+/// service error, a refusal, a body that could not be read.
+#[macro_export]
+macro_rules! face_error_conversions {
+    ($error:ty) => {
+        impl From<latchkey_service::ServiceError> for $error {
+            fn from(e: latchkey_service::ServiceError) -> Self {
+                Self::Service(e)
+            }
+        }
+
+        impl From<latchkey_service::Refusal> for $error {
+            fn from(r: latchkey_service::Refusal) -> Self {
+                Self::Service(r.into())
+            }
+        }
+
+        impl From<$crate::common::body::BodyError> for $error {
+            fn from(e: $crate::common::body::BodyError) -> Self {
+                Self::Body(e)
+            }
+        }
+    };
+}
+
 /// An error answer as every face sends one: its body with its status, `WWW-Authenticate` on a
 /// 401 (with the face's challenge), `Retry-After` when the service says to wait, and the
 /// service's internal cause attached for [`log_causes`].

@@ -19,23 +19,7 @@ pub enum CryptrError {
     MethodNotAllowed,
 }
 
-impl From<ServiceError> for CryptrError {
-    fn from(e: ServiceError) -> Self {
-        Self::Service(e)
-    }
-}
-
-impl From<Refusal> for CryptrError {
-    fn from(r: Refusal) -> Self {
-        Self::Service(r.into())
-    }
-}
-
-impl From<BodyError> for CryptrError {
-    fn from(e: BodyError) -> Self {
-        Self::Body(e)
-    }
-}
+crate::face_error_conversions!(CryptrError);
 
 /// Status and `type` of a refusal.
 fn refusal(r: &Refusal) -> (StatusCode, &'static str) {

@@ -46,27 +46,11 @@ impl NativeError {
     }
 }
 
-impl From<ServiceError> for NativeError {
-    fn from(e: ServiceError) -> Self {
-        Self::Service(e)
-    }
-}
-
-impl From<Refusal> for NativeError {
-    fn from(r: Refusal) -> Self {
-        Self::Service(r.into())
-    }
-}
+crate::face_error_conversions!(NativeError);
 
 impl From<FieldError> for NativeError {
     fn from(e: FieldError) -> Self {
         Self::Field { field: e.field, message: e.message }
-    }
-}
-
-impl From<BodyError> for NativeError {
-    fn from(e: BodyError) -> Self {
-        Self::Body(e)
     }
 }
 

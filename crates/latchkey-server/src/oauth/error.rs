@@ -17,23 +17,7 @@ pub enum OAuthError {
     UnsupportedGrantType(String),
 }
 
-impl From<ServiceError> for OAuthError {
-    fn from(e: ServiceError) -> Self {
-        Self::Service(e)
-    }
-}
-
-impl From<Refusal> for OAuthError {
-    fn from(r: Refusal) -> Self {
-        Self::Service(r.into())
-    }
-}
-
-impl From<BodyError> for OAuthError {
-    fn from(e: BodyError) -> Self {
-        Self::Body(e)
-    }
-}
+crate::face_error_conversions!(OAuthError);
 
 fn refusal(r: &Refusal) -> (StatusCode, &'static str) {
     use Refusal::*;

@@ -25,23 +25,7 @@ impl From<FieldError> for TransmitError {
     }
 }
 
-impl From<ServiceError> for TransmitError {
-    fn from(e: ServiceError) -> Self {
-        Self::Service(e)
-    }
-}
-
-impl From<Refusal> for TransmitError {
-    fn from(r: Refusal) -> Self {
-        Self::Service(r.into())
-    }
-}
-
-impl From<BodyError> for TransmitError {
-    fn from(e: BodyError) -> Self {
-        Self::Body(e)
-    }
-}
+crate::face_error_conversions!(TransmitError);
 
 fn status_of(r: &Refusal) -> StatusCode {
     use Refusal::*;

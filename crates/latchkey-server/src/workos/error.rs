@@ -47,17 +47,7 @@ impl WorkosError {
     }
 }
 
-impl From<ServiceError> for WorkosError {
-    fn from(e: ServiceError) -> Self {
-        Self::Service(e)
-    }
-}
-
-impl From<Refusal> for WorkosError {
-    fn from(r: Refusal) -> Self {
-        Self::Service(r.into())
-    }
-}
+crate::face_error_conversions!(WorkosError);
 
 impl From<FieldError> for WorkosError {
     fn from(e: FieldError) -> Self {
@@ -66,12 +56,6 @@ impl From<FieldError> for WorkosError {
             Problem::Invalid => "invalid",
         };
         Self::Invalid { field: e.field, code, message: e.message }
-    }
-}
-
-impl From<BodyError> for WorkosError {
-    fn from(e: BodyError) -> Self {
-        Self::Body(e)
     }
 }
 
