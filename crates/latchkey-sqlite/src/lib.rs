@@ -12,6 +12,7 @@
 //!
 //! The schema is in `migrations/`, embedded and applied at open ([`migrate`]).
 
+mod backup;
 mod checkpoint;
 mod connection;
 mod error;
@@ -23,4 +24,5 @@ mod store;
 mod tests;
 mod writer;
 
+pub use backup::backup;
 pub use store::{SqliteOptions, SqliteStore, Synchronous};

@@ -27,6 +27,12 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Copy the SQLite database to a new file, consistent, while the server runs (keep the
+    /// master secret too: without it the copy's signing keys cannot be read).
+    Backup {
+        /// The file to write; it must not exist yet.
+        path: PathBuf,
+    },
     /// Manage applications.
     #[command(subcommand)]
     App(AppCommand),
@@ -149,6 +155,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             open_core(&config, &SystemClock).await?;
             println!("migrations applied to {}", redact_url(&config.database_url));
+            Ok(())
+        }
+        Command::Backup { path } => {
+            let from = latchkey::backup(&config.database_url, &path)?;
+            println!("{} copied to {}", from.display(), path.display());
             Ok(())
         }
         Command::App(cmd) => app(config, cmd).await,

@@ -14,6 +14,21 @@ pub enum Database {
     Postgres(String),
 }
 
+/// Copies the database of `url` to the new file `to` while a server may be writing to it;
+/// answers the file copied. SQLite only: PostgreSQL has its own tools.
+pub fn backup(url: &str, to: &std::path::Path) -> anyhow::Result<PathBuf> {
+    match Database::from_url(url)? {
+        Database::Sqlite(from) => {
+            latchkey_sqlite::backup(&from, to)
+                .with_context(|| format!("cannot back up {} to {}", from.display(), to.display()))?;
+            Ok(from)
+        }
+        Database::Postgres(_) => {
+            bail!("back up PostgreSQL with its own tools (pg_dump, or the server's backups)")
+        }
+    }
+}
+
 impl Database {
     pub fn from_url(url: &str) -> anyhow::Result<Self> {
         if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {

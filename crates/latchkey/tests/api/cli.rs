@@ -59,3 +59,39 @@ async fn healthcheck_answers_for_a_running_server_and_fails_without_one() {
     let down = latchkey(dir.path(), &["healthcheck", "--url", "http://127.0.0.1:9"]);
     assert!(!down.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_the_server_runs_restores_and_signs_in() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let client = app.client().await;
+    app.sign_in(&client).await;
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = copy_dir.path().join("copy.db");
+    let backup = |to: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["backup", to.to_str().unwrap()])
+            .env("LATCHKEY_DATABASE_URL", &app.config.database_url)
+            .env("LATCHKEY_SECRET_KEY", app.config.secret_key.as_deref().unwrap())
+            .env("LATCHKEY_LOG", "warn")
+            .output()
+            .expect("the binary runs")
+    };
+    let out = backup(&copy);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the copy holds user data: owner-only");
+    }
+    // It never overwrites.
+    let again = backup(&copy);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+
+    // A server on the copy knows the application, its secret and the signing keys.
+    let url = format!("sqlite://{}", copy.display());
+    let restored = TestApp::spawn_with(Backend::Sqlite, |c| c.database_url = url).await;
+    let tokens = restored.sign_in(&client).await;
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+}
