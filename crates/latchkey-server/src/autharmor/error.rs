@@ -80,17 +80,14 @@ struct Untracked(Value);
 impl IntoResponse for AuthArmorError {
     fn into_response(self) -> Response {
         let (status, number, message) = match &self {
-            Self::Body(BodyError::Malformed(m)) => {
-                (StatusCode::BAD_REQUEST, code::INVALID_REQUEST, m.clone())
+            Self::Body(e) => {
+                let number = match e {
+                    BodyError::Malformed(_) => code::INVALID_REQUEST,
+                    BodyError::TooLarge => code::TOO_LARGE,
+                    BodyError::UnsupportedMediaType => code::MEDIA_TYPE,
+                };
+                (e.status(), number, e.message())
             }
-            Self::Body(BodyError::TooLarge) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, code::TOO_LARGE, "the request body is too large".into())
-            }
-            Self::Body(BodyError::UnsupportedMediaType) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                code::MEDIA_TYPE,
-                "send a JSON or form-encoded body".into(),
-            ),
             Self::Field(m) => (StatusCode::BAD_REQUEST, code::INVALID_REQUEST, m.clone()),
             Self::UnsupportedGrantType => (
                 StatusCode::BAD_REQUEST,

@@ -13,6 +13,27 @@ pub enum BodyError {
     UnsupportedMediaType,
 }
 
+impl BodyError {
+    /// The status every face answers it with.
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        }
+    }
+
+    /// What it says to a person: the parser's words for a malformed body.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Malformed(m) => m.clone(),
+            Self::TooLarge => "the request body is too large".into(),
+            Self::UnsupportedMediaType => "send a JSON or form-encoded body".into(),
+        }
+    }
+}
+
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
 

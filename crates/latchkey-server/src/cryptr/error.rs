@@ -65,15 +65,14 @@ impl IntoResponse for CryptrError {
                 "internal_error",
                 "something went wrong on our side".into(),
             ),
-            Self::Body(BodyError::Malformed(m)) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
-            Self::Body(BodyError::TooLarge) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large".into())
+            Self::Body(e) => {
+                let kind = match e {
+                    BodyError::Malformed(_) => "bad_request",
+                    BodyError::TooLarge => "payload_too_large",
+                    BodyError::UnsupportedMediaType => "unsupported_media_type",
+                };
+                (e.status(), kind, e.message())
             }
-            Self::Body(BodyError::UnsupportedMediaType) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send a JSON or form-encoded body".into(),
-            ),
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
             Self::UnsupportedGrantType(g) => (
                 StatusCode::BAD_REQUEST,

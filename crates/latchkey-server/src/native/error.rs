@@ -91,21 +91,14 @@ fn refusal(r: &Refusal) -> (StatusCode, &'static str, Option<&'static str>) {
 impl IntoResponse for NativeError {
     fn into_response(self) -> Response {
         let (status, code, message, field) = match &self {
-            Self::Body(BodyError::Malformed(m)) => {
-                (StatusCode::BAD_REQUEST, "malformed_request", m.clone(), None)
+            Self::Body(e) => {
+                let code = match e {
+                    BodyError::Malformed(_) => "malformed_request",
+                    BodyError::TooLarge => "payload_too_large",
+                    BodyError::UnsupportedMediaType => "unsupported_media_type",
+                };
+                (e.status(), code, e.message(), None)
             }
-            Self::Body(BodyError::TooLarge) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large".into(),
-                None,
-            ),
-            Self::Body(BodyError::UnsupportedMediaType) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send JSON or a form-encoded body".into(),
-                None,
-            ),
             Self::Field { field, message } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message.clone(), Some(*field))
             }

@@ -42,13 +42,11 @@ fn refusal(r: &Refusal) -> (StatusCode, &'static str) {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let (status, code, description) = match &self {
-            Self::Body(BodyError::Malformed(m)) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
-            Self::Body(BodyError::TooLarge) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "the request body is too large".into())
-            }
+            // A token endpoint takes forms: that is all it asks for.
             Self::Body(BodyError::UnsupportedMediaType) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request", "send a form-encoded body".into())
             }
+            Self::Body(e) => (e.status(), "invalid_request", e.message()),
             Self::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
             Self::UnsupportedGrantType(g) => (
                 StatusCode::BAD_REQUEST,

@@ -66,13 +66,7 @@ impl IntoResponse for TransmitError {
             Self::Service(ServiceError::Internal(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "something went wrong on our side".into())
             }
-            Self::Body(BodyError::Malformed(m)) => (StatusCode::BAD_REQUEST, m.clone()),
-            Self::Body(BodyError::TooLarge) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large".into())
-            }
-            Self::Body(BodyError::UnsupportedMediaType) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "send a JSON or form-encoded body".into())
-            }
+            Self::Body(e) => (e.status(), e.message()),
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             Self::NoRoute => (StatusCode::NOT_FOUND, "no such endpoint".into()),
             Self::MethodNotAllowed => {

@@ -120,21 +120,14 @@ fn body(code: &str, message: &str, field: Option<&str>) -> Value {
 impl IntoResponse for WorkosError {
     fn into_response(self) -> Response {
         let (status, code, message, field) = match &self {
-            Self::Body(BodyError::Malformed(m)) => {
-                (StatusCode::BAD_REQUEST, "invalid_request", m.clone(), None)
+            Self::Body(e) => {
+                let code = match e {
+                    BodyError::Malformed(_) => "invalid_request",
+                    BodyError::TooLarge => "payload_too_large",
+                    BodyError::UnsupportedMediaType => "unsupported_media_type",
+                };
+                (e.status(), code, e.message(), None)
             }
-            Self::Body(BodyError::TooLarge) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large".into(),
-                None,
-            ),
-            Self::Body(BodyError::UnsupportedMediaType) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send JSON or a form-encoded body".into(),
-                None,
-            ),
             Self::Invalid { field, code, message } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, *code, message.clone(), Some(*field))
             }
