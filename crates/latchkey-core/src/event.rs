@@ -2,6 +2,7 @@
 
 use crate::challenge::{AuthMethod, Purpose};
 use crate::id::{AppId, ChallengeId, EventId, FamilyId, OrgId, UserId};
+use crate::link_view::{LinkView, Sign};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -28,6 +29,7 @@ event_kinds! {
     ChallengeConsumed => "challenge.consumed",
     ChallengeRejected => "challenge.rejected",
     ChallengeRevoked => "challenge.revoked",
+    LinkViewed => "link.viewed",
     TokenIssued => "token.issued",
     TokenRefreshed => "token.refreshed",
     TokenRevoked => "token.revoked",
@@ -190,6 +192,18 @@ impl Event {
             .detailed(&Rejected { reason: "other_browser" })
     }
 
+    /// A link's landing page was requested (or its button pressed), with the scanner signs the
+    /// request showed on arrival. The browser's address and agent are in the link's views.
+    pub fn link_viewed(app_id: &AppId, view: &LinkView, signs: &[Sign]) -> Self {
+        let detail = Viewed {
+            method: view.method.as_str(),
+            likely_scanner: !signs.is_empty(),
+            signs: signs.iter().map(|s| s.as_str()).collect(),
+        };
+        Self::about(EventKind::LinkViewed, Some(app_id), None, Some(view.challenge_id.as_str()), view.at)
+            .detailed(&detail)
+    }
+
     /// The application revoked a pending challenge.
     pub fn challenge_revoked(app_id: &AppId, challenge_id: &ChallengeId, now: OffsetDateTime) -> Self {
         Self::about(EventKind::ChallengeRevoked, Some(app_id), None, Some(challenge_id.as_str()), now)
@@ -249,6 +263,13 @@ struct ConsumedFor {
 struct WrongCode {
     attempts: u32,
     reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct Viewed {
+    method: &'static str,
+    likely_scanner: bool,
+    signs: Vec<&'static str>,
 }
 
 #[derive(Serialize)]

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod email;
 pub mod event;
 pub mod id;
+pub mod link_view;
 pub mod organization;
 pub mod pkce;
 pub mod rate_limit;

@@ -5,6 +5,7 @@ use latchkey_core::challenge::Purpose;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, NewAuthorizationCode};
 use latchkey_core::event::Event;
 use latchkey_core::id::{AppId, ChallengeId, FamilyId, OrgId, OutboxId, SecretId, UserId};
+use latchkey_core::link_view::{LinkView, LinkViews, ViewMethod};
 use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::{self, RateLimit, RateLimitKind, RateLimited};
 use latchkey_core::refresh::RefreshToken;
@@ -13,7 +14,7 @@ use latchkey_core::{Application, Challenge, EmailAddress, User};
 use latchkey_store::OutboxBacklog;
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
-    ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage,
+    ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage, RecordedView,
     RegistrationOutcome, RotateOutcome, Store, StoreError, StoreResult, StoredSigningKey, TokenOutcome,
 };
 use sqlx::postgres::{PgConnectOptions, PgRow};
@@ -400,6 +401,56 @@ impl Store for PostgresStore {
         let queued: i64 = row.try_get(0).map_err(map_err)?;
         let oldest: Option<i64> = row.try_get(1).map_err(map_err)?;
         Ok(OutboxBacklog { queued: queued as u64, oldest_queued_at: oldest.and_then(rows::from_millis) })
+    }
+
+    async fn record_link_view(&self, view: &LinkView, keep: u32) -> StoreResult<RecordedView> {
+        const RECORD: &str = "WITH counted AS ( \
+               INSERT INTO link_view_counts (challenge_id, total, pressed_at) VALUES ($1, 1, $2) \
+               ON CONFLICT (challenge_id) DO UPDATE SET total = link_view_counts.total + 1, \
+               pressed_at = COALESCE(link_view_counts.pressed_at, EXCLUDED.pressed_at) RETURNING total), \
+             kept AS ( \
+               INSERT INTO link_views (challenge_id, seq, at, method, ip, user_agent) \
+               SELECT $1, total, $3, $4, $5, $6 FROM counted WHERE total <= $7 RETURNING seq) \
+             SELECT (SELECT COUNT(*) FROM kept), (SELECT MIN(sent_at) FROM outbox WHERE challenge_id = $1)";
+        let pressed = (view.method == ViewMethod::Post).then(|| millis(view.at));
+        let row = sqlx::query(RECORD)
+            .bind(view.challenge_id.as_str())
+            .bind(pressed)
+            .bind(millis(view.at))
+            .bind(view.method.as_str())
+            .bind(view.ip.as_deref())
+            .bind(view.user_agent.as_deref())
+            .bind(i64::from(keep))
+            .fetch_one_on(&self.pool)
+            .await?;
+        let kept: i64 = row.try_get(0).map_err(map_err)?;
+        let delivered: Option<i64> = row.try_get(1).map_err(map_err)?;
+        Ok(RecordedView { kept: kept > 0, delivered_at: delivered.and_then(rows::from_millis) })
+    }
+
+    async fn link_views(&self, challenge_id: &ChallengeId) -> StoreResult<LinkViews> {
+        let id = challenge_id.as_str();
+        let views = sqlx::query("SELECT * FROM link_views WHERE challenge_id = $1 ORDER BY seq")
+            .bind(id)
+            .fetch_all_on(&self.pool)
+            .await?;
+        let row = sqlx::query(
+            "SELECT (SELECT total FROM link_view_counts WHERE challenge_id = $1), \
+             (SELECT pressed_at FROM link_view_counts WHERE challenge_id = $1), \
+             (SELECT MIN(sent_at) FROM outbox WHERE challenge_id = $1)",
+        )
+        .bind(id)
+        .fetch_one_on(&self.pool)
+        .await?;
+        let total: Option<i64> = row.try_get(0).map_err(map_err)?;
+        let pressed: Option<i64> = row.try_get(1).map_err(map_err)?;
+        let delivered: Option<i64> = row.try_get(2).map_err(map_err)?;
+        Ok(LinkViews {
+            views: all(&views, rows::link_view)?,
+            total: total.unwrap_or(0) as u64,
+            delivered_at: delivered.and_then(rows::from_millis),
+            pressed_at: pressed.and_then(rows::from_millis),
+        })
     }
 
     async fn insert_application(&self, app: &Application, secret: Option<&ClientSecret>) -> StoreResult<()> {

@@ -5,6 +5,7 @@ use crate::{Service, ServiceError};
 use latchkey_core::application::Binding;
 use latchkey_core::challenge::{NewAuthorizationCode, Purpose};
 use latchkey_core::event::Event;
+use latchkey_core::link_view::{LinkView, ViewMethod};
 use latchkey_core::secret::HashPurpose;
 use latchkey_core::{Application, ChallengeStatus, EmailAddress};
 use latchkey_store::ConsumeOutcome;
@@ -62,14 +63,32 @@ impl Service {
         Ok(Some((challenge, app)))
     }
 
+    fn record_view(&self, challenge: &latchkey_core::Challenge, method: ViewMethod, browser: &Browser) {
+        let view = LinkView::new(
+            challenge.id.clone(),
+            self.clock.now(),
+            method,
+            browser.ip.clone(),
+            browser.user_agent.as_deref(),
+        );
+        self.record_link_view(&challenge.app_id, view);
+    }
+
     fn gone(status: ChallengeStatus, app: &Application, challenge: &latchkey_core::Challenge) -> Landing {
         let uri = challenge.redirect_uri.as_str();
         let back = url::Url::parse(uri).ok().map(|u| u.origin().ascii_serialization());
         Landing::Gone { status, product: app.product_name().to_owned(), back }
     }
 
-    pub async fn view_link(&self, token: &str) -> Result<Landing, ServiceError> {
+    /// What the landing page shows; the request (`method`: GET or HEAD) is recorded as a view.
+    pub async fn view_link(
+        &self,
+        token: &str,
+        method: ViewMethod,
+        browser: &Browser,
+    ) -> Result<Landing, ServiceError> {
         let Some((challenge, app)) = self.link_target(token).await? else { return Ok(Landing::NotFound) };
+        self.record_view(&challenge, method, browser);
         Ok(match challenge.status_at(self.clock.now()) {
             ChallengeStatus::Pending => Landing::Ready(LandingView {
                 product: app.product_name().to_owned(),
@@ -90,6 +109,7 @@ impl Service {
         let Some((challenge, app)) = self.link_target(token).await? else {
             return Ok(Err(Landing::NotFound));
         };
+        self.record_view(&challenge, ViewMethod::Post, browser);
         let now = self.clock.now();
         if app.settings.binding == Binding::Strict && !same_browser(&challenge, browser) {
             let event = Event::other_browser(&app.id, &challenge.id, now);

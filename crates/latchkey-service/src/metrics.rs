@@ -4,6 +4,7 @@
 
 use latchkey_core::Application;
 use latchkey_core::challenge::{Challenge, Purpose};
+use latchkey_core::link_view::ViewMethod;
 use latchkey_core::rate_limit::RateLimitKind;
 use metrics::counter;
 
@@ -89,4 +90,11 @@ pub fn refresh_token_reused() {
 
 pub fn rate_limited(kind: RateLimitKind) {
     counter!("latchkey_rate_limited_total", "kind" => kind.as_str()).increment(1);
+}
+
+/// A request for a link's landing page (or a press of its button), with whether it showed a
+/// scanner's signs on arrival.
+pub fn link_viewed(method: ViewMethod, likely_scanner: bool) {
+    let class = if likely_scanner { "likely_scanner" } else { "unclassified" };
+    counter!("latchkey_link_views_total", "method" => method.as_str(), "class" => class).increment(1);
 }

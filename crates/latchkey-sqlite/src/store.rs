@@ -10,6 +10,7 @@ use latchkey_core::challenge::Purpose;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, NewAuthorizationCode};
 use latchkey_core::event::Event;
 use latchkey_core::id::{AppId, ChallengeId, CodeId, FamilyId, OrgId, OutboxId, SecretId, UserId};
+use latchkey_core::link_view::{LinkView, LinkViews, ViewMethod};
 use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::{self, RateLimit, RateLimited};
 use latchkey_core::refresh::RefreshToken;
@@ -18,7 +19,7 @@ use latchkey_core::{Application, Challenge, EmailAddress, User};
 use latchkey_store::OutboxBacklog;
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
-    ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage,
+    ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage, RecordedView,
     RegistrationOutcome, RotateOutcome, Store, StoreError, StoreResult, StoredSigningKey, TokenOutcome,
 };
 use rusqlite::{Connection, OptionalExtension, params};
@@ -554,6 +555,67 @@ impl Store for SqliteStore {
                 )
                 .map_err(map_err)?;
             Ok(OutboxBacklog { queued: queued as u64, oldest_queued_at: oldest.and_then(rows::from_millis) })
+        })
+    }
+
+    async fn record_link_view(&self, view: &LinkView, keep: u32) -> StoreResult<RecordedView> {
+        let view = view.clone();
+        self.write(move |c| {
+            let id = view.challenge_id.as_str();
+            let pressed = (view.method == ViewMethod::Post).then(|| millis(view.at));
+            let total: i64 = c
+                .query_row(
+                    "INSERT INTO link_view_counts (challenge_id, total, pressed_at) VALUES (?1, 1, ?2) \
+                     ON CONFLICT (challenge_id) DO UPDATE SET total = total + 1, \
+                     pressed_at = COALESCE(pressed_at, excluded.pressed_at) RETURNING total",
+                    params![id, pressed],
+                    |row| row.get(0),
+                )
+                .map_err(map_err)?;
+            let kept = total <= i64::from(keep);
+            if kept {
+                exec(
+                    c,
+                    "INSERT INTO link_views (challenge_id, seq, at, method, ip, user_agent) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![id, total, millis(view.at), view.method.as_str(), view.ip, view.user_agent],
+                )?;
+            }
+            let delivered: Option<i64> = c
+                .query_row("SELECT MIN(sent_at) FROM outbox WHERE challenge_id = ?1", [id], |row| row.get(0))
+                .map_err(map_err)?;
+            Ok(RecordedView { kept, delivered_at: delivered.and_then(rows::from_millis) })
+        })
+        .await
+    }
+
+    async fn link_views(&self, challenge_id: &ChallengeId) -> StoreResult<LinkViews> {
+        let id = challenge_id.as_str();
+        self.read(|c| {
+            let views = all(
+                c,
+                "SELECT * FROM link_views WHERE challenge_id = ?1 ORDER BY seq",
+                [id],
+                rows::link_view,
+            )?;
+            let (total, pressed): (i64, Option<i64>) = c
+                .query_row(
+                    "SELECT total, pressed_at FROM link_view_counts WHERE challenge_id = ?1",
+                    [id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(map_err)?
+                .unwrap_or((0, None));
+            let delivered: Option<i64> = c
+                .query_row("SELECT MIN(sent_at) FROM outbox WHERE challenge_id = ?1", [id], |row| row.get(0))
+                .map_err(map_err)?;
+            Ok(LinkViews {
+                views,
+                total: total as u64,
+                delivered_at: delivered.and_then(rows::from_millis),
+                pressed_at: pressed.and_then(rows::from_millis),
+            })
         })
     }
 

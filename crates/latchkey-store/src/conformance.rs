@@ -54,6 +54,7 @@ macro_rules! conformance_tests {
             outbox_leases_renewed_in_flight_outlive_the_others,
             outbox_backlog_counts_what_waits,
             held_mail_waits_until_released_once,
+            link_views_are_counted_kept_up_to_a_bound_and_purged_with_their_challenge,
             signing_keys_round_trip,
             deleting_an_application_removes_what_it_owns,
             rate_limits_count_per_window_and_refuse_without_writing,
@@ -609,6 +610,62 @@ pub async fn held_mail_waits_until_released_once(store: Arc<dyn Store>) {
     });
     let wins = futures_util::future::join_all(calls).await.into_iter().filter(|won| *won).count();
     assert_eq!(wins, 1);
+}
+
+/// Every view of a link is counted, the first `keep` are kept in full (a flood stays bounded),
+/// a press records its time once, the delivery time comes from the outbox, and the views go
+/// when their challenge is purged.
+pub async fn link_views_are_counted_kept_up_to_a_bound_and_purged_with_their_challenge(
+    store: Arc<dyn Store>,
+) {
+    use latchkey_core::link_view::{LinkView, ViewMethod};
+    let app = app_in(&*store, "Viewed").await;
+    let (c, _) = challenge(&app, "viewed@example.com", t0());
+    let mail = mail_for(&app, &c);
+    insert(&*store, &c, Some(&mail)).await;
+    let empty = store.link_views(&c.id).await.unwrap();
+    assert_eq!((empty.total, empty.views.len(), empty.delivered_at), (0, 0, None));
+
+    let delivered = t0() + Duration::seconds(10);
+    let claimed = store.claim_outbox(delivered, delivered + Duration::seconds(6), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    store.outbox_sent(&mail.id, delivered).await.unwrap();
+
+    let at = |s: i64| t0() + Duration::seconds(s);
+    let view =
+        |s, method| LinkView::new(c.id.clone(), at(s), method, Some("192.0.2.7".into()), Some("Agent/1"));
+    let first = store.record_link_view(&view(11, ViewMethod::Head), 3).await.unwrap();
+    assert_eq!((first.kept, first.delivered_at), (true, Some(delivered)));
+    assert!(store.record_link_view(&view(60, ViewMethod::Get), 3).await.unwrap().kept);
+    assert!(store.record_link_view(&view(61, ViewMethod::Post), 3).await.unwrap().kept);
+    let flood = (0..10).map(|i| {
+        let (store, v) = (store.clone(), view(70 + i, ViewMethod::Get));
+        async move { store.record_link_view(&v, 3).await.unwrap().kept }
+    });
+    let kept = futures_util::future::join_all(flood).await.into_iter().filter(|k| *k).count();
+    assert_eq!(kept, 0, "past the bound, views are only counted");
+    // A second press does not move the first press's time.
+    store.record_link_view(&view(90, ViewMethod::Post), 3).await.unwrap();
+
+    let views = store.link_views(&c.id).await.unwrap();
+    assert_eq!(views.total, 14);
+    assert_eq!(
+        views.views,
+        vec![view(11, ViewMethod::Head), view(60, ViewMethod::Get), view(61, ViewMethod::Post)]
+    );
+    assert_eq!((views.delivered_at, views.pressed_at), (Some(delivered), Some(at(61))));
+
+    // Another challenge's views are its own.
+    let (other, _) = challenge(&app, "other@example.com", t0());
+    insert(&*store, &other, None).await;
+    let bare = LinkView::new(other.id.clone(), at(5), ViewMethod::Get, None, None);
+    let not_sent = store.record_link_view(&bare, 3).await.unwrap();
+    assert_eq!(not_sent.delivered_at, None, "no e-mail, no delivery time");
+    assert_eq!(store.link_views(&other.id).await.unwrap().total, 1);
+
+    // Purged a day after the challenge expired, with it.
+    store.purge_expired(c.expires_at + Duration::days(2)).await.unwrap();
+    assert_eq!(store.link_views(&c.id).await.unwrap(), Default::default());
 }
 
 /// A worker renews the leases of what it is still delivering: those outlive the lease they

@@ -17,6 +17,7 @@ use latchkey_core::challenge::Purpose;
 use latchkey_core::challenge::{AuthorizationCode, NewAuthorizationCode};
 use latchkey_core::event::Event;
 use latchkey_core::id::{AppId, ChallengeId, FamilyId, OrgId, OutboxId, SecretId, UserId};
+use latchkey_core::link_view::{LinkView, LinkViews};
 use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::{RateLimit, RateLimited};
 use latchkey_core::refresh::RefreshToken;
@@ -88,6 +89,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<OtpOutcome>;
     async fn challenge(&self, app_id: &AppId, id: &ChallengeId) -> StoreResult<Option<ChallengeRecord>>;
     async fn challenge_by_link(&self, link_hash: &[u8]) -> StoreResult<Option<Challenge>>;
+    /// Counts a request for a challenge's landing page, or a press of its button, and keeps it
+    /// in full while the challenge has fewer than `keep` views (so that a flood of requests for
+    /// one link stays bounded); a press also records when the button was first pressed. Returns
+    /// whether the view was kept, and when the challenge's e-mail was delivered.
+    async fn record_link_view(&self, view: &LinkView, keep: u32) -> StoreResult<RecordedView>;
+    /// A challenge's kept views in the order they came, with how many there were in all and the
+    /// times of delivery and of the first press. Purged with the challenge.
+    async fn link_views(&self, challenge_id: &ChallengeId) -> StoreResult<LinkViews>;
     /// Revokes a pending challenge; `false` when it is not pending (or not this application's).
     async fn revoke_challenge(
         &self,

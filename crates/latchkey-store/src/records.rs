@@ -13,6 +13,15 @@ pub struct ClientSecret {
     pub created_at: OffsetDateTime,
 }
 
+/// What [`crate::Store::record_link_view`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedView {
+    /// Kept in full (otherwise only counted).
+    pub kept: bool,
+    /// When the mail server accepted the challenge's e-mail, if it did.
+    pub delivered_at: Option<OffsetDateTime>,
+}
+
 /// A challenge with the delivery state of its e-mail.
 #[derive(Debug, Clone)]
 pub struct ChallengeRecord {

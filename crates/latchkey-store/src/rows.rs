@@ -9,6 +9,7 @@ use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, Purpose};
 use latchkey_core::event::{Event, EventKind};
 use latchkey_core::id::Id;
+use latchkey_core::link_view::{LinkView, ViewMethod};
 use latchkey_core::organization::Organization;
 use latchkey_core::pkce::CodeChallenge;
 use latchkey_core::refresh::RefreshToken;
@@ -266,6 +267,18 @@ pub fn event(row: &dyn RowReader) -> Result<Event, StoreError> {
         subject: r.opt_text("subject")?,
         detail: r.opt_text("detail")?,
         created_at: r.time("created_at")?,
+    })
+}
+
+/// A row of `link_views`.
+pub fn link_view(row: &dyn RowReader) -> Result<LinkView, StoreError> {
+    let r = Reader { row, what: "link view" };
+    Ok(LinkView {
+        challenge_id: r.id("challenge_id")?,
+        at: r.time("at")?,
+        method: ViewMethod::parse(&r.text("method")?).ok_or_else(|| r.corrupt())?,
+        ip: r.opt_text("ip")?,
+        user_agent: r.opt_text("user_agent")?,
     })
 }
 

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use latchkey_core::id::ChallengeId;
-use latchkey_service::{NewMagicLink, Refusal, Resource, Service};
+use latchkey_service::{LinkViewReport, NewMagicLink, Refusal, Resource, Service};
 use latchkey_store::ChallengeRecord;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -98,6 +98,56 @@ pub struct MagicLinkView {
     pub expires_at: String,
     pub consumed_at: Option<String>,
     pub delivery: DeliveryView,
+    /// Who requested the landing page (answered by `GET` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub views: Option<LinkViewsView>,
+}
+
+/// The requests for a link's landing page: how many, and the first ones in full.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkViewsView {
+    /// Every `GET`, `HEAD` and press of the button, including those no longer kept in full.
+    pub total: u64,
+    /// The first requests (`GET` and `HEAD`), oldest first.
+    pub kept: Vec<ViewView>,
+}
+
+/// One request for a link's landing page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ViewView {
+    pub at: String,
+    /// `GET` or `HEAD`.
+    pub method: &'static str,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// Milliseconds from the mail server's acceptance of the e-mail to this request.
+    pub since_delivery_ms: Option<i64>,
+    /// Whether the button was pressed after this request.
+    pub followed_by_press: bool,
+    /// Whether the request shows any sign of a mail scanner.
+    pub likely_scanner: bool,
+    /// `head`, `too_soon`, `scanner_agent`, `never_pressed`.
+    pub signs: Vec<&'static str>,
+}
+
+impl From<LinkViewReport> for LinkViewsView {
+    fn from(report: LinkViewReport) -> Self {
+        let kept = report
+            .views
+            .into_iter()
+            .map(|v| ViewView {
+                likely_scanner: v.likely_scanner(),
+                at: rfc3339(v.view.at),
+                method: v.view.method.as_str(),
+                ip: v.view.ip,
+                user_agent: v.view.user_agent,
+                since_delivery_ms: v.since_delivery.map(|d| d.whole_milliseconds() as i64),
+                followed_by_press: v.followed_by_press,
+                signs: v.signs.iter().map(|s| s.as_str()).collect(),
+            })
+            .collect();
+        Self { total: report.total, kept }
+    }
 }
 
 /// Where the e-mail of a challenge is.
@@ -150,6 +200,7 @@ fn magic_link_view(record: &ChallengeRecord, service: &Service) -> MagicLinkView
         expires_at: rfc3339(c.expires_at),
         consumed_at: c.consumed_at.map(rfc3339),
         delivery,
+        views: None,
     }
 }
 
@@ -157,7 +208,7 @@ fn id(value: &str) -> Result<ChallengeId> {
     Ok(ChallengeId::parse(value).ok_or(Refusal::NotFound(Resource::MagicLink))?)
 }
 
-/// A magic link's state and delivery.
+/// A magic link's state, delivery, and who requested its landing page.
 #[utoipa::path(get, path = "/v1/magic-links/{id}", tag = "magic links", security(("client_basic" = []), ("client_bearer" = [])),
     params(("id" = String, Path, description = "The magic link's id (`ml_…`)")),
     responses((status = 200, description = "The magic link", body = MagicLinkView)))]
@@ -167,7 +218,8 @@ async fn read_magic_link(
     Path(link): Path<String>,
 ) -> Result<Json<MagicLinkView>> {
     let record = service.magic_link(&app, &id(&link)?).await?;
-    Ok(Json(magic_link_view(&record, &service)))
+    let views = service.magic_link_views(&record).await?;
+    Ok(Json(MagicLinkView { views: Some(views.into()), ..magic_link_view(&record, &service) }))
 }
 
 /// Revoke a pending magic link (its link and code stop working).

@@ -111,6 +111,10 @@ fn describe() {
         "latchkey_challenges_revoked_total",
         "Challenges revoked by their application, by purpose and application"
     );
+    describe_counter!(
+        "latchkey_link_views_total",
+        "Requests for a link's landing page and presses of its button, by method and class (likely_scanner or unclassified, from the signs a request shows on arrival)"
+    );
     describe_counter!("latchkey_otp_failures_total", "Wrong one-time codes, by application");
     describe_counter!(
         "latchkey_otp_burned_total",

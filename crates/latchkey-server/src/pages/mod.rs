@@ -6,10 +6,11 @@ use crate::common::html::{escape, page};
 use crate::common::{Cause, add_retry_after};
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use latchkey_core::ChallengeStatus;
+use latchkey_core::link_view::ViewMethod;
 use latchkey_service::{Browser, Landing, Service, ServiceError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,11 +116,16 @@ fn render(landing: Landing) -> Response {
 const OTHER_DEVICE_HINT: &str = "<p>Started on another device or in another browser? Pressing the button here \
      will not sign you in there: type the 6-digit code from the same e-mail on that device instead.</p>";
 
+/// GET, and HEAD (which axum answers with the same handler): shows the page, records the view.
 async fn landing(
     State(service): State<Arc<Service>>,
     Path(token): Path<String>,
+    method: Method,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    Ok(render(service.view_link(&token).await?))
+    let method = if method == Method::HEAD { ViewMethod::Head } else { ViewMethod::Get };
+    Ok(render(service.view_link(&token, method, &browser(&headers, peer)).await?))
 }
 
 /// A form post from anywhere but this server's own page could sign the victim in as the
@@ -150,6 +156,13 @@ fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> Option<String> {
     Some(forwarded.map(|f| f.trim().to_owned()).unwrap_or_else(|| peer.ip().to_string()))
 }
 
+fn browser(headers: &HeaderMap, peer: SocketAddr) -> Browser {
+    Browser {
+        ip: client_ip(headers, peer),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+    }
+}
+
 async fn consume(
     State(service): State<Arc<Service>>,
     Path(token): Path<String>,
@@ -163,11 +176,7 @@ async fn consume(
             "<h1>Open the link from your e-mail</h1><p>This sign-in can only be confirmed from the page the link opens.</p>",
         ));
     }
-    let browser = Browser {
-        ip: client_ip(&headers, peer),
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
-    };
-    Ok(match service.consume_link(&token, &browser).await? {
+    Ok(match service.consume_link(&token, &browser(&headers, peer)).await? {
         Ok(location) => {
             let mut response = StatusCode::SEE_OTHER.into_response();
             let h = response.headers_mut();

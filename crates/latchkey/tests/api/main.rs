@@ -14,6 +14,7 @@ mod cryptr;
 mod dev_mode;
 mod hardening;
 mod limits_and_keys;
+mod link_views;
 mod magic_link;
 mod mail_delivery;
 mod mail_templates;
