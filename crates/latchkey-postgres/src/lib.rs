@@ -7,8 +7,10 @@
 //! PL/pgSQL function), atomic without `BEGIN` and `COMMIT` round trips of its own.
 
 mod events;
+mod import;
 mod pool;
 mod store;
 pub mod testing;
 
+pub use import::import;
 pub use store::{PostgresOptions, PostgresStore};

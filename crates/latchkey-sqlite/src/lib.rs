@@ -16,6 +16,7 @@ mod backup;
 mod checkpoint;
 mod connection;
 mod error;
+mod export;
 mod migrate;
 mod readers;
 mod sql;
@@ -25,4 +26,5 @@ mod tests;
 mod writer;
 
 pub use backup::backup;
+pub use export::export;
 pub use store::{SqliteOptions, SqliteStore, Synchronous};

@@ -8,6 +8,7 @@ pub mod conformance;
 mod error;
 mod records;
 pub mod rows;
+pub mod transfer;
 
 pub use error::StoreError;
 pub use records::*;

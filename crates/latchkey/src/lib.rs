@@ -9,4 +9,4 @@ mod storage;
 
 pub use config::Config;
 pub use run::{Running, StartOptions, start};
-pub use storage::backup;
+pub use storage::{backup, migrate_data};

@@ -33,6 +33,14 @@ enum Command {
         /// The file to write; it must not exist yet.
         path: PathBuf,
     },
+    /// Copy every row of the SQLite database into an empty PostgreSQL database (migrated
+    /// first), in one transaction. Stop the server first: what it writes meanwhile is not copied.
+    /// The PostgreSQL servers need the same master secret (LATCHKEY_SECRET_KEY).
+    MigrateData {
+        /// The PostgreSQL database to fill: postgres://…
+        #[arg(long)]
+        to: String,
+    },
     /// Manage applications.
     #[command(subcommand)]
     App(AppCommand),
@@ -160,6 +168,19 @@ async fn main() -> anyhow::Result<()> {
         Command::Backup { path } => {
             let from = latchkey::backup(&config.database_url, &path)?;
             println!("{} copied to {}", from.display(), path.display());
+            Ok(())
+        }
+        Command::MigrateData { to } => {
+            let copied = latchkey::migrate_data(&config, &to).await?;
+            for (table, rows) in &copied {
+                println!("{table}: {rows} rows");
+            }
+            let total: u64 = copied.iter().map(|(_, rows)| rows).sum();
+            println!("{total} rows copied from {} to {}", redact_url(&config.database_url), redact_url(&to));
+            println!(
+                "Start the servers on PostgreSQL with the same master secret as before (LATCHKEY_SECRET_KEY: the \
+                 contents of the .secret file beside the SQLite database, unless you set it yourself)."
+            );
             Ok(())
         }
         Command::App(cmd) => app(config, cmd).await,

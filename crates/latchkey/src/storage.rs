@@ -74,3 +74,26 @@ impl Database {
         }
     }
 }
+
+/// Copies the SQLite database of the configuration into the empty PostgreSQL database of `to`
+/// (migrated first to this build's schema), in one transaction; the rows copied per table.
+pub async fn migrate_data(config: &Config, to: &str) -> anyhow::Result<latchkey_store::transfer::Copied> {
+    let Database::Sqlite(from) = Database::from_url(&config.database_url)? else {
+        bail!(
+            "migrate-data copies a SQLite database to PostgreSQL, and the configured database is not SQLite"
+        );
+    };
+    if !from.exists() {
+        bail!("{} does not exist", from.display());
+    }
+    let target = Database::from_url(to)?;
+    let Database::Postgres(url) = &target else { bail!("--to takes a postgres:// URL") };
+    drop(target.open(config).await?);
+    let (send, receive) = tokio::sync::mpsc::channel(4);
+    let reader = tokio::task::spawn_blocking(move || {
+        latchkey_sqlite::export(&from, 5_000, |transfer| send.blocking_send(transfer).is_ok())
+    });
+    let copied = latchkey_postgres::import(url, receive).await;
+    reader.await.context("the reader stopped")?.context("cannot read the SQLite database")?;
+    copied.context("cannot copy into PostgreSQL")
+}

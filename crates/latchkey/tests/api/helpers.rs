@@ -225,6 +225,13 @@ impl TestApp {
         self.server = Some(running);
     }
 
+    /// Shuts the server down (gracefully); the database stays.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
