@@ -22,22 +22,27 @@ impl Service {
     /// page (a failure is logged).
     pub(crate) fn record_link_view(&self, app_id: &AppId, view: LinkView) {
         let (store, app_id) = (self.store.clone(), app_id.clone());
-        tokio::spawn(async move {
-            let recorded = match store.record_link_view(&view, KEPT_VIEWS_PER_LINK).await {
-                Ok(recorded) => recorded,
-                Err(e) => {
-                    tracing::warn!(error = %e, "a link view could not be recorded");
-                    return;
+        // In the request's span: its log lines carry the request id.
+        let span = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let recorded = match store.record_link_view(&view, KEPT_VIEWS_PER_LINK).await {
+                    Ok(recorded) => recorded,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a link view could not be recorded");
+                        return;
+                    }
+                };
+                let signs = link_view::signs_on_arrival(&view, recorded.delivered_at);
+                metrics::link_viewed(view.method, !signs.is_empty());
+                if recorded.kept
+                    && let Err(e) = store.insert_event(&Event::link_viewed(&app_id, &view, &signs)).await
+                {
+                    tracing::warn!(error = %e, "a link view's event could not be written");
                 }
-            };
-            let signs = link_view::signs_on_arrival(&view, recorded.delivered_at);
-            metrics::link_viewed(view.method, !signs.is_empty());
-            if recorded.kept
-                && let Err(e) = store.insert_event(&Event::link_viewed(&app_id, &view, &signs)).await
-            {
-                tracing::warn!(error = %e, "a link view's event could not be written");
-            }
-        });
+            },
+            span,
+        ));
     }
 
     /// The views of a magic link the caller has read (and so may see).

@@ -45,6 +45,9 @@ pub struct Config {
     pub http_max_connections: usize,
     /// Address of a listener that serves only `/metrics`, without the admin token.
     pub metrics_listen: Option<String>,
+    /// Milliseconds a shutdown (SIGTERM) waits for requests in flight and the deliveries in
+    /// hand before the process exits anyway; what is left queued is delivered by the next start.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             http_body_timeout_ms: 10_000,
             http_max_connections: 512,
             metrics_listen: None,
+            shutdown_grace_ms: 30_000,
         }
     }
 }
@@ -90,6 +94,7 @@ impl fmt::Debug for Config {
             .field("http_body_timeout_ms", &self.http_body_timeout_ms)
             .field("http_max_connections", &self.http_max_connections)
             .field("metrics_listen", &self.metrics_listen)
+            .field("shutdown_grace_ms", &self.shutdown_grace_ms)
             .finish_non_exhaustive()
     }
 }
@@ -124,6 +129,7 @@ const KEYS: &[&str] = &[
     "http_body_timeout_ms",
     "http_max_connections",
     "metrics_listen",
+    "shutdown_grace_ms",
 ];
 /// Variables with our prefix that are not settings of the server.
 const OTHER_VARS: &[&str] = &["test_database_url", "test_binary", "log"];

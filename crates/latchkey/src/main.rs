@@ -223,7 +223,7 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<()> {
         }
         println!("Try a sign-in: open {url}/dev");
     }
-    running.run_until_signal().await;
+    running.run_until_signal(std::time::Duration::from_millis(config.shutdown_grace_ms)).await;
     Ok(())
 }
 

@@ -73,11 +73,23 @@ impl Running {
         let _ = self.maintenance.await;
     }
 
-    /// Waits for SIGTERM or Ctrl-C, then shuts down gracefully.
-    pub async fn run_until_signal(self) {
+    /// Shuts down gracefully, but for `grace` at most; `false` when the grace period ran out
+    /// (requests still in flight are cut; queued mail stays queued for the next start).
+    pub async fn shutdown_within(self, grace: std::time::Duration) -> bool {
+        tokio::time::timeout(grace, self.shutdown()).await.is_ok()
+    }
+
+    /// Waits for SIGTERM or Ctrl-C, then shuts down gracefully within `grace`.
+    pub async fn run_until_signal(self, grace: std::time::Duration) {
         shutdown_signal().await;
-        tracing::info!("shutting down");
-        self.shutdown().await;
+        tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down");
+        if self.shutdown_within(grace).await {
+            tracing::info!("shut down");
+        } else {
+            tracing::warn!(
+                "the grace period ran out: exiting with work unfinished (queued mail stays queued)"
+            );
+        }
     }
 }
 

@@ -112,6 +112,26 @@ impl Binary {
         self.child.wait().expect("the killed server is reaped");
     }
 
+    /// SIGTERM: the graceful shutdown.
+    pub(crate) fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        assert!(status.expect("kill runs").success(), "SIGTERM was sent");
+    }
+
+    /// The exit status, once the process has ended within `wait`; `None` if it has not.
+    pub(crate) fn exited_within(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the process can be waited for") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub(crate) fn output(&self) -> String {
         self.output.lock().unwrap().clone()
     }

@@ -27,6 +27,7 @@ mod readiness;
 mod registrations_and_orgs;
 mod sdk_autharmor;
 mod sdk_workos;
+mod shutdown;
 mod transmit;
 mod users_and_events;
 mod workos;
