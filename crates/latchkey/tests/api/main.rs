@@ -22,6 +22,7 @@ mod metrics;
 mod multi_instance;
 mod oidc;
 mod openapi;
+mod package;
 mod races;
 mod readiness;
 mod registrations_and_orgs;
