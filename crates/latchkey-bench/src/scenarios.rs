@@ -25,7 +25,13 @@ pub enum Scenario {
     Jwks,
     /// (e) The discovery document.
     Discovery,
+    /// (f) Views of landing pages: a link created without e-mail, then its page fetched
+    /// `VIEWS_PER_LINK` times, as mail scanners and people do (each view is recorded).
+    LandingViews,
 }
+
+/// How many times scenario (f) fetches each link's page.
+const VIEWS_PER_LINK: usize = 5;
 
 impl Scenario {
     /// `a,b,c,d,e` (and `e-jwks`, `e-discovery` for one half of e) to scenarios, in order given.
@@ -40,7 +46,8 @@ impl Scenario {
                 "e" => &[Self::Jwks, Self::Discovery],
                 "e-jwks" | "jwks" => &[Self::Jwks],
                 "e-discovery" | "discovery" => &[Self::Discovery],
-                other => return Err(format!("unknown scenario {other:?} (use a, b, c, d, e)")),
+                "f" | "views" => &[Self::LandingViews],
+                other => return Err(format!("unknown scenario {other:?} (use a, b, c, d, e, f)")),
             };
             for s in more {
                 if !out.contains(s) {
@@ -62,6 +69,7 @@ impl Scenario {
             Self::Token => "d",
             Self::Jwks => "e-jwks",
             Self::Discovery => "e-discovery",
+            Self::LandingViews => "f",
         }
     }
 
@@ -73,6 +81,7 @@ impl Scenario {
             Self::Token => "token endpoint alone (authorization_code)",
             Self::Jwks => "GET /oauth/jwks",
             Self::Discovery => "GET /.well-known/openid-configuration",
+            Self::LandingViews => "landing page views (create without e-mail, then 5 GETs of its page)",
         }
     }
 
@@ -84,13 +93,17 @@ impl Scenario {
             Self::Token => &["token"],
             Self::Jwks => &["jwks"],
             Self::Discovery => &["discovery"],
+            Self::LandingViews => &["create", "view"],
         }
     }
 
     /// Whether a short untimed warm-up run is harmless (it must not use up or queue anything
     /// that the timed window counts).
     pub fn warms_up(self) -> bool {
-        matches!(self, Self::LinkSignIn | Self::CodeSignIn | Self::Jwks | Self::Discovery)
+        matches!(
+            self,
+            Self::LinkSignIn | Self::CodeSignIn | Self::Jwks | Self::Discovery | Self::LandingViews
+        )
     }
 }
 
@@ -306,6 +319,21 @@ async fn flow(ctx: &Context, scenario: Scenario, worker: usize, seq: u64, record
             let Some(code) = code else { return Flow::Exhausted };
             exchange(ctx, recorder, 0, &code).await
         }
+        Scenario::LandingViews => async {
+            let address = email(ctx, worker, seq);
+            let created = create_link(ctx, recorder, 0, &address, false).await?;
+            let Some(link) = created.get("link").and_then(|l| l.as_str()) else {
+                recorder.steps[0].error("no link in the answer".into());
+                return None;
+            };
+            let path = path_of(link).to_owned();
+            for _ in 0..VIEWS_PER_LINK {
+                step(recorder, 1, StatusCode::OK, ctx.http.get(&path)).await?;
+            }
+            Some(())
+        }
+        .await
+        .is_some(),
         Scenario::Jwks => step(recorder, 0, StatusCode::OK, ctx.http.get("/oauth/jwks")).await.is_some(),
         Scenario::Discovery => {
             step(recorder, 0, StatusCode::OK, ctx.http.get("/.well-known/openid-configuration"))
