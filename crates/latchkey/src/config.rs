@@ -45,6 +45,8 @@ pub struct Config {
     pub http_max_connections: usize,
     /// Address of a listener that serves only `/metrics`, without the admin token.
     pub metrics_listen: Option<String>,
+    /// Seconds a browser session of the hosted sign-in lasts (default 7 days).
+    pub session_lifetime_secs: u64,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             http_body_timeout_ms: 10_000,
             http_max_connections: 512,
             metrics_listen: None,
+            session_lifetime_secs: 7 * 24 * 60 * 60,
         }
     }
 }
@@ -90,6 +93,7 @@ impl fmt::Debug for Config {
             .field("http_body_timeout_ms", &self.http_body_timeout_ms)
             .field("http_max_connections", &self.http_max_connections)
             .field("metrics_listen", &self.metrics_listen)
+            .field("session_lifetime_secs", &self.session_lifetime_secs)
             .finish_non_exhaustive()
     }
 }
@@ -124,6 +128,7 @@ const KEYS: &[&str] = &[
     "http_body_timeout_ms",
     "http_max_connections",
     "metrics_listen",
+    "session_lifetime_secs",
 ];
 /// Variables with our prefix that are not settings of the server.
 const OTHER_VARS: &[&str] = &["test_database_url", "test_binary", "log"];
@@ -159,6 +164,9 @@ impl Config {
         }
         if self.http_max_connections == 0 {
             bail!("LATCHKEY_HTTP_MAX_CONNECTIONS must be above 0");
+        }
+        if !(60..=400 * 24 * 60 * 60).contains(&self.session_lifetime_secs) {
+            bail!("LATCHKEY_SESSION_LIFETIME_SECS must be between 60 seconds and 400 days");
         }
         Ok(())
     }

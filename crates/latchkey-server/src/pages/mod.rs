@@ -1,6 +1,8 @@
-//! The pages a person sees: the landing page of a link, and `/oauth/authorize`. Looking (GET,
-//! HEAD) never consumes; only the button's POST does, so mail scanners that fetch links burn
-//! nothing. Failures are pages too ([`PageError`]).
+//! The pages a person sees: the landing page of a link, and the hosted sign-in (`hosted/`).
+//! Looking (GET, HEAD) never consumes; only the button's POST does, so mail scanners that
+//! fetch links burn nothing. Failures are pages too ([`PageError`]).
+
+mod hosted;
 
 use crate::common::html::{escape, page};
 use crate::common::{Cause, add_retry_after};
@@ -50,7 +52,7 @@ impl IntoResponse for PageError {
 }
 
 pub fn routes() -> Router<Arc<Service>> {
-    Router::new().route("/l/{token}", get(landing).post(consume)).route("/oauth/authorize", get(authorize))
+    Router::new().route("/l/{token}", get(landing).post(consume)).merge(hosted::routes())
 }
 
 fn not_found() -> Response {
@@ -118,7 +120,11 @@ const OTHER_DEVICE_HINT: &str = "<p>Started on another device or in another brow
 async fn landing(
     State(service): State<Arc<Service>>,
     Path(token): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, PageError> {
+    if let Some(page) = hosted::landing(&service, &token, &headers).await {
+        return Ok(page);
+    }
     Ok(render(service.view_link(&token).await?))
 }
 
@@ -126,7 +132,7 @@ async fn landing(
 /// attacker (login CSRF): accept only a same-origin post, or one that says nothing of where it
 /// comes from (old clients). `Origin: null` (sandboxed frames), `same-site`, several `Origin`
 /// or `Sec-Fetch-Site` headers, or an unreadable one are refused.
-fn cross_site(headers: &HeaderMap, service: &Service) -> bool {
+pub(crate) fn cross_site(headers: &HeaderMap, service: &Service) -> bool {
     let single = |name| {
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
@@ -144,7 +150,7 @@ fn cross_site(headers: &HeaderMap, service: &Service) -> bool {
 }
 
 /// The browser's address: the first `X-Forwarded-For` hop when a proxy sets one, else the peer.
-fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> Option<String> {
+pub(crate) fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> Option<String> {
     let forwarded =
         headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next());
     Some(forwarded.map(|f| f.trim().to_owned()).unwrap_or_else(|| peer.ip().to_string()))
@@ -155,13 +161,13 @@ async fn consume(
     Path(token): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Response, PageError> {
     if cross_site(&headers, &service) {
-        return Ok(page(
-            StatusCode::FORBIDDEN,
-            "Open the link from your e-mail",
-            "<h1>Open the link from your e-mail</h1><p>This sign-in can only be confirmed from the page the link opens.</p>",
-        ));
+        return Ok(refused_cross_site());
+    }
+    if let Some(page) = hosted::consume(&service, &token, &headers, &body).await {
+        return Ok(page);
     }
     let browser = Browser {
         ip: client_ip(&headers, peer),
@@ -182,11 +188,11 @@ async fn consume(
     })
 }
 
-async fn authorize() -> Response {
+/// A form post from another site: nothing is done.
+pub(crate) fn refused_cross_site() -> Response {
     page(
-        StatusCode::BAD_REQUEST,
-        "Sign in from your application",
-        "<h1>Sign in from your application</h1><p>This server does not host a sign-in form. \
-         Sign-in starts when the application's back end asks for a magic link or a code.</p>",
+        StatusCode::FORBIDDEN,
+        "Open the link from your e-mail",
+        "<h1>Open the link from your e-mail</h1><p>This sign-in can only be confirmed from the page the link opens.</p>",
     )
 }

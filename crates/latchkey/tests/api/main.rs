@@ -13,6 +13,7 @@ mod crash;
 mod cryptr;
 mod dev_mode;
 mod hardening;
+mod hosted;
 mod limits_and_keys;
 mod magic_link;
 mod mail_delivery;
