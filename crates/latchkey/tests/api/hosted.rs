@@ -31,6 +31,8 @@ backend_tests!(
 struct Browser {
     http: reqwest::Client,
     base: String,
+    /// What its form posts say of where they come from: the public URL's origin.
+    origin: String,
 }
 
 impl Browser {
@@ -45,7 +47,7 @@ impl Browser {
             .user_agent("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36")
             .build()
             .unwrap();
-        Self { http, base: base.to_owned() }
+        Self { http, base: base.to_owned(), origin: base.to_owned() }
     }
 
     fn url(&self, path: &str) -> String {
@@ -60,7 +62,7 @@ impl Browser {
     async fn post(&self, path: &str, form: &[(&str, &str)]) -> Response {
         self.http
             .post(self.url(path))
-            .header("origin", &self.base)
+            .header("origin", &self.origin)
             .header("sec-fetch-site", "same-origin")
             .form(form)
             .send()
@@ -644,4 +646,42 @@ async fn pages_speak_the_chosen_language(app: TestApp) {
     assert!(html.contains("lang=\"de\"") && html.contains("Bei Acme Cloud anmelden"));
     assert!(html.contains("#0b6e4f"), "the application's colour");
     assert!(html.contains("<label for=\"email\">"), "the field has a label");
+}
+
+/// Instances behind one load balancer (one public URL) on one PostgreSQL database: a request
+/// started on one is approved on a second and completes on a third.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
+async fn a_request_started_on_one_instance_is_approved_on_another_and_completes_on_a_third() {
+    use latchkey::Config;
+    use latchkey::run::start as start_instance;
+    let app = TestApp::spawn(crate::helpers::Backend::Postgres).await;
+    let client = hosted_client(&app).await;
+    let config = Config { public_url: Some(app.base.clone()), ..app.config.clone() };
+    let second = start_instance(config.clone(), app.options(false)).await.expect("second instance");
+    let third = start_instance(config, app.options(false)).await.expect("third instance");
+    let on = |running: &latchkey::run::Running, path: &str| format!("http://{}{path}", running.addr);
+
+    let laptop = Browser::new(&app);
+    let email = random_email();
+    let wait = start(&laptop, &client, &email).await;
+    let number = number_on(&laptop.get(&wait).await.text().await.unwrap());
+    let (link, _) = mail_for(&app, &email).await;
+    let link_path = link.strip_prefix(&app.base).unwrap().to_owned();
+
+    let mut phone = Browser::at(&on(&second, ""));
+    phone.origin = app.base.clone();
+    assert_eq!(phone.get(&link_path).await.status(), StatusCode::OK);
+    assert_eq!(phone.post(&link_path, &[("choice", &number)]).await.status(), StatusCode::OK);
+
+    let res = laptop.get(&on(&third, &wait)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let done = location(&res);
+    assert_success(&app, &done);
+    exchange(&app, &client, &done).await;
+    // Spent everywhere.
+    assert_eq!(laptop.get(&wait).await.status(), StatusCode::GONE);
+    assert_eq!(phone.get(&link_path).await.status(), StatusCode::GONE);
+    second.shutdown().await;
+    third.shutdown().await;
 }
