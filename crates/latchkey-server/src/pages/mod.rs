@@ -130,7 +130,8 @@ async fn landing(
 
 /// A form post from anywhere but this server's own page could sign the victim in as the
 /// attacker (login CSRF): accept only a same-origin post, or one that says nothing of where it
-/// comes from (old clients). `Origin: null` (sandboxed frames), `same-site`, several `Origin`
+/// comes from (old clients). `Origin: null` (sandboxed frames) unless `Sec-Fetch-Site` says
+/// same-origin, `same-site`, several `Origin`
 /// or `Sec-Fetch-Site` headers, or an unreadable one are refused.
 pub(crate) fn cross_site(headers: &HeaderMap, service: &Service) -> bool {
     let single = |name| {
@@ -145,7 +146,11 @@ pub(crate) fn cross_site(headers: &HeaderMap, service: &Service) -> bool {
         return true;
     };
     let site_ok = matches!(fetch_site, None | Some("same-origin") | Some("none"));
-    let origin_ok = origin.is_none_or(|o| o == service.issuer_origin());
+    // Our pages send `Referrer-Policy: no-referrer`, under which Chromium sends `Origin: null`
+    // even for a post from our own page; its `Sec-Fetch-Site: same-origin` (which no page can
+    // forge, and which a sandboxed frame gets as `cross-site`) then says where it comes from.
+    let own_null = origin == Some("null") && fetch_site == Some("same-origin");
+    let origin_ok = own_null || origin.is_none_or(|o| o == service.issuer_origin());
     !(site_ok && origin_ok)
 }
 

@@ -14,6 +14,7 @@ mod cryptr;
 mod dev_mode;
 mod hardening;
 mod hosted;
+mod hosted_browser;
 mod limits_and_keys;
 mod magic_link;
 mod mail_delivery;
