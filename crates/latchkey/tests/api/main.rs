@@ -27,6 +27,7 @@ mod races;
 mod readiness;
 mod registrations_and_orgs;
 mod sdk_autharmor;
+mod sdk_openid_client;
 mod sdk_workos;
 mod transmit;
 mod users_and_events;
