@@ -72,6 +72,7 @@ impl Look {
             product => &self.product,
             logo => &self.logo,
             color => &self.color,
+            on_color => on_colour(&self.color),
             script => script,
             t => &self.words,
         };
@@ -102,6 +103,20 @@ impl Look {
     }
 }
 
+/// The text colour on a button of colour `c`: white when it contrasts 4.5:1 or more (WCAG AA),
+/// else near-black, so that an application's light brand colour stays readable.
+fn on_colour(c: &str) -> &'static str {
+    let hex = c.trim_start_matches('#');
+    let full: String =
+        if hex.len() == 3 { hex.chars().flat_map(|ch| [ch, ch]).collect() } else { hex.to_owned() };
+    let channel = |i: usize| {
+        let v = f64::from(u8::from_str_radix(full.get(i..i + 2).unwrap_or("00"), 16).unwrap_or(0)) / 255.0;
+        if v <= 0.03928 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
+    };
+    let luminance = 0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4);
+    if 1.05 / (luminance + 0.05) >= 4.5 { "#ffffff" } else { "#1d1d1f" }
+}
+
 fn is_colour(c: &str) -> bool {
     let hex = c.strip_prefix('#').unwrap_or("");
     matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit())
@@ -124,4 +139,17 @@ pub fn with_headers(mut response: Response, script: bool) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_colour;
+
+    #[test]
+    fn button_text_keeps_its_contrast() {
+        assert_eq!(on_colour("#2f5bea"), "#ffffff");
+        assert_eq!(on_colour("#000"), "#ffffff");
+        assert_eq!(on_colour("#ffd60a"), "#1d1d1f", "white on yellow is unreadable");
+        assert_eq!(on_colour("#ffffff"), "#1d1d1f");
+    }
 }
