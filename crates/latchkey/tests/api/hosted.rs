@@ -385,6 +385,13 @@ async fn another_device_approves_by_number_matching(app: TestApp) {
     assert_eq!(phone.post(&link, &[("choice", &number)]).await.status(), StatusCode::GONE);
     assert_eq!(phone.get(&link).await.status(), StatusCode::GONE);
 
+    // A HEAD of the waiting page only looks.
+    let head = laptop.http.head(app.url(&wait)).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::GONE);
+    assert_eq!(
+        laptop.get(&format!("{wait}/status")).await.json::<Value>().await.unwrap()["status"],
+        "approved"
+    );
     let res = laptop.get(&wait).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let done = location(&res);

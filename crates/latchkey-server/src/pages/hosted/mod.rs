@@ -143,7 +143,12 @@ fn wait_page(look: &Look, view: &WaitingView, error: Option<String>, status: Sta
 
 /// The waiting page: goes on to the application once approved elsewhere, says why when the
 /// request ended, and otherwise shows the number to match and the code form.
-async fn wait(State(service): State<Arc<Service>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn wait(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+) -> Response {
     let browser = cookies::get(&headers, BROWSER);
     let view = match service.waiting(&id, browser.as_deref()).await {
         Ok(Some(view)) => view,
@@ -155,10 +160,13 @@ async fn wait(State(service): State<Arc<Service>>, Path(id): Path<String>, heade
         Some(&view.app),
         Some(view.email().as_str()),
     );
-    match service.continue_approved(&view).await {
-        Ok(Some(done)) => return finished(&service, done),
-        Ok(None) => {}
-        Err(e) => return failure(&look, &e),
+    // Only a real visit goes on (a HEAD only looks).
+    if method != axum::http::Method::HEAD {
+        match service.continue_approved(&view).await {
+            Ok(Some(done)) => return finished(&service, done),
+            Ok(None) => {}
+            Err(e) => return failure(&look, &e),
+        }
     }
     match service.gone_reason(&view.request, Some(&view.challenge)) {
         // Approved by another device, then already continued: this browser went on.
