@@ -26,6 +26,8 @@ pub struct Application {
 #[serde(default)]
 pub struct AppSettings {
     pub registration_redirect_uris: Vec<String>,
+    /// Where `GET /oauth/logout` may send the browser after ending its session (exact match).
+    pub post_logout_redirect_uris: Vec<String>,
     pub signing_alg: SigningAlg,
     pub branding: Branding,
     pub default_locale: Option<String>,

@@ -37,6 +37,8 @@ id_kinds! {
     FamilyKind => "fam",
     EventKind => "evt",
     OrgKind => "org",
+    HostedKind => "authz",
+    SessionKind => "ses",
 }
 
 pub type AppId = Id<AppKind>;
@@ -51,6 +53,8 @@ pub type RefreshTokenId = Id<RefreshKind>;
 pub type FamilyId = Id<FamilyKind>;
 pub type EventId = Id<EventKind>;
 pub type OrgId = Id<OrgKind>;
+pub type HostedRequestId = Id<HostedKind>;
+pub type BrowserSessionId = Id<SessionKind>;
 
 pub struct Id<K> {
     value: String,

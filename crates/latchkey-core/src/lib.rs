@@ -10,6 +10,7 @@ pub mod challenge;
 pub mod clock;
 pub mod email;
 pub mod event;
+pub mod hosted;
 pub mod id;
 pub mod link_view;
 pub mod organization;

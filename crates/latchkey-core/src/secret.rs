@@ -21,6 +21,10 @@ pub enum HashPurpose {
     AuthorizationCode,
     RefreshToken,
     AdminToken,
+    /// The cookie that ties a hosted sign-in request to the browser that started it.
+    BrowserCookie,
+    /// The cookie of a browser session after a hosted sign-in.
+    SessionCookie,
 }
 
 impl HashPurpose {
@@ -32,6 +36,8 @@ impl HashPurpose {
             Self::AuthorizationCode => b"latchkey/authorization-code",
             Self::RefreshToken => b"latchkey/refresh-token",
             Self::AdminToken => b"latchkey/admin-token",
+            Self::BrowserCookie => b"latchkey/browser-cookie",
+            Self::SessionCookie => b"latchkey/session-cookie",
         }
     }
 }
@@ -190,6 +196,19 @@ impl Otp {
 impl fmt::Debug for Otp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Otp(<redacted>)")
+    }
+}
+
+/// A uniform number in `0..n` from the OS generator (`n` > 0).
+pub fn random_below(n: u32) -> u32 {
+    let limit = u32::MAX - (u32::MAX % n);
+    loop {
+        let mut b = [0u8; 4];
+        rand::fill(&mut b).expect("OS random generator");
+        let v = u32::from_le_bytes(b);
+        if v < limit {
+            return v % n;
+        }
     }
 }
 

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use latchkey_core::challenge::Purpose;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, NewAuthorizationCode};
 use latchkey_core::event::Event;
-use latchkey_core::id::{AppId, ChallengeId, FamilyId, OrgId, OutboxId, SecretId, UserId};
+use latchkey_core::hosted::{BrowserSession, HostedRequest, HostedStatus, SignedIn};
+use latchkey_core::id::{AppId, ChallengeId, FamilyId, HostedRequestId, OrgId, OutboxId, SecretId, UserId};
 use latchkey_core::link_view::{LinkView, LinkViews, ViewMethod};
 use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::{self, RateLimit, RateLimitKind, RateLimited};
@@ -1208,17 +1209,21 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_user_sessions(&self, user_id: &UserId, now: OffsetDateTime) -> StoreResult<u64> {
-        // Rows locked in id order first, as in revoke_family.
+        // Rows locked in id order first, as in revoke_family; browser sessions in the same statement.
         let done = sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $2 WHERE id IN ( \
+            "WITH browsers AS (UPDATE browser_sessions SET revoked_at = $2 WHERE user_id = $1 \
+               AND revoked_at IS NULL AND expires_at > $2 RETURNING 1), \
+             families AS (UPDATE refresh_tokens SET revoked_at = $2 WHERE id IN ( \
                SELECT id FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL \
-               AND rotated_at IS NULL AND expires_at > $2 ORDER BY id FOR UPDATE)",
+               AND rotated_at IS NULL AND expires_at > $2 ORDER BY id FOR UPDATE) RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM browsers) + (SELECT COUNT(*) FROM families)",
         )
         .bind(user_id.as_str())
         .bind(millis(now))
-        .execute_on(&self.pool)
+        .fetch_one_on(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        let revoked: i64 = done.try_get(0).map_err(map_err)?;
+        Ok(revoked as u64)
     }
 
     async fn insert_event(&self, event: &Event) -> StoreResult<()> {
@@ -1269,7 +1274,17 @@ impl Store for PostgresStore {
         // row someone is writing right now (a rate-limit window being reopened, say) instead of
         // waiting for it; and FOR UPDATE re-checks the condition on the newest row version, so
         // a row brought back to life meanwhile is not deleted.
-        let statements: [(&str, i64); 6] = [
+        let statements: [(&str, i64); 8] = [
+            (
+                "DELETE FROM hosted_requests WHERE id IN \
+                 (SELECT id FROM hosted_requests WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                day_ago,
+            ),
+            (
+                "DELETE FROM browser_sessions WHERE id IN \
+                 (SELECT id FROM browser_sessions WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                now_ms,
+            ),
             (
                 "DELETE FROM challenges WHERE id IN \
                  (SELECT id FROM challenges WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
@@ -1313,6 +1328,160 @@ impl Store for PostgresStore {
             }
         }
         Ok(total)
+    }
+
+    async fn insert_authorization_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO authorization_codes (id, code_hash, app_id, challenge_id, user_id, redirect_uri, \
+             code_challenge, nonce, auth_method, auth_time, expires_at, org_id, code_is_credential, \
+             redirect_uri_given) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(code.id.as_str())
+        .bind(&code.code_hash)
+        .bind(code.app_id.as_str())
+        .bind(code.challenge_id.as_str())
+        .bind(code.user_id.as_str())
+        .bind(code.redirect_uri.as_str())
+        .bind(code.code_challenge.as_ref().map(|p| p.as_str()))
+        .bind(code.nonce.as_deref())
+        .bind(code.auth_method.amr())
+        .bind(millis(code.auth_time))
+        .bind(millis(code.expires_at))
+        .bind(code.org_id.as_ref().map(|o| o.as_str()))
+        .bind(code.code_is_credential)
+        .bind(code.redirect_uri_given)
+        .execute_on(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_hosted_request(&self, r: &HostedRequest) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO hosted_requests (id, app_id, challenge_id, browser_hash, match_number, choices, \
+             status, ip, user_agent, locale, restart, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(r.id.as_str())
+        .bind(r.app_id.as_str())
+        .bind(r.challenge_id.as_str())
+        .bind(&r.browser_hash)
+        .bind(i64::from(r.match_number))
+        .bind(rows::choices_text(&r.choices))
+        .bind(r.status.as_str())
+        .bind(r.ip.as_deref())
+        .bind(r.user_agent.as_deref())
+        .bind(r.locale.as_deref())
+        .bind(r.restart.as_deref())
+        .bind(millis(r.created_at))
+        .bind(millis(r.expires_at))
+        .execute_on(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn hosted_request(&self, id: &HostedRequestId) -> StoreResult<Option<HostedRequest>> {
+        let row = sqlx::query("SELECT * FROM hosted_requests WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional_on(&self.pool)
+            .await?;
+        one(row, rows::hosted_request)
+    }
+
+    async fn hosted_request_by_challenge(
+        &self,
+        challenge_id: &ChallengeId,
+    ) -> StoreResult<Option<HostedRequest>> {
+        let row = sqlx::query("SELECT * FROM hosted_requests WHERE challenge_id = $1")
+            .bind(challenge_id.as_str())
+            .fetch_optional_on(&self.pool)
+            .await?;
+        one(row, rows::hosted_request)
+    }
+
+    async fn advance_hosted_request(
+        &self,
+        id: &HostedRequestId,
+        from: HostedStatus,
+        to: HostedStatus,
+        signed_in: Option<&SignedIn>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<HostedRequest>> {
+        let row = sqlx::query(
+            "UPDATE hosted_requests SET status = $3, user_id = COALESCE($4, user_id), \
+             auth_method = COALESCE($5, auth_method), auth_time = COALESCE($6, auth_time) \
+             WHERE id = $1 AND status = $2 AND expires_at > $7 RETURNING *",
+        )
+        .bind(id.as_str())
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(signed_in.map(|s| s.user_id.as_str()))
+        .bind(signed_in.map(|s| s.auth_method.amr()))
+        .bind(signed_in.map(|s| millis(s.auth_time)))
+        .bind(millis(now))
+        .fetch_optional_on(&self.pool)
+        .await?;
+        one(row, rows::hosted_request)
+    }
+
+    async fn insert_browser_session(&self, s: &BrowserSession) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO browser_sessions (id, token_hash, user_id, challenge_id, auth_method, auth_time, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(s.id.as_str())
+        .bind(&s.token_hash)
+        .bind(s.user_id.as_str())
+        .bind(s.challenge_id.as_str())
+        .bind(s.auth_method.amr())
+        .bind(millis(s.auth_time))
+        .bind(millis(s.created_at))
+        .bind(millis(s.expires_at))
+        .execute_on(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn browser_session(
+        &self,
+        token_hash: &[u8],
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<BrowserSession>> {
+        let row = sqlx::query(
+            "SELECT * FROM browser_sessions WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(millis(now))
+        .fetch_optional_on(&self.pool)
+        .await?;
+        one(row, rows::browser_session)
+    }
+
+    async fn revoke_browser_session(&self, token_hash: &[u8], now: OffsetDateTime) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE browser_sessions SET revoked_at = $2 \
+             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(millis(now))
+        .execute_on(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn user_browser_sessions(
+        &self,
+        user_id: &UserId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<BrowserSession>> {
+        let rows = sqlx::query(
+            r#"SELECT * FROM browser_sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
+               ORDER BY created_at, id COLLATE "C""#,
+        )
+        .bind(user_id.as_str())
+        .bind(millis(now))
+        .fetch_all_on(&self.pool)
+        .await?;
+        all(&rows, rows::browser_session)
     }
 
     async fn consume_by_token(

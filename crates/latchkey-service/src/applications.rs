@@ -22,6 +22,7 @@ pub struct NewApplication {
     pub redirect_uris: Vec<RedirectUri>,
     pub default_redirect_uri: Option<RedirectUri>,
     pub registration_redirect_uris: Vec<RedirectUri>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
     pub public: bool,
     pub signing_alg: Option<SigningAlg>,
     pub branding: Option<Branding>,
@@ -39,6 +40,7 @@ pub struct ApplicationChange {
     pub redirect_uris: Option<Vec<RedirectUri>>,
     pub default_redirect_uri: Option<Option<RedirectUri>>,
     pub registration_redirect_uris: Option<Vec<RedirectUri>>,
+    pub post_logout_redirect_uris: Option<Vec<RedirectUri>>,
     pub signing_alg: Option<SigningAlg>,
     pub branding: Option<Branding>,
     pub default_locale: Option<String>,
@@ -155,8 +157,10 @@ impl Service {
     pub async fn create_application(&self, cmd: NewApplication) -> Result<CreatedApplication, ServiceError> {
         let redirect_uris = uris("redirect_uris", cmd.redirect_uris)?;
         let registration = uris("registration_redirect_uris", cmd.registration_redirect_uris)?;
+        let logout = uris("post_logout_redirect_uris", cmd.post_logout_redirect_uris)?;
         let settings = AppSettings {
             registration_redirect_uris: registration.iter().map(|u| u.to_string()).collect(),
+            post_logout_redirect_uris: logout.iter().map(|u| u.to_string()).collect(),
             signing_alg: cmd.signing_alg.unwrap_or_default(),
             branding: branding(cmd.branding.unwrap_or_default())?,
             default_locale: locale(cmd.default_locale)?,
@@ -217,6 +221,10 @@ impl Service {
         if let Some(list) = change.registration_redirect_uris {
             app.settings.registration_redirect_uris =
                 uris("registration_redirect_uris", list)?.iter().map(|u| u.to_string()).collect();
+        }
+        if let Some(list) = change.post_logout_redirect_uris {
+            app.settings.post_logout_redirect_uris =
+                uris("post_logout_redirect_uris", list)?.iter().map(|u| u.to_string()).collect();
         }
         if let Some(alg) = change.signing_alg {
             app.settings.signing_alg = alg;

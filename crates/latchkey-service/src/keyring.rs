@@ -167,6 +167,18 @@ impl KeyRing {
         AccessTokenClaims::verify(token, |kid| keys.by_kid.get(kid).map(|k| k.as_ref()), issuer, now)
     }
 
+    /// The audience (client id) of an id_token signed by one of our keys for `issuer`,
+    /// expired or not: a logout's `id_token_hint` names the application this way.
+    pub fn verify_id_token_audience(&self, token: &str, issuer: &str) -> Option<String> {
+        let keys = self.current();
+        let (_, claims) =
+            latchkey_core::signing::verify_jwt(token, |kid| keys.by_kid.get(kid).map(|k| k.as_ref()))?;
+        if claims["iss"].as_str() != Some(issuer) {
+            return None;
+        }
+        claims["aud"].as_str().map(str::to_owned)
+    }
+
     pub fn jwks(&self) -> Arc<str> {
         self.current().jwks.clone()
     }

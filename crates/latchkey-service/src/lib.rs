@@ -12,6 +12,7 @@
 mod applications;
 mod auth;
 mod cache;
+mod hosted;
 mod keyring;
 mod landing;
 mod link_views;
@@ -28,6 +29,10 @@ mod users;
 
 pub use applications::{ApplicationChange, CreatedApplication, NewApplication};
 pub use auth::{Credentials, SECRET_PREFIX};
+pub use hosted::{
+    Authorization, CodeOutcome, DEFAULT_SESSION_LIFETIME, Decided, Decision, Finished, GoneReason,
+    HostedLanding, NewSessionCookie, WaitingView,
+};
 pub use keyring::KeyRing;
 pub use landing::{Browser, Landing, LandingView};
 pub use link_views::LinkViewReport;
@@ -82,6 +87,8 @@ pub struct Service {
     demo_app: Option<AppId>,
     /// Whether this instance's outbox worker runs (set by whoever runs it).
     outbox_worker: Arc<AtomicBool>,
+    /// How long a browser session of the hosted sign-in lasts.
+    session_lifetime: time::Duration,
 }
 
 /// Whether this instance should be sent traffic, and if not, why.
@@ -120,7 +127,18 @@ impl Service {
             dev_mailbox: None,
             demo_app: None,
             outbox_worker: Arc::new(AtomicBool::new(false)),
+            session_lifetime: hosted::DEFAULT_SESSION_LIFETIME,
         }
+    }
+
+    /// How long a browser session of the hosted sign-in lasts (7 days unless set).
+    pub fn with_session_lifetime(mut self, lifetime: time::Duration) -> Self {
+        self.session_lifetime = lifetime;
+        self
+    }
+
+    pub fn session_lifetime(&self) -> time::Duration {
+        self.session_lifetime
     }
 
     /// The development mailbox, browsable at `/dev/mailbox`.

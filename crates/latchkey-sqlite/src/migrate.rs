@@ -22,6 +22,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, sql: include_str!("../migrations/0005_user_locale.sql") },
     Migration { version: 6, sql: include_str!("../migrations/0006_code_is_credential.sql") },
     Migration { version: 7, sql: include_str!("../migrations/0007_redirect_uri_given.sql") },
+    Migration { version: 8, sql: include_str!("../migrations/0008_hosted_sign_in.sql") },
     Migration { version: 10, sql: include_str!("../migrations/0010_link_views.sql") },
 ];
 

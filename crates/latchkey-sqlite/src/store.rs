@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use latchkey_core::challenge::Purpose;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, NewAuthorizationCode};
 use latchkey_core::event::Event;
-use latchkey_core::id::{AppId, ChallengeId, CodeId, FamilyId, OrgId, OutboxId, SecretId, UserId};
+use latchkey_core::hosted::{BrowserSession, HostedRequest, HostedStatus, SignedIn};
+use latchkey_core::id::{
+    AppId, ChallengeId, CodeId, FamilyId, HostedRequestId, OrgId, OutboxId, SecretId, UserId,
+};
 use latchkey_core::link_view::{LinkView, LinkViews, ViewMethod};
 use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::{self, RateLimit, RateLimited};
@@ -422,6 +425,11 @@ fn consume_link(
     let user = finish_consumption(conn, &challenge, AuthMethod::Link, now)?;
     let issued =
         AuthorizationCode::for_link(&code.id, &code.code_hash, code.expires_at, &challenge, &user.id, now);
+    insert_code(conn, &issued)?;
+    Ok(ConsumeOutcome::Consumed { challenge: Box::new(challenge), user, code: Box::new(issued) })
+}
+
+fn insert_code(conn: &Connection, issued: &AuthorizationCode) -> StoreResult<()> {
     exec(
         conn,
         "INSERT INTO authorization_codes (id, code_hash, app_id, challenge_id, user_id, redirect_uri, \
@@ -438,14 +446,14 @@ fn consume_link(
             issued.code_challenge.as_ref().map(|p| p.as_str()),
             issued.nonce.as_deref(),
             issued.auth_method.amr(),
-            now_ms,
+            millis(issued.auth_time),
             millis(issued.expires_at),
             issued.org_id.as_ref().map(|o| o.as_str()),
             issued.code_is_credential,
             issued.redirect_uri_given,
         ],
     )?;
-    Ok(ConsumeOutcome::Consumed { challenge: Box::new(challenge), user, code: Box::new(issued) })
+    Ok(())
 }
 
 fn consume_by_otp(
@@ -878,6 +886,158 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn insert_authorization_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
+        let code = code.clone();
+        self.write(move |c| insert_code(c, &code)).await
+    }
+
+    async fn insert_hosted_request(&self, request: &HostedRequest) -> StoreResult<()> {
+        let r = request.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO hosted_requests (id, app_id, challenge_id, browser_hash, match_number, choices, \
+                 status, ip, user_agent, locale, restart, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    r.id.as_str(),
+                    r.app_id.as_str(),
+                    r.challenge_id.as_str(),
+                    r.browser_hash,
+                    i64::from(r.match_number),
+                    rows::choices_text(&r.choices),
+                    r.status.as_str(),
+                    r.ip,
+                    r.user_agent,
+                    r.locale,
+                    r.restart,
+                    millis(r.created_at),
+                    millis(r.expires_at),
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn hosted_request(&self, id: &HostedRequestId) -> StoreResult<Option<HostedRequest>> {
+        self.read(|c| {
+            one(c, "SELECT * FROM hosted_requests WHERE id = ?1", [id.as_str()], rows::hosted_request)
+        })
+    }
+
+    async fn hosted_request_by_challenge(
+        &self,
+        challenge_id: &ChallengeId,
+    ) -> StoreResult<Option<HostedRequest>> {
+        self.read(|c| {
+            one(
+                c,
+                "SELECT * FROM hosted_requests WHERE challenge_id = ?1",
+                [challenge_id.as_str()],
+                rows::hosted_request,
+            )
+        })
+    }
+
+    async fn advance_hosted_request(
+        &self,
+        id: &HostedRequestId,
+        from: HostedStatus,
+        to: HostedStatus,
+        signed_in: Option<&SignedIn>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<HostedRequest>> {
+        let (id, signed_in) = (id.clone(), signed_in.cloned());
+        self.write(move |c| {
+            one(
+                c,
+                "UPDATE hosted_requests SET status = ?3, user_id = COALESCE(?4, user_id), \
+                 auth_method = COALESCE(?5, auth_method), auth_time = COALESCE(?6, auth_time) \
+                 WHERE id = ?1 AND status = ?2 AND expires_at > ?7 RETURNING *",
+                params![
+                    id.as_str(),
+                    from.as_str(),
+                    to.as_str(),
+                    signed_in.as_ref().map(|s| s.user_id.as_str().to_owned()),
+                    signed_in.as_ref().map(|s| s.auth_method.amr()),
+                    signed_in.as_ref().map(|s| millis(s.auth_time)),
+                    millis(now),
+                ],
+                rows::hosted_request,
+            )
+        })
+        .await
+    }
+
+    async fn insert_browser_session(&self, session: &BrowserSession) -> StoreResult<()> {
+        let s = session.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO browser_sessions (id, token_hash, user_id, challenge_id, auth_method, auth_time, \
+                 created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    s.id.as_str(),
+                    s.token_hash,
+                    s.user_id.as_str(),
+                    s.challenge_id.as_str(),
+                    s.auth_method.amr(),
+                    millis(s.auth_time),
+                    millis(s.created_at),
+                    millis(s.expires_at),
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn browser_session(
+        &self,
+        token_hash: &[u8],
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<BrowserSession>> {
+        self.read(|c| {
+            one(
+                c,
+                "SELECT * FROM browser_sessions WHERE token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2",
+                params![token_hash, millis(now)],
+                rows::browser_session,
+            )
+        })
+    }
+
+    async fn revoke_browser_session(&self, token_hash: &[u8], now: OffsetDateTime) -> StoreResult<bool> {
+        let token_hash = token_hash.to_vec();
+        self.write(move |c| {
+            let n = exec(
+                c,
+                "UPDATE browser_sessions SET revoked_at = ?2 \
+                 WHERE token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2",
+                params![token_hash, millis(now)],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn user_browser_sessions(
+        &self,
+        user_id: &UserId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<BrowserSession>> {
+        self.read(|c| {
+            all(
+                c,
+                "SELECT * FROM browser_sessions WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2 \
+                 ORDER BY created_at, id",
+                params![user_id.as_str(), millis(now)],
+                rows::browser_session,
+            )
+        })
+    }
+
     async fn consume_by_token(
         &self,
         purpose: Purpose,
@@ -1138,7 +1298,13 @@ impl Store for SqliteStore {
                  AND rotated_at IS NULL AND expires_at > ?2",
                 params![user_id.as_str(), millis(now)],
             )?;
-            Ok(revoked as u64)
+            let browsers = exec(
+                c,
+                "UPDATE browser_sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL \
+                 AND expires_at > ?2",
+                params![user_id.as_str(), millis(now)],
+            )?;
+            Ok((revoked + browsers) as u64)
         })
         .await
     }
@@ -1184,7 +1350,15 @@ impl Store for SqliteStore {
         let now_ms = millis(now);
         let day_ago = millis(now - time::Duration::days(1));
         // One batch per job, so that requests' writes go in between.
-        let statements: [(&'static str, i64); 6] = [
+        let statements: [(&'static str, i64); 8] = [
+            (
+                "DELETE FROM hosted_requests WHERE id IN (SELECT id FROM hosted_requests WHERE expires_at < ?1 LIMIT 2000)",
+                day_ago,
+            ),
+            (
+                "DELETE FROM browser_sessions WHERE id IN (SELECT id FROM browser_sessions WHERE expires_at < ?1 LIMIT 2000)",
+                now_ms,
+            ),
             (
                 "DELETE FROM challenges WHERE id IN (SELECT id FROM challenges WHERE expires_at < ?1 LIMIT 2000)",
                 day_ago,

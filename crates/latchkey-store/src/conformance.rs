@@ -72,6 +72,8 @@ macro_rules! conformance_tests {
             a_registration_creates_its_user_and_consumes_once,
             a_taken_address_leaves_the_registration_pending_and_writes_nothing,
             concurrent_registrations_have_one_winner,
+            hosted_requests_move_once_from_status_to_status,
+            browser_sessions_are_found_listed_and_revoked,
         );
     };
     (@cases $fresh:path; $attrs:tt; $($case:ident),* $(,)?) => {
@@ -1552,4 +1554,156 @@ pub async fn concurrent_registrations_have_one_winner(store: Arc<dyn Store>) {
     let created =
         store.events(None, 1000).await.unwrap().iter().filter(|e| e.kind == EventKind::UserCreated).count();
     assert_eq!(created, 1);
+}
+
+fn hosted_request(
+    app: &Application,
+    c: &Challenge,
+    now: OffsetDateTime,
+) -> latchkey_core::hosted::HostedRequest {
+    latchkey_core::hosted::HostedRequest {
+        id: latchkey_core::id::HostedRequestId::generate(now),
+        app_id: app.id.clone(),
+        challenge_id: c.id.clone(),
+        browser_hash: key().hash(HashPurpose::BrowserCookie, "browser"),
+        match_number: 42,
+        choices: [17, 42, 88],
+        status: latchkey_core::hosted::HostedStatus::Waiting,
+        ip: Some("192.0.2.7".into()),
+        user_agent: Some("agent".into()),
+        locale: Some("fr".into()),
+        restart: Some("/oauth/authorize?client_id=x".into()),
+        user_id: None,
+        auth_method: None,
+        auth_time: None,
+        created_at: now,
+        expires_at: c.expires_at,
+    }
+}
+
+pub async fn hosted_requests_move_once_from_status_to_status(store: Arc<dyn Store>) {
+    use latchkey_core::hosted::{HostedStatus, SignedIn};
+    let app = app_in(&*store, "Hosted").await;
+    let (c, token) = challenge(&app, "hosted@example.com", t0());
+    insert(&*store, &c, None).await;
+    let request = hosted_request(&app, &c, t0());
+    store.insert_hosted_request(&request).await.unwrap();
+    let read = store.hosted_request(&request.id).await.unwrap().expect("stored");
+    assert_eq!(read.choices, [17, 42, 88]);
+    assert_eq!(read.match_number, 42);
+    assert_eq!(read.locale.as_deref(), Some("fr"));
+    assert_eq!(read.restart, request.restart);
+    assert_eq!(store.hosted_request_by_challenge(&c.id).await.unwrap().unwrap().id, request.id);
+
+    let code = NewAuthorizationCode::generate(&app, &key(), t0());
+    let ConsumeOutcome::Consumed { user, .. } =
+        store.consume_link(&link_hash(&token), &code, t0()).await.unwrap()
+    else {
+        panic!("consumed");
+    };
+    let signed_in = SignedIn { user_id: user.id.clone(), auth_method: AuthMethod::Otp, auth_time: t0() };
+    // Of concurrent moves from `waiting`, one wins.
+    let tasks = (0..20).map(|_| {
+        let (store, id, signed_in) = (store.clone(), request.id.clone(), signed_in.clone());
+        async move {
+            store
+                .advance_hosted_request(
+                    &id,
+                    HostedStatus::Waiting,
+                    HostedStatus::Approved,
+                    Some(&signed_in),
+                    t0(),
+                )
+                .await
+                .unwrap()
+        }
+    });
+    let moved: Vec<_> = futures_util::future::join_all(tasks).await.into_iter().flatten().collect();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].status, HostedStatus::Approved);
+    assert_eq!(moved[0].user_id.as_ref(), Some(&user.id));
+    assert_eq!(moved[0].auth_method, Some(AuthMethod::Otp));
+    assert_eq!(moved[0].auth_time, Some(t0()));
+    assert!(
+        store
+            .advance_hosted_request(&request.id, HostedStatus::Waiting, HostedStatus::Declined, None, t0())
+            .await
+            .unwrap()
+            .is_none(),
+        "no longer waiting"
+    );
+    let done = store
+        .advance_hosted_request(&request.id, HostedStatus::Approved, HostedStatus::Completed, None, t0())
+        .await
+        .unwrap()
+        .expect("approved, then completed");
+    assert_eq!(done.user_id.as_ref(), Some(&user.id), "who signed in is kept");
+
+    // An expired request moves no more.
+    let (c2, _) = challenge(&app, "late@example.com", t0());
+    insert(&*store, &c2, None).await;
+    let late = hosted_request(&app, &c2, t0());
+    store.insert_hosted_request(&late).await.unwrap();
+    let after = late.expires_at;
+    assert!(
+        store
+            .advance_hosted_request(&late.id, HostedStatus::Waiting, HostedStatus::Cancelled, None, after)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A code issued without consuming a link redeems like any other.
+    let plain = NewAuthorizationCode::generate(&app, &key(), t0());
+    let issued = plain.issued_for(&c, &user.id, t0());
+    store.insert_authorization_code(&issued).await.unwrap();
+    let (found, found_user) =
+        store.authorization_code(&issued.code_hash).await.unwrap().expect("stored code");
+    assert_eq!(found_user.id, user.id);
+    assert_eq!(found.nonce.as_deref(), Some("n-1"));
+    assert!(store.redeem_authorization_code(&issued.code_hash, &app.id, t0(), None).await.unwrap().is_some());
+}
+
+pub async fn browser_sessions_are_found_listed_and_revoked(store: Arc<dyn Store>) {
+    use latchkey_core::hosted::BrowserSession;
+    let app = app_in(&*store, "Sessions").await;
+    let (c, token) = challenge(&app, "session@example.com", t0());
+    insert(&*store, &c, None).await;
+    let code = NewAuthorizationCode::generate(&app, &key(), t0());
+    let ConsumeOutcome::Consumed { user, .. } =
+        store.consume_link(&link_hash(&token), &code, t0()).await.unwrap()
+    else {
+        panic!("consumed");
+    };
+    let session = |name: &str, lifetime: Duration| BrowserSession {
+        id: latchkey_core::id::BrowserSessionId::generate(t0()),
+        token_hash: key().hash(HashPurpose::SessionCookie, name),
+        user_id: user.id.clone(),
+        challenge_id: c.id.clone(),
+        auth_method: AuthMethod::Link,
+        auth_time: t0(),
+        created_at: t0(),
+        expires_at: t0() + lifetime,
+        revoked_at: None,
+    };
+    let (a, b) = (session("a", Duration::days(7)), session("b", Duration::hours(1)));
+    store.insert_browser_session(&a).await.unwrap();
+    store.insert_browser_session(&b).await.unwrap();
+    let found = store.browser_session(&a.token_hash, t0()).await.unwrap().expect("active");
+    assert_eq!(found.user_id, user.id);
+    assert_eq!(found.auth_method, AuthMethod::Link);
+    assert_eq!(store.user_browser_sessions(&user.id, t0()).await.unwrap().len(), 2);
+    let later = t0() + Duration::hours(2);
+    assert!(store.browser_session(&b.token_hash, later).await.unwrap().is_none(), "expired");
+    assert_eq!(store.user_browser_sessions(&user.id, later).await.unwrap().len(), 1);
+
+    assert!(store.revoke_browser_session(&a.token_hash, t0()).await.unwrap());
+    assert!(!store.revoke_browser_session(&a.token_hash, t0()).await.unwrap(), "once");
+    assert!(store.browser_session(&a.token_hash, t0()).await.unwrap().is_none());
+
+    // Revoking a user's sessions takes the browser sessions too.
+    let c3 = session("c", Duration::days(1));
+    store.insert_browser_session(&c3).await.unwrap();
+    assert!(store.revoke_user_sessions(&user.id, t0()).await.unwrap() >= 2);
+    assert!(store.user_browser_sessions(&user.id, t0()).await.unwrap().is_empty());
 }

@@ -17,7 +17,8 @@ use async_trait::async_trait;
 use latchkey_core::challenge::Purpose;
 use latchkey_core::challenge::{AuthorizationCode, NewAuthorizationCode};
 use latchkey_core::event::Event;
-use latchkey_core::id::{AppId, ChallengeId, FamilyId, OrgId, OutboxId, SecretId, UserId};
+use latchkey_core::hosted::{BrowserSession, HostedRequest, HostedStatus, SignedIn};
+use latchkey_core::id::{AppId, ChallengeId, FamilyId, HostedRequestId, OrgId, OutboxId, SecretId, UserId};
 use latchkey_core::link_view::{LinkView, LinkViews};
 use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::{RateLimit, RateLimited};
@@ -129,6 +130,44 @@ pub trait Store: Send + Sync + 'static {
         then: Option<(&RefreshToken, &Event)>,
     ) -> StoreResult<Option<AuthorizationCode>>;
 
+    /// Stores an authorization code issued without consuming a link (a code typed on the
+    /// hosted waiting page, an approval from another device, a browser session).
+    async fn insert_authorization_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
+
+    // The hosted sign-in.
+    async fn insert_hosted_request(&self, request: &HostedRequest) -> StoreResult<()>;
+    async fn hosted_request(&self, id: &HostedRequestId) -> StoreResult<Option<HostedRequest>>;
+    async fn hosted_request_by_challenge(
+        &self,
+        challenge_id: &ChallengeId,
+    ) -> StoreResult<Option<HostedRequest>>;
+    /// Moves an unexpired request from `from` to `to`, atomically, recording who signed in when
+    /// given; returns the request as it now is, or `None` when it was not in `from` (or has
+    /// expired). Of concurrent calls, exactly one moves it.
+    async fn advance_hosted_request(
+        &self,
+        id: &HostedRequestId,
+        from: HostedStatus,
+        to: HostedStatus,
+        signed_in: Option<&SignedIn>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<HostedRequest>>;
+    async fn insert_browser_session(&self, session: &BrowserSession) -> StoreResult<()>;
+    /// An unrevoked, unexpired browser session by its cookie's hash.
+    async fn browser_session(
+        &self,
+        token_hash: &[u8],
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<BrowserSession>>;
+    /// Revokes a browser session by its cookie's hash; `false` when none was active.
+    async fn revoke_browser_session(&self, token_hash: &[u8], now: OffsetDateTime) -> StoreResult<bool>;
+    /// The user's active browser sessions, oldest first.
+    async fn user_browser_sessions(
+        &self,
+        user_id: &UserId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<BrowserSession>>;
+
     /// Consumes a pending, unexpired challenge of this purpose and application by its token,
     /// atomically, touching nothing else (registrations and verification links).
     async fn consume_by_token(
@@ -196,6 +235,7 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_refresh_family(&self, family_id: &FamilyId, now: OffsetDateTime) -> StoreResult<u64>;
     /// The user's active sessions: the current token of each unrevoked, unexpired family.
     async fn user_sessions(&self, user_id: &UserId, now: OffsetDateTime) -> StoreResult<Vec<RefreshToken>>;
+    /// Revokes the user's refresh-token families and browser sessions; returns how many.
     async fn revoke_user_sessions(&self, user_id: &UserId, now: OffsetDateTime) -> StoreResult<u64>;
 
     // Events.

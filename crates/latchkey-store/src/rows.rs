@@ -8,6 +8,7 @@ use crate::{
 use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, Purpose};
 use latchkey_core::event::{Event, EventKind};
+use latchkey_core::hosted::{BrowserSession, HostedRequest, HostedStatus};
 use latchkey_core::id::Id;
 use latchkey_core::link_view::{LinkView, ViewMethod};
 use latchkey_core::organization::Organization;
@@ -314,4 +315,52 @@ pub fn organizations(
             organization(*row, by_org.remove(&id).unwrap_or_default())
         })
         .collect()
+}
+
+/// The three numbers of a hosted request as stored: `12,47,83`.
+pub fn choices_text(choices: &[u8; 3]) -> String {
+    format!("{},{},{}", choices[0], choices[1], choices[2])
+}
+
+pub fn hosted_request(row: &dyn RowReader) -> Result<HostedRequest, StoreError> {
+    let r = Reader { row, what: "hosted request" };
+    let small = |v: i64| u8::try_from(v).map_err(|_| r.corrupt());
+    let parsed: Vec<u8> = r.text("choices")?.split(',').filter_map(|n| n.parse().ok()).collect();
+    let choices: [u8; 3] = parsed.try_into().map_err(|_| r.corrupt())?;
+    Ok(HostedRequest {
+        id: r.id("id")?,
+        app_id: r.id("app_id")?,
+        challenge_id: r.id("challenge_id")?,
+        browser_hash: r.bytes("browser_hash")?,
+        match_number: small(r.int("match_number")?)?,
+        choices,
+        status: HostedStatus::parse(&r.text("status")?).ok_or_else(|| r.corrupt())?,
+        ip: r.opt_text("ip")?,
+        user_agent: r.opt_text("user_agent")?,
+        locale: r.opt_text("locale")?,
+        restart: r.opt_text("restart")?,
+        user_id: r.opt_text("user_id")?.map(Id::from_trusted),
+        auth_method: r
+            .opt_text("auth_method")?
+            .map(|m| AuthMethod::parse_amr(&m).ok_or_else(|| r.corrupt()))
+            .transpose()?,
+        auth_time: r.opt_time("auth_time")?,
+        created_at: r.time("created_at")?,
+        expires_at: r.time("expires_at")?,
+    })
+}
+
+pub fn browser_session(row: &dyn RowReader) -> Result<BrowserSession, StoreError> {
+    let r = Reader { row, what: "browser session" };
+    Ok(BrowserSession {
+        id: r.id("id")?,
+        token_hash: r.bytes("token_hash")?,
+        user_id: r.id("user_id")?,
+        challenge_id: r.id("challenge_id")?,
+        auth_method: AuthMethod::parse_amr(&r.text("auth_method")?).ok_or_else(|| r.corrupt())?,
+        auth_time: r.time("auth_time")?,
+        created_at: r.time("created_at")?,
+        expires_at: r.time("expires_at")?,
+        revoked_at: r.opt_time("revoked_at")?,
+    })
 }

@@ -48,6 +48,8 @@ pub struct Config {
     /// Milliseconds a shutdown (SIGTERM) waits for requests in flight and the deliveries in
     /// hand before the process exits anyway; what is left queued is delivered by the next start.
     pub shutdown_grace_ms: u64,
+    /// Seconds a browser session of the hosted sign-in lasts (default 7 days).
+    pub session_lifetime_secs: u64,
 }
 
 impl Default for Config {
@@ -72,6 +74,7 @@ impl Default for Config {
             http_max_connections: 512,
             metrics_listen: None,
             shutdown_grace_ms: 30_000,
+            session_lifetime_secs: 7 * 24 * 60 * 60,
         }
     }
 }
@@ -95,6 +98,7 @@ impl fmt::Debug for Config {
             .field("http_max_connections", &self.http_max_connections)
             .field("metrics_listen", &self.metrics_listen)
             .field("shutdown_grace_ms", &self.shutdown_grace_ms)
+            .field("session_lifetime_secs", &self.session_lifetime_secs)
             .finish_non_exhaustive()
     }
 }
@@ -130,6 +134,7 @@ const KEYS: &[&str] = &[
     "http_max_connections",
     "metrics_listen",
     "shutdown_grace_ms",
+    "session_lifetime_secs",
 ];
 /// Variables with our prefix that are not settings of the server.
 const OTHER_VARS: &[&str] = &["test_database_url", "test_binary", "log"];
@@ -165,6 +170,9 @@ impl Config {
         }
         if self.http_max_connections == 0 {
             bail!("LATCHKEY_HTTP_MAX_CONNECTIONS must be above 0");
+        }
+        if !(60..=400 * 24 * 60 * 60).contains(&self.session_lifetime_secs) {
+            bail!("LATCHKEY_SESSION_LIFETIME_SECS must be between 60 seconds and 400 days");
         }
         Ok(())
     }

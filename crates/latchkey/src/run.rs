@@ -146,6 +146,7 @@ pub fn service_for(
         core.keys,
         outbox_wake,
     )
+    .with_session_lifetime(time::Duration::seconds(config.session_lifetime_secs.min(i64::MAX as u64) as i64))
 }
 
 pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {

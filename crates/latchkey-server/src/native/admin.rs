@@ -115,13 +115,17 @@ fn event_view(e: &Event) -> EventView {
     }
 }
 
-/// A sign-in of a user: a refresh-token family.
+/// A sign-in of a user: a refresh-token family of one application, or a browser session of
+/// the hosted sign-in (honoured by every application).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {
     pub id: String,
     /// Always `session`.
     pub object: &'static str,
-    pub application_id: String,
+    /// `refresh_token` (an application's tokens) or `browser` (the hosted sign-in's cookie).
+    pub kind: &'static str,
+    /// The application of a refresh-token family; `null` for a browser session.
+    pub application_id: Option<String>,
     /// `email` (a link) or `otp` (a code).
     pub auth_method: &'static str,
     pub authenticated_at: String,
@@ -252,12 +256,23 @@ async fn sessions(
         .map(|t| SessionView {
             id: t.family_id.to_string(),
             object: "session",
-            application_id: t.app_id.to_string(),
+            kind: "refresh_token",
+            application_id: Some(t.app_id.to_string()),
             auth_method: t.auth_method.amr(),
             authenticated_at: rfc3339(t.auth_time),
             last_refreshed_at: rfc3339(t.created_at),
             expires_at: rfc3339(t.expires_at),
         })
+        .chain(service.user_browser_sessions(&user_id(&id)?).await?.iter().map(|b| SessionView {
+            id: b.id.to_string(),
+            object: "session",
+            kind: "browser",
+            application_id: None,
+            auth_method: b.auth_method.amr(),
+            authenticated_at: rfc3339(b.auth_time),
+            last_refreshed_at: rfc3339(b.created_at),
+            expires_at: rfc3339(b.expires_at),
+        }))
         .collect();
     Ok(Json(List::all(data)))
 }

@@ -190,6 +190,7 @@ async fn discovery(State(service): State<Arc<Service>>) -> Response {
     let body = json!({
         "issuer": issuer,
         "authorization_endpoint": service.url("/oauth/authorize"),
+        "end_session_endpoint": service.url("/oauth/logout"),
         "token_endpoint": service.url("/oauth/token"),
         "jwks_uri": service.url("/oauth/jwks"),
         "response_types_supported": ["code"],
@@ -204,7 +205,10 @@ async fn discovery(State(service): State<Arc<Service>>) -> Response {
         "id_token_signing_alg_values_supported": algs,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "email"],
+        "authorization_response_iss_parameter_supported": true,
+        "ui_locales_supported": ["en", "fr", "de", "es"],
+        "prompt_values_supported": ["none", "login"],
+        "scopes_supported": ["openid", "email", "profile"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "email", "email_verified", "amr"],
     });
     ([(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"))], Json(body)).into_response()

@@ -1,6 +1,8 @@
-//! The pages a person sees: the landing page of a link, and `/oauth/authorize`. Looking (GET,
-//! HEAD) never consumes; only the button's POST does, so mail scanners that fetch links burn
-//! nothing. Failures are pages too ([`PageError`]).
+//! The pages a person sees: the landing page of a link, and the hosted sign-in (`hosted/`).
+//! Looking (GET, HEAD) never consumes; only the button's POST does, so mail scanners that
+//! fetch links burn nothing. Failures are pages too ([`PageError`]).
+
+mod hosted;
 
 use crate::common::html::{escape, page};
 use crate::common::{Cause, add_retry_after};
@@ -51,7 +53,7 @@ impl IntoResponse for PageError {
 }
 
 pub fn routes() -> Router<Arc<Service>> {
-    Router::new().route("/l/{token}", get(landing).post(consume)).route("/oauth/authorize", get(authorize))
+    Router::new().route("/l/{token}", get(landing).post(consume)).merge(hosted::routes())
 }
 
 fn not_found() -> Response {
@@ -124,15 +126,19 @@ async fn landing(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
+    if let Some(page) = hosted::landing(&service, &token, &headers).await {
+        return Ok(page);
+    }
     let method = if method == Method::HEAD { ViewMethod::Head } else { ViewMethod::Get };
     Ok(render(service.view_link(&token, method, &browser(&headers, peer)).await?))
 }
 
 /// A form post from anywhere but this server's own page could sign the victim in as the
 /// attacker (login CSRF): accept only a same-origin post, or one that says nothing of where it
-/// comes from (old clients). `Origin: null` (sandboxed frames), `same-site`, several `Origin`
+/// comes from (old clients). `Origin: null` (sandboxed frames) unless `Sec-Fetch-Site` says
+/// same-origin, `same-site`, several `Origin`
 /// or `Sec-Fetch-Site` headers, or an unreadable one are refused.
-fn cross_site(headers: &HeaderMap, service: &Service) -> bool {
+pub(crate) fn cross_site(headers: &HeaderMap, service: &Service) -> bool {
     let single = |name| {
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
@@ -145,12 +151,16 @@ fn cross_site(headers: &HeaderMap, service: &Service) -> bool {
         return true;
     };
     let site_ok = matches!(fetch_site, None | Some("same-origin") | Some("none"));
-    let origin_ok = origin.is_none_or(|o| o == service.issuer_origin());
+    // Our pages send `Referrer-Policy: no-referrer`, under which Chromium sends `Origin: null`
+    // even for a post from our own page; its `Sec-Fetch-Site: same-origin` (which no page can
+    // forge, and which a sandboxed frame gets as `cross-site`) then says where it comes from.
+    let own_null = origin == Some("null") && fetch_site == Some("same-origin");
+    let origin_ok = own_null || origin.is_none_or(|o| o == service.issuer_origin());
     !(site_ok && origin_ok)
 }
 
 /// The browser's address: the first `X-Forwarded-For` hop when a proxy sets one, else the peer.
-fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> Option<String> {
+pub(crate) fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> Option<String> {
     let forwarded =
         headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next());
     Some(forwarded.map(|f| f.trim().to_owned()).unwrap_or_else(|| peer.ip().to_string()))
@@ -168,13 +178,13 @@ async fn consume(
     Path(token): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Response, PageError> {
     if cross_site(&headers, &service) {
-        return Ok(page(
-            StatusCode::FORBIDDEN,
-            "Open the link from your e-mail",
-            "<h1>Open the link from your e-mail</h1><p>This sign-in can only be confirmed from the page the link opens.</p>",
-        ));
+        return Ok(refused_cross_site());
+    }
+    if let Some(page) = hosted::consume(&service, &token, &headers, &body).await {
+        return Ok(page);
     }
     Ok(match service.consume_link(&token, &browser(&headers, peer)).await? {
         Ok(location) => {
@@ -191,11 +201,11 @@ async fn consume(
     })
 }
 
-async fn authorize() -> Response {
+/// A form post from another site: nothing is done.
+pub(crate) fn refused_cross_site() -> Response {
     page(
-        StatusCode::BAD_REQUEST,
-        "Sign in from your application",
-        "<h1>Sign in from your application</h1><p>This server does not host a sign-in form. \
-         Sign-in starts when the application's back end asks for a magic link or a code.</p>",
+        StatusCode::FORBIDDEN,
+        "Open the link from your e-mail",
+        "<h1>Open the link from your e-mail</h1><p>This sign-in can only be confirmed from the page the link opens.</p>",
     )
 }
