@@ -6,7 +6,7 @@ use latchkey_core::challenge::{AuthMethod, AuthorizationCode, NewAuthorizationCo
 use latchkey_core::event::Event;
 use latchkey_core::hosted::{BrowserSession, HostedRequest, HostedStatus, SignedIn};
 use latchkey_core::id::{AppId, ChallengeId, FamilyId, HostedRequestId, OrgId, OutboxId, SecretId, UserId};
-use latchkey_core::link_view::{LinkView, LinkViews, ViewMethod};
+use latchkey_core::link_view::{self, LinkView, LinkViews, ViewMethod};
 use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::{self, RateLimit, RateLimitKind, RateLimited};
 use latchkey_core::refresh::RefreshToken;
@@ -404,29 +404,43 @@ impl Store for PostgresStore {
         Ok(OutboxBacklog { queued: queued as u64, oldest_queued_at: oldest.and_then(rows::from_millis) })
     }
 
-    async fn record_link_view(&self, view: &LinkView, keep: u32) -> StoreResult<RecordedView> {
-        const RECORD: &str = "WITH counted AS ( \
-               INSERT INTO link_view_counts (challenge_id, total, pressed_at) VALUES ($1, 1, $2) \
+    async fn record_link_views(&self, views: &[LinkView], keep: u32) -> StoreResult<Vec<RecordedView>> {
+        // One statement per view: counted, kept while under the bound, and the challenge's
+        // application and delivery time read back for the event.
+        const RECORD: &str = "WITH target AS (SELECT id, app_id FROM challenges WHERE id = $1), \
+             counted AS ( \
+               INSERT INTO link_view_counts (challenge_id, total, pressed_at) SELECT id, 1, $2 FROM target \
                ON CONFLICT (challenge_id) DO UPDATE SET total = link_view_counts.total + 1, \
                pressed_at = COALESCE(link_view_counts.pressed_at, EXCLUDED.pressed_at) RETURNING total), \
              kept AS ( \
                INSERT INTO link_views (challenge_id, seq, at, method, ip, user_agent) \
                SELECT $1, total, $3, $4, $5, $6 FROM counted WHERE total <= $7 RETURNING seq) \
-             SELECT (SELECT COUNT(*) FROM kept), (SELECT MIN(sent_at) FROM outbox WHERE challenge_id = $1)";
-        let pressed = (view.method == ViewMethod::Post).then(|| millis(view.at));
-        let row = sqlx::query(RECORD)
-            .bind(view.challenge_id.as_str())
-            .bind(pressed)
-            .bind(millis(view.at))
-            .bind(view.method.as_str())
-            .bind(view.ip.as_deref())
-            .bind(view.user_agent.as_deref())
-            .bind(i64::from(keep))
-            .fetch_one_on(&self.pool)
-            .await?;
-        let kept: i64 = row.try_get(0).map_err(map_err)?;
-        let delivered: Option<i64> = row.try_get(1).map_err(map_err)?;
-        Ok(RecordedView { kept: kept > 0, delivered_at: delivered.and_then(rows::from_millis) })
+             SELECT (SELECT app_id FROM target), (SELECT COUNT(*) FROM kept), \
+               (SELECT MIN(sent_at) FROM outbox WHERE challenge_id = $1)";
+        let mut recorded = Vec::with_capacity(views.len());
+        for view in views {
+            let pressed = (view.method == ViewMethod::Post).then(|| millis(view.at));
+            let row = sqlx::query(RECORD)
+                .bind(view.challenge_id.as_str())
+                .bind(pressed)
+                .bind(millis(view.at))
+                .bind(view.method.as_str())
+                .bind(view.ip.as_deref())
+                .bind(view.user_agent.as_deref())
+                .bind(i64::from(keep))
+                .fetch_one_on(&self.pool)
+                .await?;
+            let app_id: Option<String> = row.try_get(0).map_err(map_err)?;
+            let kept: i64 = row.try_get(1).map_err(map_err)?;
+            let delivered: Option<i64> = row.try_get(2).map_err(map_err)?;
+            let delivered_at = delivered.and_then(rows::from_millis);
+            if let (Some(app_id), true) = (app_id, kept > 0) {
+                let signs = link_view::signs_on_arrival(view, delivered_at);
+                self.insert_event(&Event::link_viewed(&AppId::from_trusted(app_id), view, &signs)).await?;
+            }
+            recorded.push(RecordedView { kept: kept > 0, delivered_at });
+        }
+        Ok(recorded)
     }
 
     async fn link_views(&self, challenge_id: &ChallengeId) -> StoreResult<LinkViews> {

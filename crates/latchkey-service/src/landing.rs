@@ -71,7 +71,7 @@ impl Service {
             browser.ip.clone(),
             browser.user_agent.as_deref(),
         );
-        self.record_link_view(&challenge.app_id, view);
+        self.record_link_view(view);
     }
 
     fn gone(status: ChallengeStatus, app: &Application, challenge: &latchkey_core::Challenge) -> Landing {

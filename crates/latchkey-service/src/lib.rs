@@ -89,6 +89,8 @@ pub struct Service {
     outbox_worker: Arc<AtomicBool>,
     /// How long a browser session of the hosted sign-in lasts.
     session_lifetime: time::Duration,
+    /// Landing-page views on their way to the store.
+    views: link_views::ViewQueue,
 }
 
 /// Whether this instance should be sent traffic, and if not, why.
@@ -114,6 +116,7 @@ impl Service {
         let issuer = config.public_url.as_str().trim_end_matches('/').to_owned();
         let admin_token_hash = config.admin_token.as_deref().map(|t| key.hash(HashPurpose::AdminToken, t));
         Self {
+            views: link_views::ViewQueue::start(store.clone()),
             store,
             clock,
             key,

@@ -1,12 +1,19 @@
-//! Scanner telemetry: every request for a link's landing page is recorded, in the background so
-//! that the page never waits for it, and read back classified (see `latchkey_core::link_view`).
+//! Scanner telemetry: every request for a link's landing page is recorded and read back
+//! classified (see `latchkey_core::link_view`). The page never waits for the record: it hands
+//! the view to a queue of its own, and one task writes whatever has queued in one store call,
+//! so that a flood of views costs a write per batch rather than per view.
 
 use crate::{Service, ServiceError, metrics};
 use latchkey_core::ChallengeStatus;
-use latchkey_core::event::Event;
-use latchkey_core::id::AppId;
 use latchkey_core::link_view::{self, ClassifiedView, KEPT_VIEWS_PER_LINK, LinkView};
-use latchkey_store::ChallengeRecord;
+use latchkey_store::{ChallengeRecord, Store};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Views waiting to be written; beyond this, new ones are counted as dropped and not kept.
+const QUEUE: usize = 10_000;
+/// The most views written in one store call.
+const BATCH: usize = 512;
 
 /// A link's views as the application reads them.
 #[derive(Debug)]
@@ -17,32 +24,50 @@ pub struct LinkViewReport {
     pub views: Vec<ClassifiedView>,
 }
 
-impl Service {
-    /// Counts a view, keeps it while the link has few, and writes its event; never fails the
-    /// page (a failure is logged).
-    pub(crate) fn record_link_view(&self, app_id: &AppId, view: LinkView) {
-        let (store, app_id) = (self.store.clone(), app_id.clone());
-        // In the request's span: its log lines carry the request id.
-        let span = tracing::Span::current();
-        tokio::spawn(tracing::Instrument::instrument(
-            async move {
-                let recorded = match store.record_link_view(&view, KEPT_VIEWS_PER_LINK).await {
-                    Ok(recorded) => recorded,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a link view could not be recorded");
-                        return;
-                    }
-                };
-                let signs = link_view::signs_on_arrival(&view, recorded.delivered_at);
-                metrics::link_viewed(view.method, !signs.is_empty());
-                if recorded.kept
-                    && let Err(e) = store.insert_event(&Event::link_viewed(&app_id, &view, &signs)).await
-                {
-                    tracing::warn!(error = %e, "a link view's event could not be written");
+/// The queue in front of the store; its writer runs while the queue has a sender.
+pub(crate) struct ViewQueue(Option<mpsc::Sender<(LinkView, tracing::Span)>>);
+
+impl ViewQueue {
+    /// Starts the writer on the current runtime; without one, views are not recorded.
+    pub(crate) fn start(store: Arc<dyn Store>) -> Self {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return Self(None) };
+        let (send, receive) = mpsc::channel(QUEUE);
+        runtime.spawn(write_views(store, receive));
+        Self(Some(send))
+    }
+
+    fn push(&self, view: LinkView) {
+        let Some(queue) = &self.0 else { return };
+        if queue.try_send((view, tracing::Span::current())).is_err() {
+            metrics::link_view_dropped();
+        }
+    }
+}
+
+async fn write_views(store: Arc<dyn Store>, mut queue: mpsc::Receiver<(LinkView, tracing::Span)>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while queue.recv_many(&mut batch, BATCH).await > 0 {
+        let (views, spans): (Vec<LinkView>, Vec<tracing::Span>) = batch.drain(..).unzip();
+        match store.record_link_views(&views, KEPT_VIEWS_PER_LINK).await {
+            Ok(recorded) => {
+                for (view, recorded) in views.iter().zip(recorded) {
+                    let signs = link_view::signs_on_arrival(view, recorded.delivered_at);
+                    metrics::link_viewed(view.method, !signs.is_empty());
                 }
-            },
-            span,
-        ));
+            }
+            Err(e) => {
+                // In the first request's span, so that the line names a request.
+                let _in_request = spans.first().map(|s| s.enter());
+                tracing::warn!(error = %e, views = views.len(), "link views could not be recorded");
+            }
+        }
+    }
+}
+
+impl Service {
+    /// Queues a view for recording; never waits and never fails the page.
+    pub(crate) fn record_link_view(&self, view: LinkView) {
+        self.views.push(view);
     }
 
     /// The views of a magic link the caller has read (and so may see).

@@ -98,3 +98,8 @@ pub fn link_viewed(method: ViewMethod, likely_scanner: bool) {
     let class = if likely_scanner { "likely_scanner" } else { "unclassified" };
     counter!("latchkey_link_views_total", "method" => method.as_str(), "class" => class).increment(1);
 }
+
+/// A view that could not be queued for recording (the queue was full): counted, not kept.
+pub fn link_view_dropped() {
+    counter!("latchkey_link_views_dropped_total").increment(1);
+}

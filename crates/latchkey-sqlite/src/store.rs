@@ -13,7 +13,7 @@ use latchkey_core::hosted::{BrowserSession, HostedRequest, HostedStatus, SignedI
 use latchkey_core::id::{
     AppId, ChallengeId, CodeId, FamilyId, HostedRequestId, OrgId, OutboxId, SecretId, UserId,
 };
-use latchkey_core::link_view::{LinkView, LinkViews, ViewMethod};
+use latchkey_core::link_view::{self, LinkView, LinkViews, ViewMethod};
 use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::{self, RateLimit, RateLimited};
 use latchkey_core::refresh::RefreshToken;
@@ -224,6 +224,44 @@ fn keep_unless_refused(outcome: Result<(), RateLimited>) -> Write<Result<(), Rat
         Ok(()) => Write::Keep(Ok(())),
         Err(refused) => Write::Undo(Err(refused)),
     }
+}
+
+/// One view of [`Store::record_link_views`], in the writer's transaction.
+fn record_link_view(c: &Connection, view: &LinkView, keep: u32) -> StoreResult<RecordedView> {
+    let id = view.challenge_id.as_str();
+    let found: Option<(String, Option<i64>)> = c
+        .query_row(
+            "SELECT app_id, (SELECT MIN(sent_at) FROM outbox WHERE challenge_id = ?1) FROM challenges WHERE id = ?1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(map_err)?;
+    let Some((app_id, delivered)) = found else {
+        return Ok(RecordedView { kept: false, delivered_at: None });
+    };
+    let delivered_at = delivered.and_then(rows::from_millis);
+    let pressed = (view.method == ViewMethod::Post).then(|| millis(view.at));
+    let total: i64 = c
+        .query_row(
+            "INSERT INTO link_view_counts (challenge_id, total, pressed_at) VALUES (?1, 1, ?2) \
+             ON CONFLICT (challenge_id) DO UPDATE SET total = total + 1, \
+             pressed_at = COALESCE(pressed_at, excluded.pressed_at) RETURNING total",
+            params![id, pressed],
+            |row| row.get(0),
+        )
+        .map_err(map_err)?;
+    let kept = total <= i64::from(keep);
+    if kept {
+        exec(
+            c,
+            "INSERT INTO link_views (challenge_id, seq, at, method, ip, user_agent) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, total, millis(view.at), view.method.as_str(), view.ip, view.user_agent],
+        )?;
+        let signs = link_view::signs_on_arrival(view, delivered_at);
+        insert_event(c, &Event::link_viewed(&AppId::from_trusted(app_id), view, &signs))?;
+    }
+    Ok(RecordedView { kept, delivered_at })
 }
 
 pub(crate) fn insert_event(conn: &Connection, e: &Event) -> StoreResult<()> {
@@ -566,35 +604,9 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn record_link_view(&self, view: &LinkView, keep: u32) -> StoreResult<RecordedView> {
-        let view = view.clone();
-        self.write(move |c| {
-            let id = view.challenge_id.as_str();
-            let pressed = (view.method == ViewMethod::Post).then(|| millis(view.at));
-            let total: i64 = c
-                .query_row(
-                    "INSERT INTO link_view_counts (challenge_id, total, pressed_at) VALUES (?1, 1, ?2) \
-                     ON CONFLICT (challenge_id) DO UPDATE SET total = total + 1, \
-                     pressed_at = COALESCE(pressed_at, excluded.pressed_at) RETURNING total",
-                    params![id, pressed],
-                    |row| row.get(0),
-                )
-                .map_err(map_err)?;
-            let kept = total <= i64::from(keep);
-            if kept {
-                exec(
-                    c,
-                    "INSERT INTO link_views (challenge_id, seq, at, method, ip, user_agent) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![id, total, millis(view.at), view.method.as_str(), view.ip, view.user_agent],
-                )?;
-            }
-            let delivered: Option<i64> = c
-                .query_row("SELECT MIN(sent_at) FROM outbox WHERE challenge_id = ?1", [id], |row| row.get(0))
-                .map_err(map_err)?;
-            Ok(RecordedView { kept, delivered_at: delivered.and_then(rows::from_millis) })
-        })
-        .await
+    async fn record_link_views(&self, views: &[LinkView], keep: u32) -> StoreResult<Vec<RecordedView>> {
+        let views = views.to_vec();
+        self.write(move |c| views.iter().map(|view| record_link_view(c, view, keep)).collect()).await
     }
 
     async fn link_views(&self, challenge_id: &ChallengeId) -> StoreResult<LinkViews> {

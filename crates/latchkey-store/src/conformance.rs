@@ -6,15 +6,15 @@
 
 use crate::OutboxBacklog;
 use crate::{
-    ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, OtpOutcome, RegistrationOutcome,
-    RotateOutcome, Store, StoredSigningKey, TokenOutcome,
+    ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, OtpOutcome, RecordedView,
+    RegistrationOutcome, RotateOutcome, Store, StoredSigningKey, TokenOutcome,
 };
 use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, otp_subject};
 use latchkey_core::challenge::{ChallengeRequest, NewAuthorizationCode, Purpose};
 use latchkey_core::event::{Event, EventKind};
 use latchkey_core::id::OrgId;
-use latchkey_core::id::{AppId, OutboxId, SecretId};
+use latchkey_core::id::{AppId, ChallengeId, OutboxId, SecretId};
 use latchkey_core::organization::Organization;
 use latchkey_core::rate_limit::{RateLimit, RateLimitKind, RateLimited};
 use latchkey_core::refresh::RefreshToken;
@@ -636,34 +636,50 @@ pub async fn link_views_are_counted_kept_up_to_a_bound_and_purged_with_their_cha
     let at = |s: i64| t0() + Duration::seconds(s);
     let view =
         |s, method| LinkView::new(c.id.clone(), at(s), method, Some("192.0.2.7".into()), Some("Agent/1"));
-    let first = store.record_link_view(&view(11, ViewMethod::Head), 3).await.unwrap();
-    assert_eq!((first.kept, first.delivered_at), (true, Some(delivered)));
-    assert!(store.record_link_view(&view(60, ViewMethod::Get), 3).await.unwrap().kept);
-    assert!(store.record_link_view(&view(61, ViewMethod::Post), 3).await.unwrap().kept);
-    let flood = (0..10).map(|i| {
-        let (store, v) = (store.clone(), view(70 + i, ViewMethod::Get));
-        async move { store.record_link_view(&v, 3).await.unwrap().kept }
-    });
-    let kept = futures_util::future::join_all(flood).await.into_iter().filter(|k| *k).count();
+    let record = |views: Vec<LinkView>| {
+        let store = store.clone();
+        async move { store.record_link_views(&views, 3).await.unwrap() }
+    };
+    let first = record(vec![view(11, ViewMethod::Head)]).await;
+    assert_eq!(first, [RecordedView { kept: true, delivered_at: Some(delivered) }]);
+    // A batch: the bound counts within it too.
+    let batch =
+        record(vec![view(60, ViewMethod::Get), view(61, ViewMethod::Post), view(62, ViewMethod::Get)]).await;
+    assert_eq!(batch.iter().map(|r| r.kept).collect::<Vec<_>>(), [true, true, false]);
+    let flood = (0..10).map(|i| record(vec![view(70 + i, ViewMethod::Get)]));
+    let kept = futures_util::future::join_all(flood).await.into_iter().filter(|r| r[0].kept).count();
     assert_eq!(kept, 0, "past the bound, views are only counted");
     // A second press does not move the first press's time.
-    store.record_link_view(&view(90, ViewMethod::Post), 3).await.unwrap();
+    record(vec![view(90, ViewMethod::Post)]).await;
 
     let views = store.link_views(&c.id).await.unwrap();
-    assert_eq!(views.total, 14);
+    assert_eq!(views.total, 15);
     assert_eq!(
         views.views,
         vec![view(11, ViewMethod::Head), view(60, ViewMethod::Get), view(61, ViewMethod::Post)]
     );
     assert_eq!((views.delivered_at, views.pressed_at), (Some(delivered), Some(at(61))));
+    // Each kept view has its event, with the signs it showed on arrival.
+    let events = store.events(None, 100).await.unwrap();
+    let viewed: Vec<&Event> = events.iter().filter(|e| e.kind == EventKind::LinkViewed).collect();
+    assert_eq!(viewed.len(), 3);
+    assert_eq!(viewed[0].subject.as_deref(), Some(c.id.as_str()));
+    assert_eq!(viewed[0].app_id.as_ref(), Some(&app.id));
+    assert_eq!(
+        viewed[0].detail.as_deref(),
+        Some(r#"{"method":"HEAD","likely_scanner":true,"signs":["head","too_soon"]}"#)
+    );
 
-    // Another challenge's views are its own.
+    // Another challenge's views are its own; a challenge that is gone keeps none.
     let (other, _) = challenge(&app, "other@example.com", t0());
     insert(&*store, &other, None).await;
     let bare = LinkView::new(other.id.clone(), at(5), ViewMethod::Get, None, None);
-    let not_sent = store.record_link_view(&bare, 3).await.unwrap();
-    assert_eq!(not_sent.delivered_at, None, "no e-mail, no delivery time");
+    let unknown = LinkView::new(ChallengeId::generate(t0()), at(5), ViewMethod::Get, None, None);
+    let recorded = record(vec![bare, unknown.clone()]).await;
+    assert_eq!(recorded[0], RecordedView { kept: true, delivered_at: None }, "no e-mail, no delivery time");
+    assert!(!recorded[1].kept);
     assert_eq!(store.link_views(&other.id).await.unwrap().total, 1);
+    assert_eq!(store.link_views(&unknown.challenge_id).await.unwrap().total, 0);
 
     // Purged a day after the challenge expired, with it.
     store.purge_expired(c.expires_at + Duration::days(2)).await.unwrap();

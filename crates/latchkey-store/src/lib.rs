@@ -91,11 +91,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<OtpOutcome>;
     async fn challenge(&self, app_id: &AppId, id: &ChallengeId) -> StoreResult<Option<ChallengeRecord>>;
     async fn challenge_by_link(&self, link_hash: &[u8]) -> StoreResult<Option<Challenge>>;
-    /// Counts a request for a challenge's landing page, or a press of its button, and keeps it
-    /// in full while the challenge has fewer than `keep` views (so that a flood of requests for
-    /// one link stays bounded); a press also records when the button was first pressed. Returns
-    /// whether the view was kept, and when the challenge's e-mail was delivered.
-    async fn record_link_view(&self, view: &LinkView, keep: u32) -> StoreResult<RecordedView>;
+    /// Counts each request for a challenge's landing page, or press of its button, and keeps it
+    /// in full, with its `link.viewed` event (`Event::link_viewed`, with the signs it showed on
+    /// arrival), while the challenge has fewer than `keep` views (so that a flood of requests
+    /// for one link stays bounded); a press also records when the button was first pressed.
+    /// Answers, for each view in order, whether it was kept and when the challenge's e-mail was
+    /// delivered. A view of a challenge that no longer exists is skipped (not kept).
+    async fn record_link_views(&self, views: &[LinkView], keep: u32) -> StoreResult<Vec<RecordedView>>;
     /// A challenge's kept views in the order they came, with how many there were in all and the
     /// times of delivery and of the first press. Purged with the challenge.
     async fn link_views(&self, challenge_id: &ChallengeId) -> StoreResult<LinkViews>;
