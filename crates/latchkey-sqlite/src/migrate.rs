@@ -22,6 +22,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, sql: include_str!("../migrations/0005_user_locale.sql") },
     Migration { version: 6, sql: include_str!("../migrations/0006_code_is_credential.sql") },
     Migration { version: 7, sql: include_str!("../migrations/0007_redirect_uri_given.sql") },
+    Migration { version: 9, sql: include_str!("../migrations/0009_dkim_keys.sql") },
 ];
 
 /// Applies every migration not applied yet; runs inside a write transaction, so that two

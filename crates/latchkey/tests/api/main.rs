@@ -25,6 +25,7 @@ mod races;
 mod readiness;
 mod registrations_and_orgs;
 mod sdk_autharmor;
+mod sdk_dkim;
 mod sdk_workos;
 mod transmit;
 mod users_and_events;
