@@ -115,6 +115,10 @@ fn describe() {
         "latchkey_link_views_total",
         "Requests for a link's landing page and presses of its button, by method and class (likely_scanner or unclassified, from the signs a request shows on arrival)"
     );
+    describe_counter!(
+        "latchkey_link_views_dropped_total",
+        "Landing-page views not recorded because the recording queue was full"
+    );
     describe_counter!("latchkey_otp_failures_total", "Wrong one-time codes, by application");
     describe_counter!(
         "latchkey_otp_burned_total",
