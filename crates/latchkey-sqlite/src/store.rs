@@ -229,13 +229,12 @@ fn keep_unless_refused(outcome: Result<(), RateLimited>) -> Write<Result<(), Rat
 /// One view of [`Store::record_link_views`], in the writer's transaction.
 fn record_link_view(c: &Connection, view: &LinkView, keep: u32) -> StoreResult<RecordedView> {
     let id = view.challenge_id.as_str();
+    // Cached statements: this runs for every view of every link.
     let found: Option<(String, Option<i64>)> = c
-        .query_row(
+        .prepare_cached(
             "SELECT app_id, (SELECT MIN(sent_at) FROM outbox WHERE challenge_id = ?1) FROM challenges WHERE id = ?1",
-            [id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
         )
-        .optional()
+        .and_then(|mut stmt| stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?))).optional())
         .map_err(map_err)?;
     let Some((app_id, delivered)) = found else {
         return Ok(RecordedView { kept: false, delivered_at: None });
@@ -243,13 +242,12 @@ fn record_link_view(c: &Connection, view: &LinkView, keep: u32) -> StoreResult<R
     let delivered_at = delivered.and_then(rows::from_millis);
     let pressed = (view.method == ViewMethod::Post).then(|| millis(view.at));
     let total: i64 = c
-        .query_row(
+        .prepare_cached(
             "INSERT INTO link_view_counts (challenge_id, total, pressed_at) VALUES (?1, 1, ?2) \
              ON CONFLICT (challenge_id) DO UPDATE SET total = total + 1, \
              pressed_at = COALESCE(pressed_at, excluded.pressed_at) RETURNING total",
-            params![id, pressed],
-            |row| row.get(0),
         )
+        .and_then(|mut stmt| stmt.query_row(params![id, pressed], |row| row.get(0)))
         .map_err(map_err)?;
     let kept = total <= i64::from(keep);
     if kept {
