@@ -441,15 +441,26 @@ impl Service {
         browser: Option<&str>,
     ) -> Result<Option<HostedLanding>, ServiceError> {
         let Some((challenge, request, app)) = self.hosted_link(token).await? else { return Ok(None) };
+        Ok(Some(self.hosted_landing_of(challenge, request, app, browser)))
+    }
+
+    /// What the link of `challenge`, which belongs to `request`, shows.
+    pub(crate) fn hosted_landing_of(
+        &self,
+        challenge: Challenge,
+        request: HostedRequest,
+        app: Application,
+        browser: Option<&str>,
+    ) -> HostedLanding {
         let product = app.product_name().to_owned();
         if let Some(status) = self.gone_reason(&request, Some(&challenge)) {
-            return Ok(Some(HostedLanding::Gone { status, product, app }));
+            return HostedLanding::Gone { status, product, app };
         }
-        Ok(Some(if self.holds(&request, browser) {
+        if self.holds(&request, browser) {
             HostedLanding::SameBrowser { product, email: challenge.email, app }
         } else {
             HostedLanding::Approve { product, email: challenge.email, app, request: Box::new(request) }
-        }))
+        }
     }
 
     /// The landing page's button in the browser that waits: consumes the link and finishes.

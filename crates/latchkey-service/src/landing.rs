@@ -43,6 +43,13 @@ pub enum Landing {
     },
 }
 
+/// What a link's page shows: a hosted sign-in's, or the ordinary one.
+#[derive(Debug)]
+pub enum OpenedLink {
+    Hosted(Box<crate::HostedLanding>),
+    Ordinary(Landing),
+}
+
 /// The longest link token looked up; anything longer cannot be ours.
 const MAX_TOKEN_LEN: usize = 128;
 
@@ -80,23 +87,35 @@ impl Service {
         Landing::Gone { status, product: app.product_name().to_owned(), back }
     }
 
-    /// What the landing page shows; the request (`method`: GET or HEAD) is recorded as a view.
-    pub async fn view_link(
+    /// What a link's page shows, with one lookup of the link: a hosted sign-in's page (as the
+    /// browser holding `cookie` sees it), or the ordinary landing page, whose request (`method`:
+    /// GET or HEAD) is recorded as a view.
+    pub async fn open_link(
         &self,
         token: &str,
         method: ViewMethod,
         browser: &Browser,
-    ) -> Result<Landing, ServiceError> {
-        let Some((challenge, app)) = self.link_target(token).await? else { return Ok(Landing::NotFound) };
+        cookie: Option<&str>,
+    ) -> Result<OpenedLink, ServiceError> {
+        let Some((challenge, app)) = self.link_target(token).await? else {
+            return Ok(OpenedLink::Ordinary(Landing::NotFound));
+        };
+        if let Some(request) = self.store.hosted_request_by_challenge(&challenge.id).await? {
+            return Ok(OpenedLink::Hosted(Box::new(self.hosted_landing_of(challenge, request, app, cookie))));
+        }
         self.record_view(&challenge, method, browser);
-        Ok(match challenge.status_at(self.clock.now()) {
+        Ok(OpenedLink::Ordinary(self.landing_of(challenge, &app)))
+    }
+
+    fn landing_of(&self, challenge: latchkey_core::Challenge, app: &Application) -> Landing {
+        match challenge.status_at(self.clock.now()) {
             ChallengeStatus::Pending => Landing::Ready(LandingView {
                 product: app.product_name().to_owned(),
                 bound: challenge.code_challenge.is_some(),
                 email: challenge.email,
             }),
-            status => Self::gone(status, &app, &challenge),
-        })
+            status => Self::gone(status, app, &challenge),
+        }
     }
 
     /// Consumes the challenge and returns where to send the browser: the application's

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use latchkey_core::ChallengeStatus;
 use latchkey_core::link_view::ViewMethod;
-use latchkey_service::{Browser, Landing, Service, ServiceError};
+use latchkey_service::{Browser, Landing, OpenedLink, Service, ServiceError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -126,11 +126,12 @@ async fn landing(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    if let Some(page) = hosted::landing(&service, &token, &headers).await {
-        return Ok(page);
-    }
     let method = if method == Method::HEAD { ViewMethod::Head } else { ViewMethod::Get };
-    Ok(render(service.view_link(&token, method, &browser(&headers, peer)).await?))
+    let cookie = hosted::browser_cookie(&headers);
+    Ok(match service.open_link(&token, method, &browser(&headers, peer), cookie.as_deref()).await? {
+        OpenedLink::Hosted(landing) => hosted::render_landing(*landing, &headers),
+        OpenedLink::Ordinary(landing) => render(landing),
+    })
 }
 
 /// A form post from anywhere but this server's own page could sign the victim in as the

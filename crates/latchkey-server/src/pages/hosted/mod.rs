@@ -238,16 +238,12 @@ async fn status(State(service): State<Arc<Service>>, Path(id): Path<String>, hea
 }
 
 /// The landing page of a hosted sign-in's link; `None` when the link is not one.
-pub(super) async fn landing(service: &Service, token: &str, headers: &HeaderMap) -> Option<Response> {
-    let browser = cookies::get(headers, BROWSER);
-    let landing = match service.hosted_landing(token, browser.as_deref()).await {
-        Ok(found) => found?,
-        Err(e) => return Some(failure(&Look::new(language(None, headers, None), None, None), &e)),
-    };
-    Some(render_landing(landing, headers))
+/// The browser cookie of the hosted sign-in, if the request carries one.
+pub(super) fn browser_cookie(headers: &HeaderMap) -> Option<String> {
+    cookies::get(headers, BROWSER)
 }
 
-fn render_landing(landing: HostedLanding, headers: &HeaderMap) -> Response {
+pub(super) fn render_landing(landing: HostedLanding, headers: &HeaderMap) -> Response {
     match landing {
         HostedLanding::SameBrowser { email, app, .. } => {
             let look = Look::new(language(None, headers, Some(&app)), Some(&app), Some(email.as_str()));
