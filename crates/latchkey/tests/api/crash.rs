@@ -197,7 +197,7 @@ fn first_copies(mails: &[ReceivedMail], wanted: &HashSet<&str>) -> HashMap<Strin
 }
 
 /// An application on the server at `base`, made with the admin token.
-async fn application(http: &reqwest::Client, base: &str) -> Client {
+pub(crate) async fn application(http: &reqwest::Client, base: &str) -> Client {
     let res = http
         .post(format!("{base}/v1/applications"))
         .bearer_auth(ADMIN)

@@ -9,7 +9,7 @@
 //! mail must be exactly those that were answered `201`.
 
 use crate::hardening::{ADMIN, Binary};
-use crate::helpers::{As, CALLBACK, Client};
+use crate::helpers::{As, Client};
 use latchkey_mail::sink::{ReceivedMail, SinkConfig, SmtpSink};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -53,7 +53,7 @@ async fn sigterm_under_load_fails_no_request_loses_no_mail_and_exits_within_the_
     ];
     let mut server = Binary::start_in(dir.path(), &[], &[], &env, &[]);
     let base = format!("http://{}", server.addr);
-    let client = application(&base).await;
+    let client = crate::crash::application(&reqwest::Client::new(), &base).await;
 
     // A request surely in flight at the signal: its head sent, half its body still to come.
     let body = json!({ "email": "in-flight@example.com" }).to_string();
@@ -195,22 +195,6 @@ fn recipients(mails: &[ReceivedMail]) -> HashMap<String, usize> {
         *seen.entry(to.trim().trim_start_matches('<').trim_end_matches('>').to_owned()).or_default() += 1;
     }
     seen
-}
-
-async fn application(base: &str) -> Client {
-    let res = reqwest::Client::new()
-        .post(format!("{base}/v1/applications"))
-        .bearer_auth(ADMIN)
-        .json(&json!({ "name": "Terminated", "redirect_uris": [CALLBACK] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let body: Value = res.json().await.unwrap();
-    Client {
-        id: body["client_id"].as_str().unwrap().into(),
-        secret: body["client_secret"].as_str().unwrap().into(),
-    }
 }
 
 /// A client that never finishes its request does not keep the process past the grace period.
