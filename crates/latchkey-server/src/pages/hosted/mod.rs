@@ -149,17 +149,10 @@ async fn wait(
     method: axum::http::Method,
     headers: HeaderMap,
 ) -> Response {
-    let browser = cookies::get(&headers, BROWSER);
-    let view = match service.waiting(&id, browser.as_deref()).await {
-        Ok(Some(view)) => view,
-        Ok(None) => return not_found(&headers),
-        Err(e) => return failure(&Look::new(language(None, &headers, None), None, None), &e),
+    let (view, look) = match waiting_view(&service, &id, &headers).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
-    let look = Look::new(
-        stored_language(view.request.locale.as_deref(), &headers, &view.app),
-        Some(&view.app),
-        Some(view.email().as_str()),
-    );
     // Only a real visit goes on (a HEAD only looks).
     if method != axum::http::Method::HEAD {
         match service.continue_approved(&view).await {
@@ -178,6 +171,27 @@ async fn wait(
     }
 }
 
+/// The request of a waiting page, for the browser holding its cookie, and how its pages look;
+/// anyone else gets the not-found page.
+async fn waiting_view(
+    service: &Service,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<(WaitingView, Look), Response> {
+    let browser = cookies::get(headers, BROWSER);
+    let view = match service.waiting(id, browser.as_deref()).await {
+        Ok(Some(view)) => view,
+        Ok(None) => return Err(not_found(headers)),
+        Err(e) => return Err(failure(&Look::new(language(None, headers, None), None, None), &e)),
+    };
+    let look = Look::new(
+        stored_language(view.request.locale.as_deref(), headers, &view.app),
+        Some(&view.app),
+        Some(view.email().as_str()),
+    );
+    Ok((view, look))
+}
+
 /// The code typed on the waiting page.
 async fn submit_code(
     State(service): State<Arc<Service>>,
@@ -188,17 +202,10 @@ async fn submit_code(
     if cross_site(&headers, &service) {
         return super::refused_cross_site();
     }
-    let browser = cookies::get(&headers, BROWSER);
-    let view = match service.waiting(&id, browser.as_deref()).await {
-        Ok(Some(view)) => view,
-        Ok(None) => return not_found(&headers),
-        Err(e) => return failure(&Look::new(language(None, &headers, None), None, None), &e),
+    let (view, look) = match waiting_view(&service, &id, &headers).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
-    let look = Look::new(
-        stored_language(view.request.locale.as_deref(), &headers, &view.app),
-        Some(&view.app),
-        Some(view.email().as_str()),
-    );
     let code: Option<String> = serde_html_form::from_bytes::<Vec<(String, String)>>(&body)
         .ok()
         .and_then(|fields| fields.into_iter().find(|(k, _)| k == "code").map(|(_, v)| v));
