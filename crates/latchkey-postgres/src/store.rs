@@ -1401,15 +1401,26 @@ impl Store for PostgresStore {
         one(row, rows::hosted_request)
     }
 
-    async fn hosted_request_by_challenge(
+    async fn challenge_and_hosted_request_by_link(
         &self,
-        challenge_id: &ChallengeId,
-    ) -> StoreResult<Option<HostedRequest>> {
+        link_hash: &[u8],
+    ) -> StoreResult<Option<(Challenge, Option<HostedRequest>)>> {
+        let row = sqlx::query(
+            "SELECT *, EXISTS (SELECT 1 FROM hosted_requests h WHERE h.challenge_id = challenges.id) AS hosted \
+             FROM challenges WHERE link_hash = $1",
+        )
+        .bind(link_hash)
+        .fetch_optional_on(&self.pool)
+        .await?;
+        let Some((challenge, hosted)) = one(row, rows::challenge_marked_hosted)? else { return Ok(None) };
+        if !hosted {
+            return Ok(Some((challenge, None)));
+        }
         let row = sqlx::query("SELECT * FROM hosted_requests WHERE challenge_id = $1")
-            .bind(challenge_id.as_str())
+            .bind(challenge.id.as_str())
             .fetch_optional_on(&self.pool)
             .await?;
-        one(row, rows::hosted_request)
+        Ok(Some((challenge, one(row, rows::hosted_request)?)))
     }
 
     async fn advance_hosted_request(

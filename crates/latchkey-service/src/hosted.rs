@@ -6,6 +6,7 @@
 //! The challenge is the single-use gate: whoever consumes it (link, code, approval) is the one
 //! that moves the request on; every later move is a conditional update of the request.
 
+use crate::landing::FoundLink;
 use crate::magic_links::NewMagicLink;
 use crate::{Refusal, Service, ServiceError};
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, NewAuthorizationCode, Purpose, StateText};
@@ -415,33 +416,11 @@ impl Service {
         Ok(CodeOutcome::Finished(self.finish(&view.app, challenge, signed_in, now).await?))
     }
 
-    /// The hosted request behind a link, if the link is one of a hosted sign-in.
-    async fn hosted_link(
-        &self,
-        token: &str,
-    ) -> Result<Option<(Challenge, HostedRequest, Application)>, ServiceError> {
-        if token.len() > 128 {
-            return Ok(None);
-        }
-        let hash = self.key.hash(HashPurpose::LinkToken, token);
-        let found = self.store.challenge_by_link(&hash).await?.filter(|c| c.purpose == Purpose::Login);
-        let Some(challenge) = found else { return Ok(None) };
-        let Some(request) = self.store.hosted_request_by_challenge(&challenge.id).await? else {
-            return Ok(None);
-        };
-        let Some(app) = self.application_by_id(&challenge.app_id).await? else { return Ok(None) };
-        Ok(Some((challenge, request, app)))
-    }
-
     /// What a hosted sign-in's link shows; `None` when the link is not one (the ordinary
     /// landing page answers). Looking changes nothing.
-    pub async fn hosted_landing(
-        &self,
-        token: &str,
-        browser: Option<&str>,
-    ) -> Result<Option<HostedLanding>, ServiceError> {
-        let Some((challenge, request, app)) = self.hosted_link(token).await? else { return Ok(None) };
-        Ok(Some(self.hosted_landing_of(challenge, request, app, browser)))
+    pub fn hosted_landing(&self, link: &FoundLink, browser: Option<&str>) -> Option<HostedLanding> {
+        let request = link.hosted.clone()?;
+        Some(self.hosted_landing_of(link.challenge.clone(), request, link.app.clone(), browser))
     }
 
     /// What the link of `challenge`, which belongs to `request`, shows.
@@ -466,21 +445,21 @@ impl Service {
     /// The landing page's button in the browser that waits: consumes the link and finishes.
     pub async fn hosted_consume_link(
         &self,
-        token: &str,
+        link: &FoundLink,
         browser: Option<&str>,
     ) -> Result<Option<Result<Finished, GoneReason>>, ServiceError> {
-        let Some((challenge, request, app)) = self.hosted_link(token).await? else { return Ok(None) };
-        if !self.holds(&request, browser) {
+        let FoundLink { challenge, app, hosted: Some(request) } = link else { return Ok(None) };
+        if !self.holds(request, browser) {
             return Ok(Some(Err(GoneReason::Cancelled)));
         }
-        if let Some(reason) = self.gone_reason(&request, Some(&challenge)) {
+        if let Some(reason) = self.gone_reason(request, Some(challenge)) {
             return Ok(Some(Err(reason)));
         }
         let now = self.clock.now();
-        let new = NewAuthorizationCode::generate(&app, &self.key, now);
+        let new = NewAuthorizationCode::generate(app, &self.key, now);
         match self.store.consume_link(&challenge.link_hash, &new, now).await? {
             ConsumeOutcome::Consumed { challenge: consumed, user, .. } => {
-                crate::metrics::challenge_consumed(consumed.purpose, &app, crate::metrics::Consumed::Link);
+                crate::metrics::challenge_consumed(consumed.purpose, app, crate::metrics::Consumed::Link);
                 let moved = self
                     .store
                     .advance_hosted_request(
@@ -516,21 +495,25 @@ impl Service {
     /// The other device's answer on the approval page. The right number consumes the
     /// challenge (the single-use gate) and approves the request; a wrong one or a decline
     /// revokes the challenge and ends the request. The approving device gets nothing.
-    pub async fn decide(&self, token: &str, decision: Decision) -> Result<Option<Decided>, ServiceError> {
-        let Some((challenge, request, app)) = self.hosted_link(token).await? else { return Ok(None) };
-        if let Some(reason) = self.gone_reason(&request, Some(&challenge)) {
+    pub async fn decide(
+        &self,
+        link: &FoundLink,
+        decision: Decision,
+    ) -> Result<Option<Decided>, ServiceError> {
+        let FoundLink { challenge, app, hosted: Some(request) } = link else { return Ok(None) };
+        if let Some(reason) = self.gone_reason(request, Some(challenge)) {
             return Ok(Some(Decided::TooLate(reason)));
         }
         let now = self.clock.now();
         let (to, outcome) = match decision {
             Decision::Pick(n) if n == request.match_number => {
                 // The code this issues is never shown; the waiting browser gets its own.
-                let unused = NewAuthorizationCode::generate(&app, &self.key, now);
+                let unused = NewAuthorizationCode::generate(app, &self.key, now);
                 return Ok(Some(match self.store.consume_link(&challenge.link_hash, &unused, now).await? {
                     ConsumeOutcome::Consumed { user, .. } => {
                         crate::metrics::challenge_consumed(
                             Purpose::Login,
-                            &app,
+                            app,
                             crate::metrics::Consumed::Link,
                         );
                         let signed_in =

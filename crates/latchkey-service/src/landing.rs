@@ -5,6 +5,7 @@ use crate::{Service, ServiceError};
 use latchkey_core::application::Binding;
 use latchkey_core::challenge::{NewAuthorizationCode, Purpose};
 use latchkey_core::event::Event;
+use latchkey_core::hosted::HostedRequest;
 use latchkey_core::link_view::{LinkView, ViewMethod};
 use latchkey_core::secret::HashPurpose;
 use latchkey_core::{Application, ChallengeStatus, EmailAddress};
@@ -53,21 +54,35 @@ pub enum OpenedLink {
 /// The longest link token looked up; anything longer cannot be ours.
 const MAX_TOKEN_LEN: usize = 128;
 
+/// A sign-in link, looked up once: its challenge, its application and, when the link is a
+/// hosted sign-in's, the request waiting for it.
+#[derive(Debug, Clone)]
+pub struct FoundLink {
+    pub(crate) challenge: latchkey_core::Challenge,
+    pub(crate) app: Application,
+    pub(crate) hosted: Option<HostedRequest>,
+}
+
+impl FoundLink {
+    pub fn is_hosted(&self) -> bool {
+        self.hosted.is_some()
+    }
+}
+
 impl Service {
-    async fn link_target(
-        &self,
-        token: &str,
-    ) -> Result<Option<(latchkey_core::Challenge, Application)>, ServiceError> {
+    /// The sign-in link of `token`, with one read of the store. Registration and verification
+    /// tokens are not found here: they belong to the application that asked for them.
+    pub async fn find_link(&self, token: &str) -> Result<Option<FoundLink>, ServiceError> {
         if token.len() > MAX_TOKEN_LEN {
             return Ok(None);
         }
         let hash = self.key.hash(HashPurpose::LinkToken, token);
-        // Only sign-in links land here; registration and verification tokens belong to the
-        // application that asked for them.
-        let found = self.store.challenge_by_link(&hash).await?.filter(|c| c.purpose == Purpose::Login);
-        let Some(challenge) = found else { return Ok(None) };
+        let found = self.store.challenge_and_hosted_request_by_link(&hash).await?;
+        let Some((challenge, hosted)) = found.filter(|(c, _)| c.purpose == Purpose::Login) else {
+            return Ok(None);
+        };
         let Some(app) = self.application_by_id(&challenge.app_id).await? else { return Ok(None) };
-        Ok(Some((challenge, app)))
+        Ok(Some(FoundLink { challenge, app, hosted }))
     }
 
     fn record_view(&self, challenge: &latchkey_core::Challenge, method: ViewMethod, browser: &Browser) {
@@ -97,10 +112,10 @@ impl Service {
         browser: &Browser,
         cookie: Option<&str>,
     ) -> Result<OpenedLink, ServiceError> {
-        let Some((challenge, app)) = self.link_target(token).await? else {
+        let Some(FoundLink { challenge, app, hosted }) = self.find_link(token).await? else {
             return Ok(OpenedLink::Ordinary(Landing::NotFound));
         };
-        if let Some(request) = self.store.hosted_request_by_challenge(&challenge.id).await? {
+        if let Some(request) = hosted {
             return Ok(OpenedLink::Hosted(Box::new(self.hosted_landing_of(challenge, request, app, cookie))));
         }
         self.record_view(&challenge, method, browser);
@@ -122,12 +137,9 @@ impl Service {
     /// redirect URI with the authorization code and state.
     pub async fn consume_link(
         &self,
-        token: &str,
+        FoundLink { challenge, app, .. }: FoundLink,
         browser: &Browser,
     ) -> Result<Result<String, Landing>, ServiceError> {
-        let Some((challenge, app)) = self.link_target(token).await? else {
-            return Ok(Err(Landing::NotFound));
-        };
         self.record_view(&challenge, ViewMethod::Post, browser);
         let now = self.clock.now();
         if app.settings.binding == Binding::Strict && !same_browser(&challenge, browser) {

@@ -34,7 +34,7 @@ pub use hosted::{
     HostedLanding, NewSessionCookie, WaitingView,
 };
 pub use keyring::KeyRing;
-pub use landing::{Browser, Landing, LandingView, OpenedLink};
+pub use landing::{Browser, FoundLink, Landing, LandingView, OpenedLink};
 pub use link_views::LinkViewReport;
 pub use magic_links::{CreatedMagicLink, MessageStyle, NewMagicLink};
 pub use organizations::{NewOrganization, OrganizationChange};

@@ -936,17 +936,30 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn hosted_request_by_challenge(
+    async fn challenge_and_hosted_request_by_link(
         &self,
-        challenge_id: &ChallengeId,
-    ) -> StoreResult<Option<HostedRequest>> {
+        link_hash: &[u8],
+    ) -> StoreResult<Option<(Challenge, Option<HostedRequest>)>> {
         self.read(|c| {
-            one(
+            let found = one(
                 c,
-                "SELECT * FROM hosted_requests WHERE challenge_id = ?1",
-                [challenge_id.as_str()],
-                rows::hosted_request,
-            )
+                "SELECT *, EXISTS (SELECT 1 FROM hosted_requests h WHERE h.challenge_id = challenges.id) \
+                 AS hosted FROM challenges WHERE link_hash = ?1",
+                [link_hash],
+                rows::challenge_marked_hosted,
+            )?;
+            let Some((challenge, hosted)) = found else { return Ok(None) };
+            let request = if hosted {
+                one(
+                    c,
+                    "SELECT * FROM hosted_requests WHERE challenge_id = ?1",
+                    [challenge.id.as_str()],
+                    rows::hosted_request,
+                )?
+            } else {
+                None
+            };
+            Ok(Some((challenge, request)))
         })
     }
 

@@ -1609,7 +1609,14 @@ pub async fn hosted_requests_move_once_from_status_to_status(store: Arc<dyn Stor
     assert_eq!(read.match_number, 42);
     assert_eq!(read.locale.as_deref(), Some("fr"));
     assert_eq!(read.restart, request.restart);
-    assert_eq!(store.hosted_request_by_challenge(&c.id).await.unwrap().unwrap().id, request.id);
+    let (by_link, hosted) =
+        store.challenge_and_hosted_request_by_link(&link_hash(&token)).await.unwrap().expect("by link");
+    assert_eq!((by_link.id, hosted.expect("hosted").id), (c.id.clone(), request.id.clone()));
+    let (ordinary, _) = challenge(&app, "ordinary@example.com", t0());
+    insert(&*store, &ordinary, None).await;
+    let found = store.challenge_and_hosted_request_by_link(&ordinary.link_hash).await.unwrap();
+    assert!(found.is_some_and(|(c, hosted)| c.id == ordinary.id && hosted.is_none()));
+    assert!(store.challenge_and_hosted_request_by_link(&link_hash("nope")).await.unwrap().is_none());
 
     let code = NewAuthorizationCode::generate(&app, &key(), t0());
     let ConsumeOutcome::Consumed { user, .. } =

@@ -139,10 +139,12 @@ pub trait Store: Send + Sync + 'static {
     // The hosted sign-in.
     async fn insert_hosted_request(&self, request: &HostedRequest) -> StoreResult<()>;
     async fn hosted_request(&self, id: &HostedRequestId) -> StoreResult<Option<HostedRequest>>;
-    async fn hosted_request_by_challenge(
+    /// A link's challenge with the hosted request it belongs to, if any: what a link's page
+    /// needs, in one read (an ordinary link, the common case, costs one statement).
+    async fn challenge_and_hosted_request_by_link(
         &self,
-        challenge_id: &ChallengeId,
-    ) -> StoreResult<Option<HostedRequest>>;
+        link_hash: &[u8],
+    ) -> StoreResult<Option<(Challenge, Option<HostedRequest>)>>;
     /// Moves an unexpired request from `from` to `to`, atomically, recording who signed in when
     /// given; returns the request as it now is, or `None` when it was not in `from` (or has
     /// expired). Of concurrent calls, exactly one moves it.

@@ -118,6 +118,12 @@ pub fn client_secret(row: &dyn RowReader) -> Result<ClientSecret, StoreError> {
     })
 }
 
+/// A challenge read with a `hosted` column saying whether a hosted request belongs to it.
+pub fn challenge_marked_hosted(row: &dyn RowReader) -> Result<(Challenge, bool), StoreError> {
+    let hosted = row.boolean("hosted")?.ok_or(StoreError::Corrupt("challenge"))?;
+    Ok((challenge(row)?, hosted))
+}
+
 pub fn challenge(row: &dyn RowReader) -> Result<Challenge, StoreError> {
     let r = Reader { row, what: "challenge" };
     Ok(Challenge {

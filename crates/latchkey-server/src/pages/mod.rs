@@ -184,10 +184,11 @@ async fn consume(
     if cross_site(&headers, &service) {
         return Ok(refused_cross_site());
     }
-    if let Some(page) = hosted::consume(&service, &token, &headers, &body).await {
-        return Ok(page);
+    let Some(link) = service.find_link(&token).await? else { return Ok(render(Landing::NotFound)) };
+    if let Some(landing) = service.hosted_landing(&link, hosted::browser_cookie(&headers).as_deref()) {
+        return Ok(hosted::consume(&service, &link, landing, &headers, &body).await);
     }
-    Ok(match service.consume_link(&token, &browser(&headers, peer)).await? {
+    Ok(match service.consume_link(link, &browser(&headers, peer)).await? {
         Ok(location) => {
             let mut response = StatusCode::SEE_OTHER.into_response();
             let h = response.headers_mut();

@@ -21,8 +21,8 @@ use axum::routing::get;
 use cookies::{BROWSER, SESSION};
 use latchkey_core::{Application, EmailAddress};
 use latchkey_service::{
-    CodeOutcome, Decided, Decision, Finished, GoneReason, HostedLanding, Refusal, Service, ServiceError,
-    WaitingView,
+    CodeOutcome, Decided, Decision, Finished, FoundLink, GoneReason, HostedLanding, Refusal, Service,
+    ServiceError, WaitingView,
 };
 use minijinja::context;
 use render::Look;
@@ -323,23 +323,21 @@ fn describe_browser(ua: Option<&str>) -> String {
 
 /// The landing page's form post for a hosted sign-in's link (already checked as same-site):
 /// the waiting browser finishes; another device approves by its pick, or declines.
+/// `landing` is what `link` shows to this browser.
 pub(super) async fn consume(
     service: &Service,
-    token: &str,
+    link: &FoundLink,
+    landing: HostedLanding,
     headers: &HeaderMap,
     body: &[u8],
-) -> Option<Response> {
-    let browser = cookies::get(headers, BROWSER);
-    let landing = match service.hosted_landing(token, browser.as_deref()).await {
-        Ok(found) => found?,
-        Err(e) => return Some(failure(&Look::new(language(None, headers, None), None, None), &e)),
-    };
+) -> Response {
+    let browser = browser_cookie(headers);
     let fields: Vec<(String, String)> = serde_html_form::from_bytes(body).unwrap_or_default();
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    Some(match landing {
+    match landing {
         HostedLanding::SameBrowser { ref app, ref email, .. } => {
             let look = Look::new(language(None, headers, Some(app)), Some(app), Some(email.as_str()));
-            match service.hosted_consume_link(token, browser.as_deref()).await {
+            match service.hosted_consume_link(link, browser.as_deref()).await {
                 Ok(Some(Ok(done))) => finished(service, done),
                 Ok(Some(Err(reason))) => gone_page(&look, reason, None, StatusCode::GONE),
                 Ok(None) => gone_page(&look, GoneReason::Used, None, StatusCode::GONE),
@@ -354,9 +352,9 @@ pub(super) async fn consume(
                 Decision::Pick(n)
             } else {
                 // A post that chose nothing (a scanner pressing the page's first form) changes nothing.
-                return Some(approval_page(&look, request, email));
+                return approval_page(&look, request, email);
             };
-            match service.decide(token, decision).await {
+            match service.decide(link, decision).await {
                 Ok(Some(Decided::Approved)) => {
                     look.message(StatusCode::OK, "approved_title", "approved_body", None)
                 }
@@ -372,7 +370,7 @@ pub(super) async fn consume(
             }
         }
         landing @ HostedLanding::Gone { .. } => render_landing(landing, headers),
-    })
+    }
 }
 
 /// OpenID Connect RP-Initiated Logout: ends the browser session, then goes back to the
