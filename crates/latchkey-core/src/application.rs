@@ -40,6 +40,47 @@ pub struct AppSettings {
     pub registration_mismatch: MismatchPolicy,
     /// The application's own e-mail templates, by `purpose.locale` (`login.fr`, `registration.de-CH`).
     pub templates: std::collections::BTreeMap<String, TemplateOverride>,
+    /// The application's own hosted sign-in pages, by [`HostedPage`] name; checked when set,
+    /// rendered sandboxed.
+    pub pages: std::collections::BTreeMap<String, String>,
+}
+
+/// A hosted sign-in page an application can replace: the frame around every page (`layout`),
+/// or the content of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostedPage {
+    Layout,
+    Email,
+    Wait,
+    SameBrowser,
+    Approve,
+    Message,
+}
+
+impl HostedPage {
+    pub const ALL: [HostedPage; 6] = [
+        HostedPage::Layout,
+        HostedPage::Email,
+        HostedPage::Wait,
+        HostedPage::SameBrowser,
+        HostedPage::Approve,
+        HostedPage::Message,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostedPage::Layout => "layout",
+            HostedPage::Email => "email",
+            HostedPage::Wait => "wait",
+            HostedPage::SameBrowser => "same_browser",
+            HostedPage::Approve => "approve",
+            HostedPage::Message => "message",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
 }
 
 /// An application's version of a built-in e-mail template; a part left out is the built-in one.

@@ -169,6 +169,7 @@ impl Service {
             binding: cmd.binding.unwrap_or_default(),
             registration_mismatch: cmd.registration_mismatch.unwrap_or_default(),
             templates: Default::default(),
+            pages: Default::default(),
         };
         let now = self.clock.now();
         let id = AppId::generate(now);

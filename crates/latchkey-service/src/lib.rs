@@ -44,7 +44,7 @@ pub use registrations::{
     ShortMessage, Validation, VerificationTemplate,
 };
 pub use sign_in_requests::{LinkParams, NewSignInRequest, SignInCheck, SignInRequest, UserKey, Validated};
-pub use templates::{MAX_TEMPLATES, MAX_TEMPLATES_BYTES, TemplateParts};
+pub use templates::{MAX_TEMPLATES, MAX_TEMPLATES_BYTES, TemplateParts, page_template_name};
 pub use tokens::{
     CodeExchange, ExchangeRedirect, Introspection, MAX_OTP_ATTEMPTS, OtpExchange, SignedIn, TokenSet,
     UserInfo,

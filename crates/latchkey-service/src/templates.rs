@@ -1,12 +1,13 @@
-//! An application's own e-mail templates: set (checked and test-rendered), read, delete.
+//! An application's own e-mail templates (set: checked and test-rendered; read; delete), and
+//! its own hosted pages (the pages face test-renders them before they are set here).
 
 use crate::{Refusal, Resource, Service, ServiceError};
 use latchkey_core::Application;
-use latchkey_core::application::TemplateOverride;
+use latchkey_core::application::{HostedPage, TemplateOverride};
 use latchkey_core::event::{Event, EventKind};
 use latchkey_core::id::AppId;
 use latchkey_mail::Locale;
-use latchkey_mail::templates::{self, Purpose};
+use latchkey_mail::templates::{self, Purpose, sandbox};
 
 /// Templates one application may hold (purposes × locales).
 pub const MAX_TEMPLATES: usize = 40;
@@ -64,7 +65,7 @@ impl Service {
             );
             return Err(Refusal::invalid("template", reason).into());
         }
-        self.save_templates(&mut app, &key, "set").await?;
+        self.save_settings(&mut app, ("template", &key), "set").await?;
         Ok((app, key))
     }
 
@@ -80,7 +81,7 @@ impl Service {
         if app.settings.templates.remove(&key).is_none() {
             return Err(Refusal::NotFound(Resource::Template).into());
         }
-        self.save_templates(&mut app, &key, "deleted").await
+        self.save_settings(&mut app, ("template", &key), "deleted").await
     }
 
     /// One of an application's templates, as set.
@@ -97,10 +98,46 @@ impl Service {
         Ok((key, template))
     }
 
-    async fn save_templates(
+    /// Sets (replaces) an application's own version of a hosted page. `html` must have been
+    /// test-rendered by the pages face, which knows what each page is given; here its size and
+    /// the constructs it uses are checked again.
+    pub async fn set_page(
+        &self,
+        app_id: &AppId,
+        page: HostedPage,
+        html: String,
+    ) -> Result<Application, ServiceError> {
+        if html.trim().is_empty() {
+            return Err(Refusal::invalid("html", "give the page's template").into());
+        }
+        sandbox::check(&page_template_name(page), &html)
+            .map_err(|e| Refusal::invalid("html", e.to_string()))?;
+        let (mut app, _) = self.application(app_id).await?;
+        app.settings.pages.insert(page.as_str().to_owned(), html);
+        self.save_settings(&mut app, ("page", page.as_str()), "set").await?;
+        Ok(app)
+    }
+
+    /// Removes an application's page: the built-in one is shown again.
+    pub async fn delete_page(&self, app_id: &AppId, page: HostedPage) -> Result<(), ServiceError> {
+        let (mut app, _) = self.application(app_id).await?;
+        if app.settings.pages.remove(page.as_str()).is_none() {
+            return Err(Refusal::NotFound(Resource::Template).into());
+        }
+        self.save_settings(&mut app, ("page", page.as_str()), "deleted").await
+    }
+
+    /// One of an application's own pages, as set.
+    pub async fn page(&self, app_id: &AppId, page: HostedPage) -> Result<String, ServiceError> {
+        let (app, _) = self.application(app_id).await?;
+        app.settings.pages.get(page.as_str()).cloned().ok_or(Refusal::NotFound(Resource::Template).into())
+    }
+
+    /// Saves a change of the application's templates or pages; `what` names it in the event.
+    async fn save_settings(
         &self,
         app: &mut Application,
-        key: &str,
+        what: (&str, &str),
         action: &str,
     ) -> Result<(), ServiceError> {
         let now = self.clock.now();
@@ -111,11 +148,16 @@ impl Service {
         self.forget_applications();
         let event = Event::new(EventKind::ApplicationUpdated, now)
             .app(&app.id)
-            .with("template", key)
+            .with(what.0, what.1)
             .with("action", action);
         self.store.insert_event(&event).await?;
         Ok(())
     }
+}
+
+/// The name a page's template goes by, in errors and for its escaping (HTML): `email.html`.
+pub fn page_template_name(page: HostedPage) -> String {
+    format!("{}.html", page.as_str())
 }
 
 fn template_size(t: &TemplateOverride) -> usize {

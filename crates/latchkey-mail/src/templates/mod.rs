@@ -9,7 +9,7 @@
 //! fails because of one.
 
 mod builtin;
-mod sandbox;
+pub mod sandbox;
 
 pub use builtin::LANGUAGES;
 pub use sandbox::{FUEL, MAX_BODY_SOURCE, MAX_OUTPUT, MAX_SUBJECT_SOURCE, RECURSION_LIMIT, TemplateError};

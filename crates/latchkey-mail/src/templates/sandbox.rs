@@ -1,6 +1,7 @@
-//! Running an application's templates safely: HTML auto-escaping, no loader (so no includes,
-//! imports or file access), no globals, a short list of filters and tests, fuel for every
-//! instruction, a recursion limit, and a cap on the output.
+//! Running an application's templates (its e-mails, and its hosted pages in the server's pages
+//! face) safely: HTML auto-escaping, no loader (so no includes, imports or file access), no
+//! globals, a short list of filters and tests, fuel for every instruction, a recursion limit,
+//! and a cap on the output.
 //!
 //! Fuel bounds the time a template runs but not the memory one operation can take, and
 //! MiniJinja's language can grow a value exponentially in a few instructions (doubling a
@@ -102,7 +103,7 @@ fn environment<'s>() -> Environment<'s> {
 }
 
 /// Checks a template's size, syntax and the constructs it uses, without rendering it.
-pub(super) fn check(name: &str, source: &str) -> Result<(), TemplateError> {
+pub fn check(name: &str, source: &str) -> Result<(), TemplateError> {
     check_size(name, source)?;
     let env = environment();
     env.template_from_named_str(name, source).map_err(|e| TemplateError::from_engine(name, source, &e))?;
@@ -146,7 +147,7 @@ fn screen(name: &str, source: &str) -> Result<(), TemplateError> {
 
 /// Renders an application's template within the limits. It was checked when it was set; the
 /// rules are applied again here, since they may have tightened since.
-pub(super) fn render(name: &str, source: &str, context: Value) -> Result<String, TemplateError> {
+pub fn render(name: &str, source: &str, context: Value) -> Result<String, TemplateError> {
     check_size(name, source)?;
     screen(name, source)?;
     let env = environment();

@@ -165,6 +165,8 @@ pub struct ApplicationView {
     pub default_locale: Option<String>,
     /// The keys (`purpose.locale`) of the application's own e-mail templates.
     pub templates: Vec<String>,
+    /// The hosted pages the application has its own version of (`layout`, `email`…).
+    pub pages: Vec<String>,
     pub lifetimes: Lifetimes,
     pub secrets: Vec<SecretView>,
     pub created_at: String,
@@ -210,6 +212,7 @@ pub fn application_json(app: &Application, secrets: &[ClientSecret]) -> Applicat
         branding: s.branding.clone(),
         default_locale: s.default_locale.clone(),
         templates: s.templates.keys().cloned().collect(),
+        pages: s.pages.keys().cloned().collect(),
         lifetimes: s.lifetimes,
         secrets: secrets
             .iter()

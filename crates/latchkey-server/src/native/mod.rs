@@ -7,6 +7,7 @@ mod applications;
 mod error;
 mod magic_links;
 mod openapi;
+mod pages;
 mod parse;
 mod registrations;
 mod templates;
@@ -42,6 +43,7 @@ fn api() -> OpenApiRouter<Arc<Service>> {
         .merge(registrations::routes())
         .merge(admin::routes())
         .merge(templates::routes())
+        .merge(pages::routes())
 }
 
 /// A whole collection.

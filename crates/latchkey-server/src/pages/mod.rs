@@ -2,7 +2,7 @@
 //! Looking (GET, HEAD) never consumes; only the button's POST does, so mail scanners that
 //! fetch links burn nothing. Failures are pages too ([`PageError`]).
 
-mod hosted;
+pub(crate) mod hosted;
 
 use crate::common::html::{escape, page};
 use crate::common::{Cause, add_retry_after};

@@ -189,11 +189,13 @@ async fn healthz(addr: SocketAddr, wait: Duration) -> Result<String, String> {
 /// About a thousand stalled sockets once exhausted the descriptors and `/healthz` stopped
 /// answering. Here the server may hold 256 descriptors and gets 400 stalled connections of
 /// three kinds: headers that never end, a body that stops after one byte, and nothing at all.
+/// The timeouts (3 s) leave the burst of connections time to fill every descriptor even on a
+/// busy machine: with 1 s, the first ones were sometimes cut before the last arrived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off_and_health_still_answers() {
     let server = Binary::start(
         &["prlimit", "--nofile=256:256"],
-        &[("LATCHKEY_HTTP_HEADER_TIMEOUT_MS", "1000"), ("LATCHKEY_HTTP_BODY_TIMEOUT_MS", "1000")],
+        &[("LATCHKEY_HTTP_HEADER_TIMEOUT_MS", "3000"), ("LATCHKEY_HTTP_BODY_TIMEOUT_MS", "3000")],
     );
     assert!(healthz(server.addr, Duration::from_secs(10)).await.is_ok_and(|r| r.starts_with("HTTP/1.1 200")));
 
@@ -217,35 +219,44 @@ async fn slow_clients_are_cut_off_and_health_still_answers() {
         }));
     }
     let mut stalled = Vec::new();
-    for task in connecting {
+    for (i, task) in connecting.into_iter().enumerate() {
         if let Some(stream) = task.await.unwrap() {
-            stalled.push(stream);
+            stalled.push((i % 3, stream));
         }
     }
     assert!(stalled.len() > 256, "only {} stalled connections were opened", stalled.len());
 
     // The stalled sockets hold every descriptor the server has; it must cut them off and
     // answer again once their time is up.
-    let health = healthz(server.addr, Duration::from_secs(10)).await;
+    let health = healthz(server.addr, Duration::from_secs(15)).await;
     assert!(
         health.as_ref().is_ok_and(|r| r.starts_with("HTTP/1.1 200")),
         "/healthz: {health:?}\n{}",
         server.output()
     );
 
-    let mut still_open = 0;
-    for stream in &mut stalled {
-        if read_until_closed(stream, Duration::from_secs(10)).await.is_none() {
-            still_open += 1;
+    let closed = futures_util::future::join_all(
+        stalled.iter_mut().map(|(_, stream)| read_until_closed(stream, Duration::from_secs(15))),
+    )
+    .await;
+    let mut still_open = [0; 3];
+    for ((kind, _), closed) in stalled.iter().zip(&closed) {
+        if closed.is_none() {
+            still_open[*kind] += 1;
         }
     }
-    assert_eq!(still_open, 0, "stalled connections the server did not close");
+    assert_eq!(
+        still_open,
+        [0; 3],
+        "stalled connections the server did not close (unfinished head, stopped body, nothing)\n{}",
+        server.output()
+    );
 
     // An idle kept-alive connection is closed too, after its answer.
     let mut idle = TcpStream::connect(server.addr).await.unwrap();
     idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let answered = read_until_closed(&mut idle, Duration::from_secs(10)).await;
-    let answered = answered.expect("the idle connection was closed");
+    let answered = read_until_closed(&mut idle, Duration::from_secs(15)).await;
+    let answered = answered.expect("the idle kept-alive connection was not closed");
     assert!(String::from_utf8_lossy(&answered).starts_with("HTTP/1.1 200"));
 
     // The server did run out of descriptors, and said so without a line per failed accept.

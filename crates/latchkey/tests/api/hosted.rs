@@ -4,7 +4,7 @@
 use crate::backend_tests;
 use crate::helpers::{CALLBACK, Client, TestApp, claims, eventually, query_param, random_email};
 use futures_util::future::join_all;
-use reqwest::{Response, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ backend_tests!(
     fifty_concurrent_approvals_or_codes_give_one_success,
     sign_in_rate_limits_are_the_ordinary_ones,
     pages_speak_the_chosen_language,
+    an_application_sets_its_own_pages,
+    a_hosted_challenge_used_by_the_back_end_ends_the_wait,
 );
 
 /// A browser: its own cookie jar, no redirects followed.
@@ -121,14 +123,7 @@ async fn start(browser: &Browser, client: &Client, email: &str) -> String {
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     assert!(html.contains("type=\"email\""), "{html}");
-    let mut form: Vec<(String, String)> = authorize_query(client, &[]);
-    form.push(("email".into(), email.into()));
-    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let res = browser.post("/oauth/authorize", &pairs).await;
-    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{}", res.text().await.unwrap());
-    let wait = location(&res);
-    assert!(wait.starts_with("/oauth/authorize/wait/"), "{wait}");
-    wait
+    start_with_form(browser, client, email).await
 }
 
 /// The link and code of the newest e-mail to `email`.
@@ -653,6 +648,141 @@ async fn pages_speak_the_chosen_language(app: TestApp) {
     assert!(html.contains("lang=\"de\"") && html.contains("Bei Acme Cloud anmelden"));
     assert!(html.contains("#0b6e4f"), "the application's colour");
     assert!(html.contains("<label for=\"email\">"), "the field has a label");
+}
+
+/// An application replaces the frame of every page (`layout`) and the e-mail page's content;
+/// the rest stays built in. Its templates run sandboxed: escaped, no inline script (CSP).
+async fn an_application_sets_its_own_pages(app: TestApp) {
+    let client = hosted_client(&app).await;
+    let other = hosted_client(&app).await;
+    let pages = format!("/v1/applications/{}/pages", client.id);
+    let put = |page: &'static str, html: &str| {
+        let body = json!({ "html": html });
+        let path = format!("{pages}/{page}");
+        let app = &app;
+        async move { app.admin(Method::PUT, &path, Some(body)).await }
+    };
+    let layout = "<!doctype html><html lang=\"{{ lang }}\"><head><title>{{ title }}</title></head>\
+        <body class=\"acme-frame\"><header>{{ product }}</header>{{ content }}\
+        {% if script %}<script src=\"/assets/hosted.js\" defer></script>{% endif %}</body></html>";
+    let res = put("layout", layout).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let set: Value = res.json().await.unwrap();
+    assert_eq!((set["object"].as_str(), set["page"].as_str()), (Some("page_template"), Some("layout")));
+    let email = "<h1>{{ t.email_title }}</h1><p class=\"acme-intro\">Use your work address.</p>\
+        <form method=\"post\" action=\"/oauth/authorize\">\
+        {% for name, value in hidden %}<input type=\"hidden\" name=\"{{ name }}\" value=\"{{ value }}\">{% endfor %}\
+        <label for=\"e\">Work e-mail</label><input id=\"e\" type=\"email\" name=\"email\" value=\"{{ login_hint }}\">\
+        <button>Go</button></form>";
+    assert_eq!(put("email", email).await.status(), StatusCode::OK);
+
+    // The e-mail page is the application's, in its frame, with every header a page has; the
+    // hint is escaped.
+    let browser = Browser::new(&app);
+    let res = browser.get(&authorize_path(&client, &[("login_hint", "<b>x</b>@example.com")])).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_page_headers(&res);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("class=\"acme-frame\"") && html.contains("acme-intro"), "{html}");
+    assert!(html.contains("value=\"&lt;b&gt;x&lt;") && !html.contains("<b>x</b>"), "{html}");
+    // The form still starts the sign-in; the waiting page is built in, inside the frame.
+    let email_address = random_email();
+    let wait = start_with_form(&browser, &client, &email_address).await;
+    let html = browser.get(&wait).await.text().await.unwrap();
+    assert!(html.contains("acme-frame") && html.contains("class=\"match\""), "{html}");
+    assert!(html.contains("/assets/hosted.js"), "the frame keeps the waiting page's script");
+    // Another application's pages are the built-in ones.
+    let html = browser.get(&authorize_path(&other, &[])).await.text().await.unwrap();
+    assert!(!html.contains("acme") && html.contains("<label for=\"email\">"), "{html}");
+
+    // Listed, read back, and named in the application.
+    let list: Value = app.admin(Method::GET, &pages, None).await.json().await.unwrap();
+    let names: Vec<&str> =
+        list["data"].as_array().unwrap().iter().map(|p| p["page"].as_str().unwrap()).collect();
+    assert_eq!(names, ["email", "layout"]);
+    assert!(list["pages"].as_array().unwrap().len() >= 6, "{list}");
+    assert!(list["variables"]["wait"].as_array().unwrap().contains(&json!("number")), "{list}");
+    let one: Value = app.admin(Method::GET, &format!("{pages}/email"), None).await.json().await.unwrap();
+    assert_eq!(one["html"], email);
+    let read: Value =
+        app.admin(Method::GET, &format!("/v1/applications/{}", client.id), None).await.json().await.unwrap();
+    assert_eq!(read["pages"], json!(["email", "layout"]));
+
+    // Refused, saying why and where; nothing stored.
+    for (page, html, says) in [
+        ("email", "<p>{% set x = 1 %}</p>", "set"),
+        ("email", "<p>{{ number }}</p>", "number"),
+        ("wait", "<p>{{ t.wait_title }</p>", "line 1"),
+        ("layout", "<p>no content</p>", "content"),
+        ("nope", "<p>x</p>", "page"),
+    ] {
+        let res = put(page, html).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{page}: {html}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_field", "{body}");
+        assert!(body.to_string().contains(says), "{page}: {body}");
+    }
+    let big = format!("<p>{}</p>", "x".repeat(49 * 1024));
+    assert_eq!(put("message", &big).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = app.admin(Method::PUT, &format!("{pages}/email"), Some(json!({}))).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let list: Value = app.admin(Method::GET, &pages, None).await.json().await.unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    let res = app.http.get(app.url(&pages)).bearer_auth(&client.secret).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "the admin token, not the application's secret");
+
+    // Deleted, the built-in page is back.
+    assert_eq!(
+        app.admin(Method::DELETE, &format!("{pages}/email"), None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.admin(Method::DELETE, &format!("{pages}/email"), None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(app.admin(Method::GET, &format!("{pages}/email"), None).await.status(), StatusCode::NOT_FOUND);
+    let html = browser.get(&authorize_path(&client, &[])).await.text().await.unwrap();
+    assert!(html.contains("acme-frame") && html.contains("<label for=\"email\">"), "{html}");
+}
+
+/// Posts the e-mail page's form (its hidden fields and the address); the waiting page's path.
+async fn start_with_form(browser: &Browser, client: &Client, email: &str) -> String {
+    let mut form: Vec<(String, String)> = authorize_query(client, &[]);
+    form.push(("email".into(), email.into()));
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let res = browser.post("/oauth/authorize", &pairs).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{}", res.text().await.unwrap());
+    let wait = location(&res);
+    assert!(wait.starts_with("/oauth/authorize/wait/"), "{wait}");
+    wait
+}
+
+/// The code of a hosted sign-in's e-mail is an ordinary one-time code: the application's back
+/// end may exchange it (the grant of `POST /oauth/token`), and the waiting browser is then told
+/// the sign-in was used, with nothing left to finish.
+async fn a_hosted_challenge_used_by_the_back_end_ends_the_wait(app: TestApp) {
+    let client = hosted_client(&app).await;
+    let browser = Browser::new(&app);
+    let email = random_email();
+    let wait = start(&browser, &client, &email).await;
+    let (link, otp) = mail_for(&app, &email).await;
+    let res = app
+        .as_app(&client)
+        .post("/oauth/token")
+        .form(&[
+            ("grant_type", "urn:latchkey:params:oauth:grant-type:email-otp"),
+            ("email", &email),
+            ("otp", &otp),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap());
+    let res = browser.get(&wait).await;
+    assert_eq!(res.status(), StatusCode::GONE);
+    assert!(res.text().await.unwrap().contains("already used"));
+    assert_eq!(browser.post(&wait, &[("code", &otp)]).await.status(), StatusCode::GONE);
+    assert_eq!(browser.get(&link).await.status(), StatusCode::GONE);
 }
 
 /// Instances behind one load balancer (one public URL) on one PostgreSQL database: a request

@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use latchkey_core::application::HostedPage;
 use latchkey_core::challenge::StateText;
 use latchkey_core::pkce::CodeChallenge;
 use latchkey_core::{Application, EmailAddress, OpaqueToken, RedirectUri};
@@ -187,7 +188,7 @@ fn email_page(valid: &Valid, email: Option<&str>, error: Option<String>, status:
     let look = Look::new(valid.lang, Some(&valid.app), None);
     look.page(
         status,
-        "email.html",
+        HostedPage::Email,
         "email_title",
         false,
         context! {

@@ -9,7 +9,7 @@
 mod authorize;
 mod cookies;
 pub mod i18n;
-mod render;
+pub(crate) mod render;
 
 use super::{client_ip, cross_site};
 use axum::Router;
@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cookies::{BROWSER, SESSION};
+use latchkey_core::application::HostedPage;
 use latchkey_core::{Application, EmailAddress};
 use latchkey_service::{
     CodeOutcome, Decided, Decision, Finished, FoundLink, GoneReason, HostedLanding, Refusal, Service,
@@ -129,7 +130,7 @@ fn wait_page(look: &Look, view: &WaitingView, error: Option<String>, status: Sta
     let wait_url = format!("/oauth/authorize/wait/{}", view.request.id);
     look.page(
         status,
-        "wait.html",
+        HostedPage::Wait,
         "wait_title",
         true,
         context! {
@@ -254,7 +255,7 @@ pub(super) fn render_landing(landing: HostedLanding, headers: &HeaderMap) -> Res
     match landing {
         HostedLanding::SameBrowser { email, app, .. } => {
             let look = Look::new(language(None, headers, Some(&app)), Some(&app), Some(email.as_str()));
-            look.page(StatusCode::OK, "same_browser.html", "same_title", false, context! {})
+            look.page(StatusCode::OK, HostedPage::SameBrowser, "same_title", false, context! {})
         }
         HostedLanding::Approve { email, app, request, .. } => {
             let look = Look::new(language(None, headers, Some(&app)), Some(&app), Some(email.as_str()));
@@ -278,7 +279,7 @@ fn approval_page(
         .unwrap_or_default();
     look.page(
         StatusCode::OK,
-        "approve.html",
+        HostedPage::Approve,
         "approve_title",
         false,
         context! {
