@@ -1,7 +1,8 @@
 //! The hosted sign-in in a real browser: Chromium driven over WebDriver (Debian's `chromium`
 //! and `chromium-driver`, which `.ci/run` installs), two browser profiles standing for two
 //! devices. Each page is photographed at 1280 and 375 px wide into `docs/hosted-sign-in/`,
-//! which the guide shows. Ignored by a plain `cargo test`; with `--include-ignored` it fails,
+//! which the guide shows, audited with axe-core (WCAG 2.1 A and AA rules), and checked to fit a
+//! 320 px wide screen. Ignored by a plain `cargo test`; with `--include-ignored` it fails,
 //! saying how to install them, when the browser is missing.
 
 use crate::helpers::{Backend, TestApp, eventually, query_param, random_email};
@@ -137,15 +138,55 @@ impl Session {
             .await;
     }
 
-    /// The page at 1280 and at 375 px wide, into the guide's folder.
+    async fn execute(&self, script: &str, asynchronous: bool) -> Value {
+        let path = if asynchronous { "/execute/async" } else { "/execute/sync" };
+        self.call(reqwest::Method::POST, path, Some(json!({"script": script, "args": []}))).await
+    }
+
+    /// The page at 1280 and at 375 px wide, into the guide's folder; audited for accessibility
+    /// on the way, and checked to fit a 320 px wide screen.
     async fn photograph(&self, name: &str) {
+        self.audit(name).await;
         for (width, height) in [(1280, 900), (375, 812)] {
             self.resize(width, height).await;
             let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
             let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
             std::fs::write(shots().join(format!("{name}-{width}.png")), bytes).unwrap();
         }
+        self.resize(320, 640).await;
+        let fit =
+            self.execute("return [window.innerWidth, document.documentElement.scrollWidth];", false).await;
+        assert_eq!(fit[0], 320, "{name}: the window is 320 px wide ({fit})");
+        assert_eq!(fit[1], 320, "{name}: nothing is wider than a 320 px screen ({fit})");
         self.resize(1280, 900).await;
+    }
+
+    /// axe-core's WCAG 2.1 A and AA rules, run in the page: no violation.
+    async fn audit(&self, name: &str) {
+        static AXE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/sdk/axe-core/node_modules/axe-core/axe.min.js");
+            std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e}; install it with `bash crates/latchkey/tests/sdk/axe-core/install.sh`",
+                    path.display()
+                )
+            })
+        });
+        let loaded = self.execute(&format!("{}\n;return typeof window.axe;", *AXE), false).await;
+        assert_eq!(loaded, "object", "{name}: axe-core loaded");
+        let violations = self
+            .execute(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})
+                   .then(r => done({passes: r.passes.length, violations: r.violations.map(v =>
+                     ({rule: v.id, impact: v.impact, where: v.nodes.map(n => n.target.join(' '))}))}))
+                   .catch(e => done({error: String(e)}));",
+                true,
+            )
+            .await;
+        assert!(violations["passes"].as_u64().unwrap_or(0) > 0, "{name}: axe ran ({violations})");
+        assert_eq!(violations["violations"], json!([]), "{name}: accessibility violations");
     }
 
     async fn wait_for_url(&self, prefix: &str) -> String {
