@@ -217,7 +217,9 @@ impl Service {
         cmd.nonce = authz.nonce.clone();
         cmd.code_challenge = authz.code_challenge.clone();
         cmd.locale = locale.clone();
-        let created = self.create_magic_link(app, cmd).await?;
+        // The e-mail is written held, and released once the request is stored: a link
+        // mailed without its request would work as an ordinary link, outside the hosted flow.
+        let created = self.prepare_magic_link(app, cmd).await?;
         let now = self.clock.now();
         let (match_number, choices) = number_matching();
         let request = HostedRequest {
@@ -239,6 +241,7 @@ impl Service {
             expires_at: created.expires_at,
         };
         self.store.insert_hosted_request(&request).await?;
+        self.release_magic_link_mail(app, &request.challenge_id).await?;
         Ok(request.id)
     }
 

@@ -380,9 +380,10 @@ async fn another_device_approves_by_number_matching(app: TestApp) {
     assert_eq!(phone.post(&link, &[("choice", &number)]).await.status(), StatusCode::GONE);
     assert_eq!(phone.get(&link).await.status(), StatusCode::GONE);
 
-    // A HEAD of the waiting page only looks.
+    // A HEAD of the waiting page only looks: the page is there (a GET goes on), nothing moves.
     let head = laptop.http.head(app.url(&wait)).send().await.unwrap();
-    assert_eq!(head.status(), StatusCode::GONE);
+    assert_eq!(head.status(), StatusCode::OK);
+    assert!(head.headers().get("location").is_none());
     assert_eq!(
         laptop.get(&format!("{wait}/status")).await.json::<Value>().await.unwrap()["status"],
         "approved"

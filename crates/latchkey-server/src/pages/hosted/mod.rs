@@ -163,6 +163,10 @@ async fn wait(
         }
     }
     match service.gone_reason(&view.request, Some(&view.challenge)) {
+        // Approved by another device: a GET goes on to the application, which a HEAD must not.
+        Some(GoneReason::Approved) if method == axum::http::Method::HEAD => {
+            wait_page(&look, &view, None, StatusCode::OK)
+        }
         // Approved by another device, then already continued: this browser went on.
         Some(GoneReason::Approved) => {
             gone_page(&look, GoneReason::Used, view.request.restart.as_deref(), StatusCode::GONE)
