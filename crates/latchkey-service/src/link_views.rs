@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 const QUEUE: usize = 10_000;
 /// The most views written in one store call.
 const BATCH: usize = 512;
+/// How long a view waits for others to be written with it.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A link's views as the application reads them.
 #[derive(Debug)]
@@ -47,6 +49,16 @@ impl ViewQueue {
 async fn write_views(store: Arc<dyn Store>, mut queue: mpsc::Receiver<(LinkView, tracing::Span)>) {
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
+        // The first view waits a little for others: one write then carries them all, and a
+        // page of the tables that several of them touch is written once, not once each.
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < BATCH {
+            let room = BATCH - batch.len();
+            match tokio::time::timeout_at(deadline, queue.recv_many(&mut batch, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         let (views, spans): (Vec<LinkView>, Vec<tracing::Span>) = batch.drain(..).unzip();
         match store.record_link_views(&views, KEPT_VIEWS_PER_LINK).await {
             Ok(recorded) => {
