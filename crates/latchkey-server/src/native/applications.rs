@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use latchkey_core::Application;
 use latchkey_core::application::{Binding, Branding, Lifetimes, MismatchPolicy};
-use latchkey_core::id::{AppId, SecretId};
+use latchkey_core::id::SecretId;
 use latchkey_core::rate_limit::RateLimits;
 use latchkey_core::signing::SigningAlg;
 use latchkey_service::{ApplicationChange, CreatedApplication, NewApplication, Refusal, Resource, Service};
@@ -143,10 +143,6 @@ impl TryFrom<ApplicationPatchBody> for ApplicationChange {
     }
 }
 
-fn app_id(value: &str) -> Result<AppId> {
-    Ok(AppId::parse(value).ok_or(Refusal::NotFound(Resource::Application))?)
-}
-
 /// An application as the admin API shows it; secrets are listed by id only.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApplicationView {
@@ -267,7 +263,7 @@ async fn read_application(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
 ) -> Result<Json<ApplicationView>> {
-    let (app, secrets) = service.application(&app_id(&id)?).await?;
+    let (app, secrets) = service.application(&parse::app_id(&id)?).await?;
     Ok(Json(application_json(&app, &secrets)))
 }
 
@@ -284,7 +280,7 @@ async fn update_application(
 ) -> Result<Json<ApplicationView>> {
     let Input(patch) = body?;
     let (app, secrets) =
-        service.update_application(&app_id(&id)?, ApplicationChange::try_from(patch)?).await?;
+        service.update_application(&parse::app_id(&id)?, ApplicationChange::try_from(patch)?).await?;
     Ok(Json(application_json(&app, &secrets)))
 }
 
@@ -297,7 +293,7 @@ async fn delete_application(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    service.delete_application(&app_id(&id)?).await?;
+    service.delete_application(&parse::app_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -310,7 +306,7 @@ async fn add_secret(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let (record, plain) = service.add_client_secret(&app_id(&id)?).await?;
+    let (record, plain) = service.add_client_secret(&parse::app_id(&id)?).await?;
     let view = NewSecretView {
         id: record.id.to_string(),
         client_secret: plain,
@@ -329,6 +325,6 @@ async fn delete_secret(
     Path((id, secret_id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     let secret_id = SecretId::parse(&secret_id).ok_or(Refusal::NotFound(Resource::Secret))?;
-    service.delete_client_secret(&app_id(&id)?, &secret_id).await?;
+    service.delete_client_secret(&parse::app_id(&id)?, &secret_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

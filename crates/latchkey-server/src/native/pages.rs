@@ -1,14 +1,13 @@
 //! An application's own hosted sign-in pages (admin): list, read, set (test-rendered with what
 //! the page is given; a bad template is a 422 naming it and the line), delete.
 
-use super::{Admin, Body, NativeError, Result};
+use super::{Admin, Body, NativeError, Result, parse};
 use crate::common::body::Input;
 use crate::pages::hosted::render::{COMMON_VARIABLES, check_page, page_variables};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use latchkey_core::application::HostedPage;
-use latchkey_core::id::AppId;
 use latchkey_mail::templates;
 use latchkey_service::{Refusal, Resource, Service};
 use serde::{Deserialize, Serialize};
@@ -53,10 +52,6 @@ pub struct PageList {
     pub max_bytes: usize,
 }
 
-fn app_id(value: &str) -> Result<AppId> {
-    Ok(AppId::parse(value).ok_or(Refusal::NotFound(Resource::Application))?)
-}
-
 fn view(page: &str, html: &str) -> PageView {
     PageView { object: "page_template", page: page.to_owned(), html: html.to_owned() }
 }
@@ -73,7 +68,7 @@ async fn list_pages(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
 ) -> Result<Json<PageList>> {
-    let (app, _) = service.application(&app_id(&id)?).await?;
+    let (app, _) = service.application(&parse::app_id(&id)?).await?;
     let variables = HostedPage::ALL
         .iter()
         .map(|p| (p.as_str(), COMMON_VARIABLES.iter().chain(page_variables(*p)).copied().collect()))
@@ -97,7 +92,7 @@ async fn read_page(
     State(service): State<Arc<Service>>,
     Path((id, page)): Path<(String, String)>,
 ) -> Result<Json<PageView>> {
-    let app = app_id(&id)?;
+    let app = parse::app_id(&id)?;
     let page = HostedPage::parse(&page).ok_or(Refusal::NotFound(Resource::Template))?;
     let html = service.page(&app, page).await?;
     Ok(Json(view(page.as_str(), &html)))
@@ -120,7 +115,7 @@ async fn set_page(
         .ok_or_else(|| NativeError::field("page", format!("the page is one of {PAGE}")))?;
     let html = b.html.unwrap_or_default();
     check_page(page, &html).map_err(|e| NativeError::field("html", e.to_string()))?;
-    let app = service.set_page(&app_id(&id)?, page, html).await?;
+    let app = service.set_page(&parse::app_id(&id)?, page, html).await?;
     let html = app.settings.pages.get(page.as_str()).map(String::as_str).unwrap_or_default();
     Ok(Json(view(page.as_str(), html)))
 }
@@ -134,7 +129,7 @@ async fn delete_page(
     State(service): State<Arc<Service>>,
     Path((id, page)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let app = app_id(&id)?;
+    let app = parse::app_id(&id)?;
     let page = HostedPage::parse(&page).ok_or(Refusal::NotFound(Resource::Template))?;
     service.delete_page(&app, page).await?;
     Ok(StatusCode::NO_CONTENT)

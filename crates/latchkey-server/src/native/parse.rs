@@ -4,11 +4,18 @@ use super::NativeError;
 use crate::common::fields;
 use latchkey_core::bounded::Bounded;
 use latchkey_core::challenge::ChallengeLifetime;
+use latchkey_core::id::AppId;
 use latchkey_core::pkce::CodeChallenge;
 use latchkey_core::{EmailAddress, RedirectUri};
 use latchkey_mail::Locale;
+use latchkey_service::{Refusal, Resource};
 
 type Result<T> = std::result::Result<T, NativeError>;
+
+/// An application's id from a path: no such application when it does not parse.
+pub fn app_id(value: &str) -> Result<AppId> {
+    Ok(AppId::parse(value).ok_or(Refusal::NotFound(Resource::Application))?)
+}
 
 /// A required e-mail address.
 pub fn email(value: Option<&str>) -> Result<EmailAddress> {

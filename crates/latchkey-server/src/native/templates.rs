@@ -7,7 +7,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use latchkey_core::application::TemplateOverride;
-use latchkey_core::id::AppId;
 use latchkey_mail::Locale;
 use latchkey_mail::templates::{self, LANGUAGES, Purpose};
 use latchkey_service::{Refusal, Resource, Service, TemplateParts};
@@ -30,10 +29,6 @@ pub struct TemplateBody {
     pub subject: Option<String>,
     pub text: Option<String>,
     pub html: Option<String>,
-}
-
-fn app_id(value: &str) -> Result<AppId> {
-    Ok(AppId::parse(value).ok_or(Refusal::NotFound(Resource::Application))?)
 }
 
 /// The purpose and locale of a template's path, to set one.
@@ -112,7 +107,7 @@ async fn list_templates(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
 ) -> Result<Json<TemplateList>> {
-    let (app, _) = service.application(&app_id(&id)?).await?;
+    let (app, _) = service.application(&parse::app_id(&id)?).await?;
     Ok(Json(TemplateList {
         object: "list",
         data: app.settings.templates.iter().map(|(k, t)| template_view(k, t)).collect(),
@@ -138,7 +133,7 @@ async fn read_template(
     State(service): State<Arc<Service>>,
     Path((id, purpose, locale)): Path<(String, String, String)>,
 ) -> Result<Json<TemplateView>> {
-    let app = app_id(&id)?;
+    let app = parse::app_id(&id)?;
     let (purpose, locale) = key_to_find(&purpose, &locale)?;
     let (key, template) = service.template(&app, purpose, &locale).await?;
     Ok(Json(template_view(&key, &template)))
@@ -159,7 +154,7 @@ async fn set_template(
     let Input(b) = body?;
     let (purpose, locale) = key_to_set(&purpose, &locale)?;
     let parts = TemplateParts { subject: b.subject, text: b.text, html: b.html };
-    let (app, key) = service.set_template(&app_id(&id)?, purpose, &locale, parts).await?;
+    let (app, key) = service.set_template(&parse::app_id(&id)?, purpose, &locale, parts).await?;
     let template = app.settings.templates.get(&key).cloned().unwrap_or_default();
     Ok(Json(template_view(&key, &template)))
 }
@@ -174,7 +169,7 @@ async fn delete_template(
     State(service): State<Arc<Service>>,
     Path((id, purpose, locale)): Path<(String, String, String)>,
 ) -> Result<StatusCode> {
-    let app = app_id(&id)?;
+    let app = parse::app_id(&id)?;
     let (purpose, locale) = key_to_find(&purpose, &locale)?;
     service.delete_template(&app, purpose, &locale).await?;
     Ok(StatusCode::NO_CONTENT)
