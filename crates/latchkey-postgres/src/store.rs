@@ -433,12 +433,11 @@ impl Store for PostgresStore {
             let app_id: Option<String> = row.try_get(0).map_err(map_err)?;
             let kept: i64 = row.try_get(1).map_err(map_err)?;
             let delivered: Option<i64> = row.try_get(2).map_err(map_err)?;
-            let delivered_at = delivered.and_then(rows::from_millis);
+            let signs = link_view::signs_on_arrival(view, delivered.and_then(rows::from_millis));
             if let (Some(app_id), true) = (app_id, kept > 0) {
-                let signs = link_view::signs_on_arrival(view, delivered_at);
                 self.insert_event(&Event::link_viewed(&AppId::from_trusted(app_id), view, &signs)).await?;
             }
-            recorded.push(RecordedView { kept: kept > 0, delivered_at });
+            recorded.push(RecordedView { kept: kept > 0, signs });
         }
         Ok(recorded)
     }

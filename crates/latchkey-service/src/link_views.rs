@@ -63,8 +63,7 @@ async fn write_views(store: Arc<dyn Store>, mut queue: mpsc::Receiver<(LinkView,
         match store.record_link_views(&views, KEPT_VIEWS_PER_LINK).await {
             Ok(recorded) => {
                 for (view, recorded) in views.iter().zip(recorded) {
-                    let signs = link_view::signs_on_arrival(view, recorded.delivered_at);
-                    metrics::link_viewed(view.method, !signs.is_empty());
+                    metrics::link_viewed(view.method, !recorded.signs.is_empty());
                 }
             }
             Err(e) => {

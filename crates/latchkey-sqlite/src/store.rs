@@ -237,9 +237,9 @@ fn record_link_view(c: &Connection, view: &LinkView, keep: u32) -> StoreResult<R
         .and_then(|mut stmt| stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?))).optional())
         .map_err(map_err)?;
     let Some((app_id, delivered)) = found else {
-        return Ok(RecordedView { kept: false, delivered_at: None });
+        return Ok(RecordedView { kept: false, signs: link_view::signs_on_arrival(view, None) });
     };
-    let delivered_at = delivered.and_then(rows::from_millis);
+    let signs = link_view::signs_on_arrival(view, delivered.and_then(rows::from_millis));
     let pressed = (view.method == ViewMethod::Post).then(|| millis(view.at));
     let total: i64 = c
         .prepare_cached(
@@ -256,10 +256,9 @@ fn record_link_view(c: &Connection, view: &LinkView, keep: u32) -> StoreResult<R
             "INSERT INTO link_views (challenge_id, seq, at, method, ip, user_agent) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![id, total, millis(view.at), view.method.as_str(), view.ip, view.user_agent],
         )?;
-        let signs = link_view::signs_on_arrival(view, delivered_at);
         insert_event(c, &Event::link_viewed(&AppId::from_trusted(app_id), view, &signs))?;
     }
-    Ok(RecordedView { kept, delivered_at })
+    Ok(RecordedView { kept, signs })
 }
 
 pub(crate) fn insert_event(conn: &Connection, e: &Event) -> StoreResult<()> {

@@ -641,7 +641,9 @@ pub async fn link_views_are_counted_kept_up_to_a_bound_and_purged_with_their_cha
         async move { store.record_link_views(&views, 3).await.unwrap() }
     };
     let first = record(vec![view(11, ViewMethod::Head)]).await;
-    assert_eq!(first, [RecordedView { kept: true, delivered_at: Some(delivered) }]);
+    let signs = latchkey_core::link_view::signs_on_arrival(&view(11, ViewMethod::Head), Some(delivered));
+    assert!(signs.len() == 2, "a HEAD a second after delivery: {signs:?}");
+    assert_eq!(first, [RecordedView { kept: true, signs }]);
     // A batch: the bound counts within it too.
     let batch =
         record(vec![view(60, ViewMethod::Get), view(61, ViewMethod::Post), view(62, ViewMethod::Get)]).await;
@@ -676,7 +678,8 @@ pub async fn link_views_are_counted_kept_up_to_a_bound_and_purged_with_their_cha
     let bare = LinkView::new(other.id.clone(), at(5), ViewMethod::Get, None, None);
     let unknown = LinkView::new(ChallengeId::generate(t0()), at(5), ViewMethod::Get, None, None);
     let recorded = record(vec![bare, unknown.clone()]).await;
-    assert_eq!(recorded[0], RecordedView { kept: true, delivered_at: None }, "no e-mail, no delivery time");
+    let no_agent = vec![latchkey_core::link_view::Sign::ScannerAgent];
+    assert_eq!(recorded[0], RecordedView { kept: true, signs: no_agent }, "no e-mail, so not too soon");
     assert!(!recorded[1].kept);
     assert_eq!(store.link_views(&other.id).await.unwrap().total, 1);
     assert_eq!(store.link_views(&unknown.challenge_id).await.unwrap().total, 0);

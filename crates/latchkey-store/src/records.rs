@@ -13,13 +13,14 @@ pub struct ClientSecret {
     pub created_at: OffsetDateTime,
 }
 
-/// What [`crate::Store::record_link_view`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What [`crate::Store::record_link_views`] did with one view.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedView {
     /// Kept in full (otherwise only counted).
     pub kept: bool,
-    /// When the mail server accepted the challenge's e-mail, if it did.
-    pub delivered_at: Option<OffsetDateTime>,
+    /// The signs it showed on arrival, from the delivery time of the challenge's e-mail as the
+    /// store read it (those of its `link.viewed` event when kept).
+    pub signs: Vec<latchkey_core::link_view::Sign>,
 }
 
 /// A challenge with the delivery state of its e-mail.
