@@ -367,10 +367,14 @@ impl Bench {
         report.steps = recorder.steps.iter().map(|s| s.summary(elapsed)).collect();
         if let (Some(b), Some(a)) = (server_before, server_after) {
             let cpu = a.cpu_seconds - b.cpu_seconds;
+            let per_flow = |seconds: f64| {
+                if recorder.flows > 0 { seconds * 1000.0 / recorder.flows as f64 } else { 0.0 }
+            };
             report.server = Some(ServerUse {
                 cpu_seconds: cpu,
                 cpu_cores: cpu / window,
-                cpu_ms_per_flow: if recorder.flows > 0 { cpu * 1000.0 / recorder.flows as f64 } else { 0.0 },
+                cpu_ms_per_flow: per_flow(cpu),
+                store_thread_ms_per_flow: per_flow(a.store_thread_seconds - b.store_thread_seconds),
                 rss_mb: a.rss_mb,
                 peak_rss_mb: a.peak_rss_mb,
             });

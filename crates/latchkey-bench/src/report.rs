@@ -13,6 +13,8 @@ pub struct ServerUse {
     pub cpu_cores: f64,
     /// Server CPU per completed flow, in milliseconds.
     pub cpu_ms_per_flow: f64,
+    /// Of that, the SQLite writer's and checkpointer's threads (0 on PostgreSQL).
+    pub store_thread_ms_per_flow: f64,
     /// Resident memory at the end of the window.
     pub rss_mb: f64,
     /// VmHWM at the end of the window: the peak since the server started (cumulative).
@@ -122,8 +124,13 @@ pub fn print_scenario(r: &ScenarioReport) {
     );
     if let Some(s) = &r.server {
         println!(
-            "   server: CPU {:.2} s ({:.2} cores, {:.4} ms/flow), RSS {:.1} MB, peak RSS so far {:.1} MB",
-            s.cpu_seconds, s.cpu_cores, s.cpu_ms_per_flow, s.rss_mb, s.peak_rss_mb
+            "   server: CPU {:.2} s ({:.2} cores, {:.4} ms/flow, of which SQLite writer threads {:.4}), RSS {:.1} MB, peak RSS so far {:.1} MB",
+            s.cpu_seconds,
+            s.cpu_cores,
+            s.cpu_ms_per_flow,
+            s.store_thread_ms_per_flow,
+            s.rss_mb,
+            s.peak_rss_mb
         );
     }
     println!(

@@ -281,6 +281,10 @@ fn free_port() -> anyhow::Result<u16> {
 pub struct ProcSample {
     /// utime + stime, in seconds.
     pub cpu_seconds: f64,
+    /// The part of it spent by the SQLite store's writer and checkpointer threads (their names
+    /// start with `sqlite-`), from `/proc/<pid>/task/*/stat`: what writes cost, apart from
+    /// the requests' own work. Zero for a server without them (PostgreSQL).
+    pub store_thread_seconds: f64,
     /// VmRSS, in MiB.
     pub rss_mb: f64,
     /// VmHWM (peak resident size since start), in MiB.
@@ -289,13 +293,17 @@ pub struct ProcSample {
 
 /// Reads `/proc` for a process; `None` if it is gone or not readable.
 pub fn sample(pid: u32) -> Option<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces: fields are counted after its closing parenthesis.
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // After the name, field 0 is `state` (3rd in proc(5)); utime is 14th and stime 15th.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let (_, cpu_seconds) = stat_cpu(&format!("/proc/{pid}/stat"))?;
+    let store_thread_seconds = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|task| stat_cpu(&task.path().join("stat").to_string_lossy()))
+                .filter(|(name, _)| name.starts_with("sqlite-"))
+                .map(|(_, seconds)| seconds)
+                .sum()
+        })
+        .unwrap_or(0.0);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib = |name: &str| -> Option<f64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
@@ -303,10 +311,24 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
         Some(value / 1024.0)
     };
     Some(ProcSample {
-        cpu_seconds: (utime + stime) as f64 / clock_ticks() as f64,
+        cpu_seconds,
+        store_thread_seconds,
         rss_mb: kib("VmRSS:")?,
         peak_rss_mb: kib("VmHWM:")?,
     })
+}
+
+/// A process's or thread's name and utime + stime in seconds, from its `stat` file.
+fn stat_cpu(path: &str) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?.to_owned();
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // After the name, field 0 is `state` (3rd in proc(5)); utime is 14th and stime 15th.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((name, (utime + stime) as f64 / clock_ticks() as f64))
 }
 
 /// CPU time the whole machine spent, in seconds, from the first line of `/proc/stat`: to tell
@@ -409,6 +431,7 @@ mod tests {
     fn reads_its_own_proc_entry() {
         let s = sample(std::process::id()).expect("/proc/self is readable");
         assert!(s.rss_mb > 0.0 && s.peak_rss_mb >= s.rss_mb && s.cpu_seconds >= 0.0);
+        assert_eq!(s.store_thread_seconds, 0.0, "the bench has no store threads");
         assert!(machine_sample().is_some_and(|m| m.process_seconds > 0.0));
     }
 }
