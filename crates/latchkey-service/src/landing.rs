@@ -63,12 +63,6 @@ pub struct FoundLink {
     pub(crate) hosted: Option<HostedRequest>,
 }
 
-impl FoundLink {
-    pub fn is_hosted(&self) -> bool {
-        self.hosted.is_some()
-    }
-}
-
 impl Service {
     /// The sign-in link of `token`, with one read of the store. Registration and verification
     /// tokens are not found here: they belong to the application that asked for them.

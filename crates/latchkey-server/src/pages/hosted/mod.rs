@@ -249,7 +249,6 @@ async fn status(State(service): State<Arc<Service>>, Path(id): Path<String>, hea
     response
 }
 
-/// The landing page of a hosted sign-in's link; `None` when the link is not one.
 /// The browser cookie of the hosted sign-in, if the request carries one.
 pub(super) fn browser_cookie(headers: &HeaderMap) -> Option<String> {
     cookies::get(headers, BROWSER)

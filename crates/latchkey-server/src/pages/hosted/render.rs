@@ -84,9 +84,9 @@ fn sample(page: HostedPage) -> Value {
 
 /// Test-renders an application's template for `page` with made-up values, in every language
 /// the pages speak: what it uses must be what the page is given. A frame must show `content`.
+/// (Rendering in the sandbox also checks the size, the syntax and the constructs used.)
 pub fn check_page(page: HostedPage, source: &str) -> Result<(), TemplateError> {
     let name = page_template_name(page);
-    sandbox::check(&name, source)?;
     for lang in i18n::LANGUAGES {
         let look = Look::new(lang, None, Some("ada@example.com"));
         let html =
