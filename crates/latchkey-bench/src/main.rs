@@ -245,6 +245,7 @@ struct Bench {
     client_auth: hyper::header::HeaderValue,
     tag: String,
     runs: usize,
+    mail: sink::Expectations,
 }
 
 impl Bench {
@@ -256,6 +257,7 @@ impl Bench {
             tag: format!("{}-{}", self.tag, self.runs),
             codes: Default::default(),
             otp_unsupported: AtomicBool::new(false),
+            mail: Some(self.mail.clone()),
         })
     }
 
@@ -325,6 +327,7 @@ impl Bench {
         let bench_before = server::sample(std::process::id());
         let machine_before = server::machine_sample();
         let sink_before = sink.received();
+        let _ = sink.take_request_to_accept();
         let window_start = Instant::now();
         let result = scenarios::run_load(ctx.clone(), scenario, concurrency, duration).await;
         let window_end = Instant::now();
@@ -332,6 +335,7 @@ impl Bench {
         if scenario == Scenario::LinkWithMail {
             let queued = result.recorder.steps[0].summary(result.elapsed).count;
             let delivered_in_window = sink.received() - sink_before;
+            let backlog = queue_at(&self.http, &target.admin_token).await;
             let total = sink.wait_for(sink_before + queued, self.args.mail_timeout).await;
             let delivered = total - sink_before;
             let last = sink.last_arrival().max(window_end);
@@ -342,6 +346,11 @@ impl Bench {
                 delivered_in_window,
                 drain_seconds: last.duration_since(window_end).as_secs_f64(),
                 per_second: delivered as f64 / span,
+                per_second_in_window: delivered_in_window as f64
+                    / window_end.duration_since(window_start).as_secs_f64().max(1e-9),
+                queue_depth_at_window_end: backlog.map(|b| b.0),
+                queue_oldest_seconds_at_window_end: backlog.map(|b| b.1),
+                request_to_accept: latency_summary(&sink.take_request_to_accept()),
             });
             if delivered < queued {
                 note = Some(format!(
@@ -399,6 +408,30 @@ impl Bench {
         report.note = note;
         report
     }
+}
+
+/// The outbox's depth and its oldest message's age, from the server's `/metrics` (which reads
+/// them from the database when scraped).
+async fn queue_at(http: &http::Http, admin_token: &str) -> Option<(u64, f64)> {
+    let auth = http::bearer(admin_token).ok()?;
+    let answer = http.send(hyper::Method::GET, "/metrics", Some(&auth), http::Body::Empty).await.ok()?;
+    let text = String::from_utf8_lossy(&answer.body);
+    let gauge = |name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).filter(|rest| rest.starts_with(' ')))
+            .and_then(|rest| rest.trim().parse().ok())
+    };
+    Some((gauge("latchkey_mail_queue_depth")? as u64, gauge("latchkey_mail_queue_oldest_age_seconds")?))
+}
+
+fn latency_summary(h: &hdrhistogram::Histogram<u64>) -> Option<report::Latency> {
+    (!h.is_empty()).then(|| report::Latency {
+        count: h.len(),
+        p50_ms: h.value_at_quantile(0.50) as f64 / 1000.0,
+        p90_ms: h.value_at_quantile(0.90) as f64 / 1000.0,
+        p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+        max_ms: h.max() as f64 / 1000.0,
+    })
 }
 
 fn write_json(path: &std::path::Path, report: &RunReport) -> anyhow::Result<()> {
@@ -465,6 +498,7 @@ async fn main() -> anyhow::Result<()> {
         client_auth: http::basic(&app.client_id, &app.client_secret),
         tag: format!("b{}x{}", now.as_secs(), std::process::id()),
         runs: 0,
+        mail: sink.expectations(),
         args,
     };
 

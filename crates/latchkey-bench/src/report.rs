@@ -33,6 +33,24 @@ pub struct Delivery {
     pub drain_seconds: f64,
     /// Delivered messages per second, from the window's start to the last delivery.
     pub per_second: f64,
+    /// Delivered during the window, per second of the window.
+    pub per_second_in_window: f64,
+    /// Messages still queued when the window closed, from the server's `/metrics`.
+    pub queue_depth_at_window_end: Option<u64>,
+    /// How long the oldest of them had waited, in seconds.
+    pub queue_oldest_seconds_at_window_end: Option<f64>,
+    /// From the start of the request that queued a message to the sink's `250` for it (the
+    /// messages of the window, however late they arrived).
+    pub request_to_accept: Option<Latency>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -147,6 +165,19 @@ pub fn print_scenario(r: &ScenarioReport) {
             "   delivery: {} of {} e-mails reached the sink ({} during the window), drained {:.2} s after it, {:.0} e-mails/s",
             d.delivered, d.queued, d.delivered_in_window, d.drain_seconds, d.per_second
         );
+        let share = if d.queued > 0 { 100.0 * d.delivered_in_window as f64 / d.queued as f64 } else { 0.0 };
+        println!(
+            "   during the window: {:.0} e-mails/s delivered ({share:.1} % of those created); queue at its end: {} messages, oldest {} s",
+            d.per_second_in_window,
+            d.queue_depth_at_window_end.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+            d.queue_oldest_seconds_at_window_end.map(|s| format!("{s:.2}")).unwrap_or_else(|| "?".into()),
+        );
+        if let Some(l) = &d.request_to_accept {
+            println!(
+                "   request to the SMTP 250: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} messages)",
+                l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.count
+            );
+        }
     }
     if let Some(note) = &r.note {
         println!("   note: {note}");

@@ -117,6 +117,8 @@ pub struct Context {
     pub codes: Mutex<Vec<String>>,
     /// Set when scenario (b) learns that the server lacks the e-mail OTP grant.
     pub otp_unsupported: AtomicBool,
+    /// Scenario (c) tells the SMTP sink when each message's request started.
+    pub mail: Option<crate::sink::Expectations>,
 }
 
 const OTP_GRANT: &str = "urn:latchkey:params:oauth:grant-type:email-otp";
@@ -312,6 +314,9 @@ async fn flow(ctx: &Context, scenario: Scenario, worker: usize, seq: u64, record
         .is_some(),
         Scenario::LinkWithMail => {
             let address = email(ctx, worker, seq);
+            if let Some(mail) = &ctx.mail {
+                mail.expect(&address, Instant::now());
+            }
             create_link(ctx, recorder, 0, &address, true).await.is_some()
         }
         Scenario::Token => {

@@ -8,15 +8,18 @@
 
 pub mod compose;
 mod dev_mailbox;
+mod dkim;
 mod email;
 mod locale;
 mod mailer;
 mod outbox;
 pub mod sink;
 mod smtp;
+mod smtp_conn;
 pub mod templates;
 
 pub use dev_mailbox::DevMailbox;
+pub use dkim::{DkimAlgorithm, DkimKeyError, DkimSigner, GeneratedKey, sender_domain};
 pub use email::Email;
 pub use locale::{InvalidLocale, Locale, MAX_LOCALE_LEN};
 pub use mailer::{DeliveryError, Mailer};

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 use time::Duration;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::{self, JoinSet};
 use tokio::time::Instant;
 
@@ -86,6 +86,9 @@ pub struct OutboxWorker {
     config: WorkerConfig,
 }
 
+/// A delivered message waiting for its record, and who to tell once it is durable.
+type Sent = (OutboxId, oneshot::Sender<()>);
+
 /// A message being delivered: which one, and when its lease was last set.
 struct Leased {
     id: OutboxId,
@@ -112,6 +115,8 @@ impl OutboxWorker {
     /// the others.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
+        let (sent, to_record) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(this.clone().record_sent(to_record));
         let mut in_flight = JoinSet::new();
         let mut leased: HashMap<task::Id, Leased> = HashMap::new();
         let mut renewal = tokio::time::interval(this.config.renewal_check());
@@ -129,11 +134,14 @@ impl OutboxWorker {
                     }
                     let id = message.id.clone();
                     let worker = this.clone();
-                    let handle = in_flight.spawn(async move { worker.deliver(message).await });
+                    let sent = sent.clone();
+                    let handle = in_flight.spawn(async move { worker.deliver(message, sent).await });
                     leased.insert(handle.id(), Leased { id, since: Instant::now() });
                 }
             }
             if stopping && in_flight.is_empty() {
+                drop(sent);
+                let _ = recorder.await;
                 return;
             }
             tokio::select! {
@@ -187,7 +195,27 @@ impl OutboxWorker {
         }
     }
 
-    async fn deliver(&self, message: OutboxMessage) {
+    /// Records delivered messages in batches: whatever was delivered while the previous
+    /// batch was being written goes in the next one, so that a busy outbox pays one write (one
+    /// statement on PostgreSQL, one job of the SQLite writer) for many messages.
+    async fn record_sent(self: Arc<Self>, mut to_record: mpsc::UnboundedReceiver<Sent>) {
+        let mut batch: Vec<Sent> = Vec::new();
+        while to_record.recv_many(&mut batch, 512).await > 0 {
+            let ids: Vec<OutboxId> = batch.iter().map(|(id, _)| id.clone()).collect();
+            match self.store.outbox_sent(&ids, self.clock.now()).await {
+                Ok(()) => tracing::info!(messages = ids.len(), "outbox: delivered"),
+                // The leases run out and the messages are tried again: a duplicate is better than a loss.
+                Err(e) => {
+                    tracing::error!(error = %e, messages = ids.len(), "outbox: could not record the deliveries")
+                }
+            }
+            for (_, done) in batch.drain(..) {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    async fn deliver(&self, message: OutboxMessage, sent: mpsc::UnboundedSender<Sent>) {
         let email = self
             .key
             .unseal(message.id.as_str(), &message.sealed)
@@ -203,10 +231,15 @@ impl OutboxWorker {
         let delivered = result.is_ok();
         let now = self.clock.now();
         let recorded = match result {
-            // Recorded before anything else: until it is, a crash means sending it again.
-            Ok(()) => self.store.outbox_sent(&message.id, now).await.inspect(|_| {
-                tracing::info!(outbox_id = %message.id, "outbox: delivered");
-            }),
+            // Recorded before anything else: until it is, a crash means sending it again. The
+            // delivery's task (and so its lease's renewal) lasts until the record is written.
+            Ok(()) => {
+                let (done, recorded) = oneshot::channel();
+                if sent.send((message.id.clone(), done)).is_ok() {
+                    let _ = recorded.await;
+                }
+                Ok(())
+            }
             Err(e) => {
                 let next = (!e.permanent && now - message.created_at < self.config.give_up_after)
                     .then(|| now + backoff(&self.config, message.attempts, random_fraction()));

@@ -307,7 +307,12 @@ impl Session {
             let verb = command.split([' ', ':']).next().unwrap_or_default().to_ascii_uppercase();
             let reply: String = match verb.as_str() {
                 "EHLO" => {
-                    let mut lines = vec!["latchkey-sink".to_owned(), "8BITMIME".into(), "SMTPUTF8".into()];
+                    let mut lines = vec![
+                        "latchkey-sink".to_owned(),
+                        "PIPELINING".into(),
+                        "8BITMIME".into(),
+                        "SMTPUTF8".into(),
+                    ];
                     if starttls_offered {
                         lines.push("STARTTLS".into());
                     }

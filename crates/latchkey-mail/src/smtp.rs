@@ -1,13 +1,13 @@
-use crate::{DeliveryError, Email, Mailer};
+use crate::smtp_conn::{Connection, Dial, Failure};
+use crate::{DeliveryError, DkimSigner, Email, Mailer};
 use async_trait::async_trait;
+use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use std::sync::RwLock;
-use std::time::Duration;
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use url::Url;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,8 @@ pub struct SmtpOptions {
     /// Idle connections kept open for reuse. As many as the outbox has deliveries in flight:
     /// with fewer, each delivery past them opened a connection and closed it after one message.
     pub idle_connections: u32,
+    /// Signs every message for its sender's domain (DKIM).
+    pub dkim: Option<Arc<DkimSigner>>,
 }
 
 impl Default for SmtpOptions {
@@ -44,11 +46,10 @@ impl Default for SmtpOptions {
             timeout: Duration::from_secs(30),
             ca_pem: None,
             idle_connections: crate::outbox::DEFAULT_BATCH,
+            dkim: None,
         }
     }
 }
-
-type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
 /// Delivers through an SMTP server: `smtp://` (STARTTLS when offered; required when the URL
 /// carries credentials, which are never sent in clear), `smtps://` (implicit TLS) or
@@ -56,14 +57,24 @@ type Transport = AsyncSmtpTransport<Tokio1Executor>;
 /// pooled and reused; each message has a deadline.
 pub struct SmtpMailer {
     settings: Settings,
-    transport: RwLock<Transport>,
+    /// Connections between two messages, the most recently used last.
+    idle: Mutex<Vec<Idle>>,
 }
+
+struct Idle {
+    connection: Connection,
+    since: Instant,
+}
+
+/// A pooled connection unused for longer is closed rather than reused: servers close idle
+/// connections after a while (RFC 5321 suggests five minutes; some relays far less).
+const IDLE_LIMIT: Duration = Duration::from_secs(30);
 
 struct Settings {
     host: String,
     port: u16,
     scheme: Scheme,
-    credentials: Option<Credentials>,
+    credentials: Option<(String, String)>,
     options: SmtpOptions,
 }
 
@@ -98,7 +109,7 @@ impl SmtpMailer {
                 |s: &str| url::form_urlencoded::parse(s.as_bytes()).map(|(k, _)| k.into_owned()).collect();
             let user: String = decode(url.username());
             let pass: String = decode(url.password().unwrap_or_default());
-            Credentials::new(user, pass)
+            (user, pass)
         });
         if let Some(pem) = &options.ca_pem
             && !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----")
@@ -107,8 +118,10 @@ impl SmtpMailer {
         }
         let settings =
             Settings { host, port: url.port().unwrap_or(default_port), scheme, credentials, options };
-        let transport = settings.transport()?;
-        Ok(Self { settings, transport: RwLock::new(transport) })
+        if settings.scheme != Scheme::Plain {
+            settings.tls()?;
+        }
+        Ok(Self { settings, idle: Mutex::new(Vec::new()) })
     }
 
     /// Where and how messages go, for people: `smtp://host:587 (STARTTLS required, as alice)`.
@@ -131,24 +144,75 @@ impl SmtpMailer {
     /// Sends one message and returns the server's reply to it (`250 …`).
     pub async fn send(&self, email: &Email) -> Result<String, DeliveryError> {
         let message = build_message(email)?;
-        let transport = self.transport.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let envelope = message.envelope();
+        let from = envelope.from().map(|a| a.to_string()).unwrap_or_default();
+        let to = envelope.to().first().map(|a| a.to_string()).ok_or_else(|| permanent("no recipient"))?;
+        let mut data = message.formatted();
+        if let Some(signer) = &self.settings.options.dkim {
+            let domain =
+                crate::dkim::sender_domain(&from).ok_or_else(|| permanent("invalid sender address"))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or_default();
+            data = signer.sign(&domain, &data, now);
+        }
         let deadline = self.settings.options.timeout * 2;
-        match tokio::time::timeout(deadline, transport.send(message)).await {
-            Ok(Ok(response)) => {
-                let text = response.message().collect::<Vec<_>>().join(" ");
-                Ok(format!("{} {text}", response.code()).trim_end().to_owned())
-            }
-            Ok(Err(e)) => Err(DeliveryError { permanent: is_permanent(&e), message: e.to_string() }),
-            Err(_) => {
-                // The pooled connection may be left mid-command: start over with a new pool.
-                if let Ok(fresh) = self.settings.transport() {
-                    *self.transport.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        match tokio::time::timeout(deadline, self.send_data(&from, &to, &data)).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(failure)) => Err(delivery_error(failure)),
+            // The connection in hand is dropped with the future: it is never reused mid-command.
+            Err(_) => Err(DeliveryError {
+                permanent: false,
+                message: format!("the SMTP server did not finish within {} seconds", deadline.as_secs()),
+            }),
+        }
+    }
+
+    async fn send_data(&self, from: &str, to: &str, data: &[u8]) -> Result<String, Failure> {
+        if let Some(mut connection) = self.take_idle() {
+            match connection.send(from, to, data).await {
+                Ok(reply) => {
+                    self.put_back(connection);
+                    return Ok(reply.describe());
                 }
-                Err(DeliveryError {
-                    permanent: false,
-                    message: format!("the SMTP server did not finish within {} seconds", deadline.as_secs()),
-                })
+                Err(Failure::Refused(reply)) => {
+                    self.put_back(connection);
+                    return Err(Failure::Refused(reply));
+                }
+                // The server closed it while it was idle, or it broke: nothing was taken yet,
+                // so the message goes on a new connection. After the body it may have been.
+                Err(Failure::Network { before_body: true, .. }) => {}
+                Err(other) => return Err(other),
             }
+        }
+        let mut connection = Connection::open(self.settings.dial()?).await?;
+        let result = connection.send(from, to, data).await;
+        if matches!(result, Ok(_) | Err(Failure::Refused(_))) {
+            self.put_back(connection);
+        }
+        result.map(|reply| reply.describe())
+    }
+
+    fn take_idle(&self) -> Option<Connection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = idle.pop()?;
+        if entry.since.elapsed() < IDLE_LIMIT {
+            return Some(entry.connection);
+        }
+        // The most recently used was last: every one left is older still.
+        let stale = std::mem::take(&mut *idle);
+        drop(idle);
+        for old in stale.into_iter().chain([entry]) {
+            tokio::spawn(old.connection.quit());
+        }
+        None
+    }
+
+    fn put_back(&self, connection: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.settings.options.idle_connections as usize {
+            idle.push(Idle { connection, since: Instant::now() });
         }
     }
 }
@@ -163,32 +227,39 @@ impl Settings {
         builder.build().map_err(|_| SmtpConfigError::Tls)
     }
 
-    fn transport(&self) -> Result<Transport, SmtpConfigError> {
-        let tls = match self.scheme {
-            Scheme::StartTls if self.credentials.is_some() => Tls::Required(self.tls()?),
-            Scheme::StartTls => Tls::Opportunistic(self.tls()?),
-            Scheme::Implicit => Tls::Wrapper(self.tls()?),
-            Scheme::Plain => Tls::None,
+    fn dial(&self) -> Result<Dial<'_>, Failure> {
+        let tls = || self.tls().map_err(|e| Failure::network(e, true));
+        let (implicit_tls, starttls) = match self.scheme {
+            Scheme::StartTls => (None, Some((tls()?, self.credentials.is_some()))),
+            Scheme::Implicit => (Some(tls()?), None),
+            Scheme::Plain => (None, None),
         };
-        let mut builder = Transport::builder_dangerous(&self.host)
-            .port(self.port)
-            .tls(tls)
-            .timeout(Some(self.options.timeout))
-            .pool_config(PoolConfig::new().max_size(self.options.idle_connections));
-        if let Some(credentials) = &self.credentials {
-            builder = builder.credentials(credentials.clone());
+        Ok(Dial {
+            host: &self.host,
+            port: self.port,
+            timeout: self.options.timeout,
+            implicit_tls,
+            starttls,
+            credentials: self.credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+        })
+    }
+}
+
+fn delivery_error(failure: Failure) -> DeliveryError {
+    match failure {
+        Failure::Refused(reply) => {
+            DeliveryError { permanent: is_permanent(reply.code), message: reply.describe() }
         }
-        Ok(builder.build())
+        Failure::Network { message, .. } => DeliveryError { permanent: false, message },
+        Failure::Unsendable(message) => DeliveryError { permanent: true, message },
     }
 }
 
 /// A 5xx reply means the message will never be accepted, except when it is about our
 /// credentials (530, 534, 535, 538): that is a configuration the operator can fix, and the
 /// queued messages should wait for it.
-fn is_permanent(e: &lettre::transport::smtp::Error) -> bool {
-    let auth =
-        e.status().is_some_and(|code| matches!(code.to_string().as_str(), "530" | "534" | "535" | "538"));
-    e.is_permanent() && !auth
+fn is_permanent(code: u16) -> bool {
+    (500..600).contains(&code) && !matches!(code, 530 | 534 | 535 | 538)
 }
 
 fn permanent(message: impl Into<String>) -> DeliveryError {

@@ -16,7 +16,7 @@ use latchkey_store::OutboxBacklog;
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
     ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage, RecordedView,
-    RegistrationOutcome, RotateOutcome, Store, StoreError, StoreResult, StoredSigningKey, TokenOutcome,
+    RegistrationOutcome, RotateOutcome, Store, StoreError, StoreResult, StoredDkimKey, StoredSigningKey, TokenOutcome,
 };
 use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, Row};
@@ -952,7 +952,7 @@ impl Store for PostgresStore {
         Ok(0)
     }
 
-    async fn outbox_sent(&self, id: &OutboxId, now: OffsetDateTime) -> StoreResult<()> {
+    async fn outbox_sent(&self, ids: &[OutboxId], now: OffsetDateTime) -> StoreResult<()> {
         // The application and the challenge come from the message's row.
         //
         // Committed without waiting for the WAL to reach the disk (`synchronous_commit` off for
@@ -974,9 +974,12 @@ impl Store for PostgresStore {
                 event_columns!()
             )
         });
-        let event = delivered(now);
-        let query = sqlx::query(&SENT).bind(id.as_str()).bind(millis(now));
-        events::bind(query, &event).execute_on(&self.pool).await?;
+        // One statement per message: each writes its own event, whose id is a parameter.
+        for id in ids {
+            let event = delivered(now);
+            let query = sqlx::query(&SENT).bind(id.as_str()).bind(millis(now));
+            events::bind(query, &event).execute_on(&self.pool).await?;
+        }
         Ok(())
     }
 
@@ -1010,6 +1013,28 @@ impl Store for PostgresStore {
             .fetch_all_on(&self.pool)
             .await?;
         all(&rows, rows::signing_key)
+    }
+
+    async fn dkim_key(&self, selector: &str) -> StoreResult<Option<StoredDkimKey>> {
+        let row = sqlx::query("SELECT * FROM dkim_keys WHERE selector = $1")
+            .bind(selector)
+            .fetch_optional_on(&self.pool)
+            .await?;
+        one(row, rows::dkim_key)
+    }
+
+    async fn insert_dkim_key(&self, key: &StoredDkimKey) -> StoreResult<StoredDkimKey> {
+        sqlx::query(
+            "INSERT INTO dkim_keys (selector, algorithm, sealed_pkcs8, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (selector) DO NOTHING",
+        )
+        .bind(&key.selector)
+        .bind(&key.algorithm)
+        .bind(&key.sealed_pkcs8)
+        .bind(millis(key.created_at))
+        .execute_on(&self.pool)
+        .await?;
+        self.dkim_key(&key.selector).await?.ok_or_else(|| StoreError::Corrupt("DKIM key"))
     }
 
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {

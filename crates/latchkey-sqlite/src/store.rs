@@ -23,7 +23,7 @@ use latchkey_store::OutboxBacklog;
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
     ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage, RecordedView,
-    RegistrationOutcome, RotateOutcome, Store, StoreError, StoreResult, StoredSigningKey, TokenOutcome,
+    RegistrationOutcome, RotateOutcome, Store, StoreError, StoreResult, StoredDkimKey, StoredSigningKey, TokenOutcome,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -1491,23 +1491,25 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn outbox_sent(&self, id: &OutboxId, now: OffsetDateTime) -> StoreResult<()> {
-        let id = id.clone();
+    async fn outbox_sent(&self, ids: &[OutboxId], now: OffsetDateTime) -> StoreResult<()> {
+        let ids = ids.to_vec();
         self.write(move |c| {
-            let sent: Option<(Option<String>, Option<String>)> = c
-                .prepare_cached(
-                    "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, sealed = NULL, \
-                     lease_until = NULL, last_error = NULL WHERE id = ?1 RETURNING app_id, challenge_id",
-                )
-                .and_then(|mut stmt| {
-                    stmt.query_row(params![id.as_str(), millis(now)], |row| Ok((row.get(0)?, row.get(1)?)))
-                        .optional()
-                })
-                .map_err(map_err)?;
-            if let Some((app_id, challenge_id)) = sent {
-                let app_id = app_id.map(AppId::from_trusted);
-                let subject = challenge_id.unwrap_or_else(|| id.to_string());
-                insert_event(c, &Event::challenge_delivered(app_id.as_ref(), &subject, now))?;
+            for id in &ids {
+                let sent: Option<(Option<String>, Option<String>)> = c
+                    .prepare_cached(
+                        "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, sealed = NULL, \
+                         lease_until = NULL, last_error = NULL WHERE id = ?1 RETURNING app_id, challenge_id",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_row(params![id.as_str(), millis(now)], |row| Ok((row.get(0)?, row.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(map_err)?;
+                if let Some((app_id, challenge_id)) = sent {
+                    let app_id = app_id.map(AppId::from_trusted);
+                    let subject = challenge_id.unwrap_or_else(|| id.to_string());
+                    insert_event(c, &Event::challenge_delivered(app_id.as_ref(), &subject, now))?;
+                }
             }
             Ok(())
         })
@@ -1543,6 +1545,25 @@ impl Store for SqliteStore {
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         self.read(|c| all(c, "SELECT * FROM signing_keys ORDER BY created_at, kid", [], rows::signing_key))
+    }
+
+    async fn dkim_key(&self, selector: &str) -> StoreResult<Option<StoredDkimKey>> {
+        self.read(|c| one(c, "SELECT * FROM dkim_keys WHERE selector = ?1", [selector], rows::dkim_key))
+    }
+
+    async fn insert_dkim_key(&self, key: &StoredDkimKey) -> StoreResult<StoredDkimKey> {
+        let key = key.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO dkim_keys (selector, algorithm, sealed_pkcs8, created_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (selector) DO NOTHING",
+                params![key.selector, key.algorithm, key.sealed_pkcs8, millis(key.created_at)],
+            )?;
+            one(c, "SELECT * FROM dkim_keys WHERE selector = ?1", [key.selector.as_str()], rows::dkim_key)?
+                .ok_or_else(|| StoreError::Corrupt("DKIM key"))
+        })
+        .await
     }
 
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {

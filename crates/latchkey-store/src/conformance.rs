@@ -7,7 +7,7 @@
 use crate::OutboxBacklog;
 use crate::{
     ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, OtpOutcome, RecordedView,
-    RegistrationOutcome, RotateOutcome, Store, StoredSigningKey, TokenOutcome,
+    RegistrationOutcome, RotateOutcome, Store, StoredDkimKey, StoredSigningKey, TokenOutcome,
 };
 use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, otp_subject};
@@ -51,11 +51,13 @@ macro_rules! conformance_tests {
             a_code_keeps_its_redirect_uri_and_whether_it_was_given,
             concurrent_code_redemption_has_one_winner,
             outbox_leases_retries_and_settles,
+            deliveries_are_recorded_in_one_batch,
             outbox_leases_renewed_in_flight_outlive_the_others,
             outbox_backlog_counts_what_waits,
             held_mail_waits_until_released_once,
             link_views_are_counted_kept_up_to_a_bound_and_purged_with_their_challenge,
             signing_keys_round_trip,
+            a_dkim_key_is_stored_once_per_selector,
             deleting_an_application_removes_what_it_owns,
             rate_limits_count_per_window_and_refuse_without_writing,
             codes_consume_once_count_wrong_guesses_and_race_the_link,
@@ -519,7 +521,7 @@ pub async fn outbox_leases_retries_and_settles(store: Arc<dyn Store>) {
     assert!(store.claim_outbox(t0(), lease, 10).await.unwrap().is_empty());
 
     // The first is sent, the second fails once, the third fails for good.
-    store.outbox_sent(&claimed[0].id, t0()).await.unwrap();
+    store.outbox_sent(std::slice::from_ref(&claimed[0].id), t0()).await.unwrap();
     let retry_at = t0() + Duration::seconds(30);
     store.outbox_attempt_failed(&claimed[1].id, "421 try later", Some(retry_at)).await.unwrap();
     store.outbox_attempt_failed(&rest[0].id, "550 no such user", None).await.unwrap();
@@ -551,6 +553,59 @@ pub async fn outbox_leases_retries_and_settles(store: Arc<dyn Store>) {
     assert_eq!((failed.status, failed.attempts), (DeliveryStatus::Failed, 1));
 }
 
+pub async fn deliveries_are_recorded_in_one_batch(store: Arc<dyn Store>) {
+    let app = app_in(&*store, "Batch").await;
+    let mut challenges = Vec::new();
+    for i in 0..5 {
+        let (c, _) = challenge(&app, &format!("batch{i}@example.com"), t0());
+        insert(&*store, &c, Some(&mail_for(&app, &c))).await;
+        challenges.push(c.id.clone());
+    }
+    let claimed = store.claim_outbox(t0(), t0() + Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(claimed.len(), 5);
+    let ids: Vec<OutboxId> = claimed.iter().take(4).map(|m| m.id.clone()).collect();
+    store.outbox_sent(&ids, t0() + Duration::seconds(1)).await.unwrap();
+    store.outbox_sent(&[], t0() + Duration::seconds(1)).await.unwrap();
+
+    let backlog = store.outbox_backlog().await.unwrap();
+    assert_eq!(backlog.queued, 1, "the fifth is still queued");
+    let mut sent = 0;
+    for id in &challenges {
+        let delivery = store.challenge(&app.id, id).await.unwrap().unwrap().delivery.unwrap();
+        if delivery.status == DeliveryStatus::Sent {
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 4);
+    let delivered: Vec<_> = store
+        .events(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::ChallengeDelivered)
+        .collect();
+    assert_eq!(delivered.len(), 4, "one event per message");
+    let left =
+        store.claim_outbox(t0() + Duration::seconds(61), t0() + Duration::seconds(120), 10).await.unwrap();
+    assert_eq!(left.len(), 1, "sent messages are not handed out again");
+}
+
+pub async fn a_dkim_key_is_stored_once_per_selector(store: Arc<dyn Store>) {
+    assert_eq!(store.dkim_key("latchkey").await.unwrap(), None);
+    let first = StoredDkimKey {
+        selector: "latchkey".into(),
+        algorithm: "rsa-sha256".into(),
+        sealed_pkcs8: b"first".to_vec(),
+        created_at: t0(),
+    };
+    assert_eq!(store.insert_dkim_key(&first).await.unwrap(), first);
+    let second = StoredDkimKey { sealed_pkcs8: b"second".to_vec(), ..first.clone() };
+    assert_eq!(store.insert_dkim_key(&second).await.unwrap(), first, "the first key of a selector stays");
+    let other = StoredDkimKey { selector: "other".into(), algorithm: "ed25519-sha256".into(), ..second };
+    assert_eq!(store.insert_dkim_key(&other).await.unwrap(), other);
+    assert_eq!(store.dkim_key("latchkey").await.unwrap(), Some(first));
+}
+
 pub async fn outbox_backlog_counts_what_waits(store: Arc<dyn Store>) {
     let empty = OutboxBacklog { queued: 0, oldest_queued_at: None };
     assert_eq!(store.outbox_backlog().await.unwrap(), empty);
@@ -570,7 +625,7 @@ pub async fn outbox_backlog_counts_what_waits(store: Arc<dyn Store>) {
     let lease = t0() + Duration::seconds(60);
     let claimed = store.claim_outbox(t0() + Duration::seconds(5), lease, 10).await.unwrap();
     assert_eq!(store.outbox_backlog().await.unwrap().queued, 2);
-    store.outbox_sent(&claimed[0].id, t0()).await.unwrap();
+    store.outbox_sent(std::slice::from_ref(&claimed[0].id), t0()).await.unwrap();
     let left = store.outbox_backlog().await.unwrap();
     assert_eq!(left, OutboxBacklog { queued: 1, oldest_queued_at: Some(t0() + Duration::seconds(5)) });
     store.outbox_attempt_failed(&claimed[1].id, "550 no such user", None).await.unwrap();
@@ -708,7 +763,7 @@ pub async fn outbox_leases_renewed_in_flight_outlive_the_others(store: Arc<dyn S
     assert_eq!(again, ids[2..].to_vec(), "the messages whose leases lapsed, and only those");
 
     // What is settled is not renewed: sent, failed for good, or waiting for its retry.
-    store.outbox_sent(&ids[0], later).await.unwrap();
+    store.outbox_sent(std::slice::from_ref(&ids[0]), later).await.unwrap();
     store.outbox_attempt_failed(&ids[2], "550 no such user", None).await.unwrap();
     store.outbox_attempt_failed(&ids[3], "451 later", Some(later + Duration::minutes(1))).await.unwrap();
     assert_eq!(store.renew_outbox_leases(&ids, later + lease).await.unwrap(), 1, "only the one in flight");
@@ -1314,7 +1369,7 @@ pub async fn every_challenge_transition_writes_its_events(store: Arc<dyn Store>)
     assert_eq!(events_since(&*store, &mut cursor, step(1)).await, [created]);
     let claimed = store.claim_outbox(step(2), step(62), 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    store.outbox_sent(&mail.id, step(2)).await.unwrap();
+    store.outbox_sent(std::slice::from_ref(&mail.id), step(2)).await.unwrap();
     let delivered = seen(EventKind::ChallengeDelivered, &app, None, Some(c.id.as_str()), None);
     assert_eq!(events_since(&*store, &mut cursor, step(2)).await, [delivered]);
 

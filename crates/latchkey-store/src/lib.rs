@@ -292,8 +292,9 @@ pub trait Store: Send + Sync + 'static {
     /// one's and releases none: leases there are short and renewed, so a dead instance's lapse
     /// within one lease. Returns how many were released.
     async fn release_leftover_outbox_leases(&self) -> StoreResult<u64>;
-    /// Records acceptance by the mail server and drops the sealed body.
-    async fn outbox_sent(&self, id: &OutboxId, now: OffsetDateTime) -> StoreResult<()>;
+    /// Records acceptance of these messages by the mail server and drops their sealed bodies,
+    /// in one write (the worker records deliveries in batches).
+    async fn outbox_sent(&self, ids: &[OutboxId], now: OffsetDateTime) -> StoreResult<()>;
     /// Records a failed attempt: another at `next_attempt_at`, or `failed` for good when `None`.
     async fn outbox_attempt_failed(
         &self,
@@ -309,4 +310,11 @@ pub trait Store: Send + Sync + 'static {
     async fn retire_signing_keys(&self, alg: SigningAlg, now: OffsetDateTime) -> StoreResult<()>;
     /// Deletes keys retired before `cutoff`: no unexpired token can carry their signature.
     async fn delete_signing_keys_retired_before(&self, cutoff: OffsetDateTime) -> StoreResult<u64>;
+
+    // DKIM.
+    /// The generated DKIM key of this selector, if one was stored.
+    async fn dkim_key(&self, selector: &str) -> StoreResult<Option<StoredDkimKey>>;
+    /// Stores `key` unless its selector has one already, and returns the selector's key: of
+    /// instances generating at once, every one ends up with the first one's.
+    async fn insert_dkim_key(&self, key: &StoredDkimKey) -> StoreResult<StoredDkimKey>;
 }

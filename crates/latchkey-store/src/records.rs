@@ -162,6 +162,17 @@ pub enum RotateOutcome {
     Invalid,
 }
 
+/// A DKIM key the server generated, for one selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDkimKey {
+    pub selector: String,
+    /// `rsa-sha256` or `ed25519-sha256`.
+    pub algorithm: String,
+    /// PKCS#8, sealed with the master key.
+    pub sealed_pkcs8: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
 #[derive(Debug, Clone)]
 pub struct StoredSigningKey {
     pub kid: String,

@@ -3,7 +3,8 @@
 //! records and check what they read.
 
 use crate::{
-    ChallengeRecord, ClientSecret, Delivery, DeliveryStatus, OutboxMessage, StoreError, StoredSigningKey,
+    ChallengeRecord, ClientSecret, Delivery, DeliveryStatus, OutboxMessage, StoreError, StoredDkimKey,
+    StoredSigningKey,
 };
 use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, Purpose};
@@ -238,6 +239,16 @@ pub fn signing_key(row: &dyn RowReader) -> Result<StoredSigningKey, StoreError> 
         sealed_pkcs8: r.bytes("sealed_pkcs8")?,
         created_at: r.time("created_at")?,
         retired_at: r.opt_time("retired_at")?,
+    })
+}
+
+pub fn dkim_key(row: &dyn RowReader) -> Result<StoredDkimKey, StoreError> {
+    let r = Reader { row, what: "DKIM key" };
+    Ok(StoredDkimKey {
+        selector: r.text("selector")?,
+        algorithm: r.text("algorithm")?,
+        sealed_pkcs8: r.bytes("sealed_pkcs8")?,
+        created_at: r.time("created_at")?,
     })
 }
 

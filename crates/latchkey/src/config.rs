@@ -24,6 +24,13 @@ pub struct Config {
     pub smtp_ca_file: Option<PathBuf>,
     /// Default sender, `Name <address>`.
     pub mail_from: String,
+    /// PEM private key (PKCS#8 RSA or Ed25519, or PKCS#1 RSA) that signs every message (DKIM).
+    /// Unset: a key generated on first start, stored sealed in the database.
+    pub dkim_private_key_file: Option<PathBuf>,
+    /// The DKIM selector: the key is published at `<selector>._domainkey.<sender domain>`.
+    pub dkim_selector: String,
+    /// The algorithm of a generated DKIM key: `rsa-sha256` or `ed25519-sha256`.
+    pub dkim_algorithm: String,
     pub admin_token: Option<String>,
     pub admin_token_file: Option<PathBuf>,
     pub secret_key: Option<String>,
@@ -61,6 +68,9 @@ impl Default for Config {
             smtp_url: None,
             smtp_ca_file: None,
             mail_from: "Latchkey <no-reply@localhost>".into(),
+            dkim_private_key_file: None,
+            dkim_selector: "latchkey".into(),
+            dkim_algorithm: "rsa-sha256".into(),
             admin_token: None,
             admin_token_file: None,
             secret_key: None,
@@ -90,6 +100,9 @@ impl fmt::Debug for Config {
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("smtp_ca_file", &self.smtp_ca_file)
             .field("mail_from", &self.mail_from)
+            .field("dkim_private_key_file", &self.dkim_private_key_file)
+            .field("dkim_selector", &self.dkim_selector)
+            .field("dkim_algorithm", &self.dkim_algorithm)
             .field("admin_token", &hidden(&self.admin_token))
             .field("secret_key", &hidden(&self.secret_key))
             .field("sqlite_synchronous", &self.sqlite_synchronous)
@@ -121,6 +134,9 @@ const KEYS: &[&str] = &[
     "smtp_url",
     "smtp_ca_file",
     "mail_from",
+    "dkim_private_key_file",
+    "dkim_selector",
+    "dkim_algorithm",
     "admin_token",
     "admin_token_file",
     "secret_key",

@@ -2,6 +2,8 @@
 //! Integration tests start the server through [`run::start`], exactly as `latchkey serve` does.
 
 pub mod config;
+pub mod dkim;
+pub mod mail_dns;
 pub mod run;
 mod secrets;
 pub mod serve;

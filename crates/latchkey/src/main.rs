@@ -75,6 +75,9 @@ struct ServeArgs {
 
 #[derive(Subcommand)]
 enum MailCommand {
+    /// Print the SPF, DKIM and DMARC records to publish for the sender domains: the default
+    /// sender's (LATCHKEY_MAIL_FROM) and every application's own sender address.
+    Dns,
     /// Send a test message through the configured SMTP server and report how the SMTP
     /// conversation ended: the server's reply, or the error. Exits 1 on failure.
     Test {
@@ -195,6 +198,7 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Mail(MailCommand::Dns) => mail_dns(&config).await,
         Command::Mail(MailCommand::Test { to, smtp_url }) => {
             if smtp_url.is_some() {
                 config.smtp_url = smtp_url;
@@ -227,11 +231,39 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `latchkey mail dns`: the records of every sender domain, as zone-file lines.
+async fn mail_dns(config: &Config) -> anyhow::Result<()> {
+    let core = open_core(config, &SystemClock).await?;
+    let dkim = latchkey::dkim::signer(config, &*core.store, &core.key, &SystemClock).await?;
+    let apps = core.store.list_applications().await.context("cannot list the applications")?;
+    let domains = latchkey::mail_dns::sender_domains(&config.mail_from, &apps);
+    println!("; Publish these TXT records in the zone of each sender domain.");
+    println!("; SPF allows the relay to send for the domain (if it documents an include:, use that);");
+    println!(
+        "; DKIM is the public key of the signatures (selector {:?}, {});",
+        dkim.selector(),
+        dkim.algorithm().as_str()
+    );
+    println!("; DMARC starts at p=none: move to quarantine once the reports show only your mail.");
+    for record in latchkey::mail_dns::records(&domains, config.smtp_url.as_deref(), &dkim) {
+        println!("; {}", record.purpose);
+        println!("{}", latchkey::mail_dns::zone_line(&record));
+    }
+    Ok(())
+}
+
 /// `latchkey mail test`: one message through the configured SMTP server, and its outcome.
 async fn mail_test(config: &Config, to: &str) -> anyhow::Result<()> {
     let to = latchkey_core::EmailAddress::parse(to)
         .map_err(|_| anyhow::anyhow!("{to:?} is not an e-mail address"))?;
-    let Some(mailer) = latchkey::run::smtp_mailer(config)? else {
+    if config.smtp_url.is_none() {
+        anyhow::bail!(
+            "no SMTP server is configured (LATCHKEY_SMTP_URL): mail goes to the development mailbox"
+        );
+    }
+    let core = open_core(config, &SystemClock).await?;
+    let dkim = latchkey::dkim::signer(config, &*core.store, &core.key, &SystemClock).await?;
+    let Some(mailer) = latchkey::run::smtp_mailer(config, Some(Arc::new(dkim)))? else {
         anyhow::bail!(
             "no SMTP server is configured (LATCHKEY_SMTP_URL): mail goes to the development mailbox"
         );

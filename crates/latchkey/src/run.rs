@@ -174,7 +174,11 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
     let store = core.store.clone();
     let key = core.key.clone();
 
-    let (mailer, dev_mailbox): (Arc<dyn Mailer>, _) = match smtp_mailer(&config)? {
+    let dkim = match &config.smtp_url {
+        Some(_) => Some(Arc::new(crate::dkim::signer(&config, &*store, &key, &*options.clock).await?)),
+        None => None,
+    };
+    let (mailer, dev_mailbox): (Arc<dyn Mailer>, _) = match smtp_mailer(&config, dkim)? {
         Some(smtp) => (Arc::new(smtp), None),
         None => {
             let mailbox = Arc::new(DevMailbox::new(options.print_mail));
@@ -266,7 +270,10 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
 
 /// The SMTP mailer of the configuration (`LATCHKEY_SMTP_URL`, `LATCHKEY_SMTP_CA_FILE`), or
 /// `None` when mail goes to the development mailbox. Must be called within the runtime.
-pub fn smtp_mailer(config: &Config) -> anyhow::Result<Option<SmtpMailer>> {
+pub fn smtp_mailer(
+    config: &Config,
+    dkim: Option<Arc<latchkey_mail::DkimSigner>>,
+) -> anyhow::Result<Option<SmtpMailer>> {
     let Some(url) = &config.smtp_url else { return Ok(None) };
     let ca_pem = match &config.smtp_ca_file {
         Some(path) => Some(
@@ -275,7 +282,7 @@ pub fn smtp_mailer(config: &Config) -> anyhow::Result<Option<SmtpMailer>> {
         ),
         None => None,
     };
-    let options = SmtpOptions { ca_pem, ..SmtpOptions::default() };
+    let options = SmtpOptions { ca_pem, dkim, ..SmtpOptions::default() };
     let mailer = SmtpMailer::from_url(url, options).context("LATCHKEY_SMTP_URL / LATCHKEY_SMTP_CA_FILE")?;
     Ok(Some(mailer))
 }

@@ -29,6 +29,7 @@ mod races;
 mod readiness;
 mod registrations_and_orgs;
 mod sdk_autharmor;
+mod sdk_dkim;
 mod sdk_openid_client;
 mod sdk_workos;
 mod shutdown;
