@@ -15,4 +15,9 @@ pub struct DeliveryError {
 pub trait Mailer: Send + Sync + 'static {
     /// Returns once the receiving server accepted the message.
     async fn deliver(&self, email: &Email) -> Result<(), DeliveryError>;
+
+    /// The same, and which relay took the message (`host:port`), when there is such a thing.
+    async fn deliver_via(&self, email: &Email) -> Result<Option<String>, DeliveryError> {
+        self.deliver(email).await.map(|()| None)
+    }
 }

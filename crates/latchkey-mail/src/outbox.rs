@@ -9,7 +9,7 @@ use crate::{Email, Mailer};
 use latchkey_core::id::OutboxId;
 use latchkey_core::secret::random_fraction;
 use latchkey_core::{Clock, MasterKey};
-use latchkey_store::{OutboxMessage, Store};
+use latchkey_store::{OutboxMessage, SentMail, Store};
 use metrics::{counter, histogram};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use tokio::task::{self, JoinSet};
 use tokio::time::Instant;
 
 /// Deliveries in flight at once, by default.
-pub const DEFAULT_BATCH: u32 = 64;
+pub const DEFAULT_BATCH: u32 = 256;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -87,7 +87,7 @@ pub struct OutboxWorker {
 }
 
 /// A delivered message waiting for its record, and who to tell once it is durable.
-type Sent = (OutboxId, oneshot::Sender<()>);
+type Sent = (SentMail, oneshot::Sender<()>);
 
 /// A message being delivered: which one, and when its lease was last set.
 struct Leased {
@@ -201,7 +201,7 @@ impl OutboxWorker {
     async fn record_sent(self: Arc<Self>, mut to_record: mpsc::UnboundedReceiver<Sent>) {
         let mut batch: Vec<Sent> = Vec::new();
         while to_record.recv_many(&mut batch, 512).await > 0 {
-            let ids: Vec<OutboxId> = batch.iter().map(|(id, _)| id.clone()).collect();
+            let ids: Vec<SentMail> = batch.iter().map(|(mail, _)| mail.clone()).collect();
             match self.store.outbox_sent(&ids, self.clock.now()).await {
                 Ok(()) => tracing::info!(messages = ids.len(), "outbox: delivered"),
                 // The leases run out and the messages are tried again: a duplicate is better than a loss.
@@ -222,20 +222,21 @@ impl OutboxWorker {
             .ok()
             .and_then(|plain| Email::from_json(&plain));
         let result = match &email {
-            Some(email) => self.mailer.deliver(email).await,
+            Some(email) => self.mailer.deliver_via(email).await,
             None => Err(crate::DeliveryError {
                 permanent: true,
                 message: "the queued message is unreadable".into(),
             }),
         };
         let delivered = result.is_ok();
+        let result = result.map(|relay| SentMail { id: message.id.clone(), relay });
         let now = self.clock.now();
         let recorded = match result {
             // Recorded before anything else: until it is, a crash means sending it again. The
             // delivery's task (and so its lease's renewal) lasts until the record is written.
-            Ok(()) => {
+            Ok(mail) => {
                 let (done, recorded) = oneshot::channel();
-                if sent.send((message.id.clone(), done)).is_ok() {
+                if sent.send((mail, done)).is_ok() {
                     let _ = recorded.await;
                 }
                 Ok(())

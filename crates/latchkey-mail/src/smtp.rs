@@ -55,7 +55,15 @@ impl Default for SmtpOptions {
 /// carries credentials, which are never sent in clear), `smtps://` (implicit TLS) or
 /// `smtp+plain://` (no TLS, for a local relay), with optional `user:password@`. Connections are
 /// pooled and reused; each message has a deadline.
+///
+/// Several URLs, comma-separated, are relays in order of preference: a relay that cannot be
+/// reached, breaks the conversation or answers 4xx is skipped for the next one, for that
+/// message; a 5xx about the message ends its attempt (another relay would refuse it too).
 pub struct SmtpMailer {
+    relays: Vec<Relay>,
+}
+
+struct Relay {
     settings: Settings,
     /// Connections between two messages, the most recently used last.
     idle: Mutex<Vec<Idle>>,
@@ -92,9 +100,73 @@ impl std::fmt::Debug for SmtpMailer {
 }
 
 impl SmtpMailer {
-    /// Checks the settings and sets up the connection pool; call it within the Tokio runtime,
-    /// which the pool's upkeep runs on. Nothing is sent and no connection is made yet.
-    pub fn from_url(url: &str, options: SmtpOptions) -> Result<Self, SmtpConfigError> {
+    /// Checks the settings of each relay (comma-separated URLs). Nothing is sent and no
+    /// connection is made yet.
+    pub fn from_url(urls: &str, options: SmtpOptions) -> Result<Self, SmtpConfigError> {
+        let relays = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|url| Relay::from_url(url, options.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if relays.is_empty() {
+            return Err(SmtpConfigError::Url);
+        }
+        Ok(Self { relays })
+    }
+
+    /// Where and how messages go, for people: `smtp://host:587 (STARTTLS required, as alice)`;
+    /// several relays in their order.
+    pub fn describe(&self) -> String {
+        self.relays.iter().map(Relay::describe).collect::<Vec<_>>().join(", else ")
+    }
+
+    /// Sends one message and returns the server's reply to it (`250 …`), through the first
+    /// relay that takes it.
+    pub async fn send(&self, email: &Email) -> Result<String, DeliveryError> {
+        self.send_via(email).await.map(|(reply, _)| reply)
+    }
+
+    /// The same, with the relay that took it (`host:port`).
+    async fn send_via(&self, email: &Email) -> Result<(String, String), DeliveryError> {
+        let message = build_message(email)?;
+        let envelope = message.envelope();
+        let from = envelope.from().map(|a| a.to_string()).unwrap_or_default();
+        let to = envelope.to().first().map(|a| a.to_string()).ok_or_else(|| permanent("no recipient"))?;
+        let mut data = message.formatted();
+        if let Some(signer) = &self.relays[0].settings.options.dkim {
+            let domain =
+                crate::dkim::sender_domain(&from).ok_or_else(|| permanent("invalid sender address"))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or_default();
+            data = signer.sign(&domain, &data, now);
+        }
+        let mut last = None;
+        for (n, relay) in self.relays.iter().enumerate() {
+            match relay.send(&from, &to, &data).await {
+                Ok(reply) => {
+                    if n > 0 {
+                        tracing::info!(relay = %relay.describe(), skipped = n, "smtp: a later relay took the message");
+                    }
+                    return Ok((reply, relay.address()));
+                }
+                Err(e) if e.permanent => return Err(e),
+                Err(e) => {
+                    if self.relays.len() > 1 {
+                        tracing::warn!(relay = %relay.describe(), error = %e.message, "smtp: relay skipped");
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| permanent("no relay")))
+    }
+}
+
+impl Relay {
+    fn from_url(url: &str, options: SmtpOptions) -> Result<Self, SmtpConfigError> {
         let url = Url::parse(url).map_err(|_| SmtpConfigError::Url)?;
         let host = url.host_str().ok_or(SmtpConfigError::Host)?;
         let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
@@ -124,8 +196,17 @@ impl SmtpMailer {
         Ok(Self { settings, idle: Mutex::new(Vec::new()) })
     }
 
-    /// Where and how messages go, for people: `smtp://host:587 (STARTTLS required, as alice)`.
-    pub fn describe(&self) -> String {
+    /// `host:port`, as a delivery records it.
+    fn address(&self) -> String {
+        let host = &self.settings.host;
+        if host.contains(':') {
+            format!("[{host}]:{}", self.settings.port)
+        } else {
+            format!("{host}:{}", self.settings.port)
+        }
+    }
+
+    fn describe(&self) -> String {
         let s = &self.settings;
         let (scheme, tls) = match s.scheme {
             Scheme::StartTls if s.credentials.is_some() => ("smtp", "STARTTLS required"),
@@ -141,24 +222,9 @@ impl SmtpMailer {
         format!("{scheme}://{}:{} ({tls}{who}{ca})", s.host, s.port)
     }
 
-    /// Sends one message and returns the server's reply to it (`250 …`).
-    pub async fn send(&self, email: &Email) -> Result<String, DeliveryError> {
-        let message = build_message(email)?;
-        let envelope = message.envelope();
-        let from = envelope.from().map(|a| a.to_string()).unwrap_or_default();
-        let to = envelope.to().first().map(|a| a.to_string()).ok_or_else(|| permanent("no recipient"))?;
-        let mut data = message.formatted();
-        if let Some(signer) = &self.settings.options.dkim {
-            let domain =
-                crate::dkim::sender_domain(&from).ok_or_else(|| permanent("invalid sender address"))?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or_default();
-            data = signer.sign(&domain, &data, now);
-        }
+    async fn send(&self, from: &str, to: &str, data: &[u8]) -> Result<String, DeliveryError> {
         let deadline = self.settings.options.timeout * 2;
-        match tokio::time::timeout(deadline, self.send_data(&from, &to, &data)).await {
+        match tokio::time::timeout(deadline, self.send_data(from, to, data)).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(failure)) => Err(delivery_error(failure)),
             // The connection in hand is dropped with the future: it is never reused mid-command.
@@ -289,5 +355,9 @@ pub(crate) fn build_message(email: &Email) -> Result<Message, DeliveryError> {
 impl Mailer for SmtpMailer {
     async fn deliver(&self, email: &Email) -> Result<(), DeliveryError> {
         self.send(email).await.map(drop)
+    }
+
+    async fn deliver_via(&self, email: &Email) -> Result<Option<String>, DeliveryError> {
+        self.send_via(email).await.map(|(_, relay)| Some(relay))
     }
 }

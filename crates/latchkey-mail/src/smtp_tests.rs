@@ -223,3 +223,40 @@ async fn bad_settings_are_refused_at_start() {
     assert_eq!(ok.describe(), "smtp://smtp.example.com:587 (STARTTLS required, authenticated)");
     assert!(!format!("{ok:?}").contains(":p@"), "no password in Debug");
 }
+
+#[tokio::test]
+async fn a_relay_that_refuses_connections_or_answers_4xx_is_skipped_for_the_next() {
+    let first = SmtpSink::start().await.unwrap();
+    let second = SmtpSink::start().await.unwrap();
+    let urls = format!("{}, {}", first.url(), second.url());
+    let mailer = SmtpMailer::from_url(&urls, options(&first)).unwrap();
+    assert!(mailer.describe().contains(", else smtp+plain://"), "{}", mailer.describe());
+
+    mailer.deliver(&email(1)).await.unwrap();
+    assert_eq!((first.mails().len(), second.mails().len()), (1, 0), "the first relay is preferred");
+
+    first.pause();
+    mailer.deliver(&email(2)).await.unwrap();
+    assert_eq!(
+        second.wait_for(1, Duration::from_secs(5)).await.len(),
+        1,
+        "refused connections: the next relay"
+    );
+
+    first.resume().unwrap();
+    first.set_mode(SinkMode::RefuseTemporarily);
+    mailer.deliver(&email(3)).await.unwrap();
+    assert_eq!(second.mails().len(), 2, "a 4xx: the next relay");
+
+    // A 5xx is about the message: the next relay is not asked.
+    first.set_mode(SinkMode::RefusePermanently);
+    let err = mailer.deliver(&email(4)).await.unwrap_err();
+    assert!(err.permanent && err.message.contains("550"), "{err:?}");
+    assert_eq!(second.mails().len(), 2);
+
+    // Every relay failing for the moment: a temporary failure, retried later.
+    second.pause();
+    first.set_mode(SinkMode::RefuseTemporarily);
+    let err = mailer.deliver(&email(5)).await.unwrap_err();
+    assert!(!err.permanent, "{err:?}");
+}

@@ -16,7 +16,7 @@ use latchkey_store::OutboxBacklog;
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
     ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage, RecordedView,
-    RegistrationOutcome, RotateOutcome, Store, StoreError, StoreResult, StoredDkimKey, StoredSigningKey, TokenOutcome,
+    RegistrationOutcome, RotateOutcome, SentMail, Store, StoreError, StoreResult, StoredDkimKey, StoredSigningKey, TokenOutcome,
 };
 use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, Row};
@@ -749,7 +749,7 @@ impl Store for PostgresStore {
     async fn challenge(&self, app_id: &AppId, id: &ChallengeId) -> StoreResult<Option<ChallengeRecord>> {
         let row = sqlx::query(
             "SELECT c.*, o.status AS delivery_status, o.attempts AS delivery_attempts, \
-             o.last_error AS delivery_error \
+             o.last_error AS delivery_error, o.relay AS delivery_relay \
              FROM challenges c LEFT JOIN outbox o ON o.challenge_id = c.id \
              WHERE c.id = $1 AND c.app_id = $2",
         )
@@ -952,7 +952,7 @@ impl Store for PostgresStore {
         Ok(0)
     }
 
-    async fn outbox_sent(&self, ids: &[OutboxId], now: OffsetDateTime) -> StoreResult<()> {
+    async fn outbox_sent(&self, sent: &[SentMail], now: OffsetDateTime) -> StoreResult<()> {
         // The application and the challenge come from the message's row.
         //
         // Committed without waiting for the WAL to reach the disk (`synchronous_commit` off for
@@ -964,20 +964,21 @@ impl Store for PostgresStore {
             Event::challenge_delivered(Some(&app), &events::late("COALESCE(s.challenge_id, $1)"), now)
         }
         static SENT: LazyLock<String> = LazyLock::new(|| {
-            let (event, _) = events::select_list(&delivered(OffsetDateTime::UNIX_EPOCH), 3);
+            let (event, _) = events::select_list(&delivered(OffsetDateTime::UNIX_EPOCH), 4);
             format!(
                 "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)), \
                  sent AS ( \
                    UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, sealed = NULL, \
-                   lease_until = NULL, last_error = NULL WHERE id = $1 RETURNING app_id, challenge_id) \
+                   lease_until = NULL, last_error = NULL, relay = $3 WHERE id = $1 RETURNING app_id, challenge_id) \
                  INSERT INTO events ({}) SELECT {event} FROM sent s, quick",
                 event_columns!()
             )
         });
         // One statement per message: each writes its own event, whose id is a parameter.
-        for id in ids {
+        for mail in sent {
             let event = delivered(now);
-            let query = sqlx::query(&SENT).bind(id.as_str()).bind(millis(now));
+            let query =
+                sqlx::query(&SENT).bind(mail.id.as_str()).bind(millis(now)).bind(mail.relay.as_deref());
             events::bind(query, &event).execute_on(&self.pool).await?;
         }
         Ok(())

@@ -6,3 +6,6 @@ CREATE TABLE dkim_keys (
     sealed_pkcs8 BLOB NOT NULL,
     created_at   INTEGER NOT NULL
 );
+
+-- Which relay took a sent message (`host:port`), when several are configured.
+ALTER TABLE outbox ADD COLUMN relay TEXT;

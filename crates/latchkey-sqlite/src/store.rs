@@ -23,7 +23,7 @@ use latchkey_store::OutboxBacklog;
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
     ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage, RecordedView,
-    RegistrationOutcome, RotateOutcome, Store, StoreError, StoreResult, StoredDkimKey, StoredSigningKey, TokenOutcome,
+    RegistrationOutcome, RotateOutcome, SentMail, Store, StoreError, StoreResult, StoredDkimKey, StoredSigningKey, TokenOutcome,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -812,7 +812,7 @@ impl Store for SqliteStore {
             one(
                 c,
                 "SELECT c.*, o.status AS delivery_status, o.attempts AS delivery_attempts, \
-                 o.last_error AS delivery_error \
+                 o.last_error AS delivery_error, o.relay AS delivery_relay \
                  FROM challenges c LEFT JOIN outbox o ON o.challenge_id = c.id \
                  WHERE c.id = ?1 AND c.app_id = ?2",
                 params![id.as_str(), app_id.as_str()],
@@ -1491,17 +1491,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn outbox_sent(&self, ids: &[OutboxId], now: OffsetDateTime) -> StoreResult<()> {
-        let ids = ids.to_vec();
+    async fn outbox_sent(&self, sent: &[SentMail], now: OffsetDateTime) -> StoreResult<()> {
+        let sent = sent.to_vec();
         self.write(move |c| {
-            for id in &ids {
+            for SentMail { id, relay } in &sent {
                 let sent: Option<(Option<String>, Option<String>)> = c
                     .prepare_cached(
                         "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, sealed = NULL, \
-                         lease_until = NULL, last_error = NULL WHERE id = ?1 RETURNING app_id, challenge_id",
+                         lease_until = NULL, last_error = NULL, relay = ?3 WHERE id = ?1 RETURNING app_id, challenge_id",
                     )
                     .and_then(|mut stmt| {
-                        stmt.query_row(params![id.as_str(), millis(now)], |row| Ok((row.get(0)?, row.get(1)?)))
+                        stmt.query_row(params![id.as_str(), millis(now), relay], |row| Ok((row.get(0)?, row.get(1)?)))
                             .optional()
                     })
                     .map_err(map_err)?;

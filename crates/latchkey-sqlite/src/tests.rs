@@ -396,7 +396,7 @@ async fn a_starting_server_takes_back_the_leases_its_past_run_left() {
     let ids = queued_messages(&store, 3).await;
     let claimed = store.claim_outbox(t0(), t0() + Duration::minutes(2), 2).await.unwrap();
     assert_eq!(claimed.len(), 2);
-    store.outbox_sent(std::slice::from_ref(&ids[0]), t0()).await.unwrap();
+    store.outbox_sent(&[latchkey_store::SentMail::direct(&ids[0])], t0()).await.unwrap();
     // Killed here, with one message in hand; started again.
     store.close().await;
     let store = open(&path).await;

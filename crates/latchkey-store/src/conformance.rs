@@ -7,7 +7,7 @@
 use crate::OutboxBacklog;
 use crate::{
     ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, OtpOutcome, RecordedView,
-    RegistrationOutcome, RotateOutcome, Store, StoredDkimKey, StoredSigningKey, TokenOutcome,
+    RegistrationOutcome, RotateOutcome, SentMail, Store, StoredDkimKey, StoredSigningKey, TokenOutcome,
 };
 use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, otp_subject};
@@ -521,7 +521,7 @@ pub async fn outbox_leases_retries_and_settles(store: Arc<dyn Store>) {
     assert!(store.claim_outbox(t0(), lease, 10).await.unwrap().is_empty());
 
     // The first is sent, the second fails once, the third fails for good.
-    store.outbox_sent(std::slice::from_ref(&claimed[0].id), t0()).await.unwrap();
+    store.outbox_sent(&[SentMail::direct(&claimed[0].id)], t0()).await.unwrap();
     let retry_at = t0() + Duration::seconds(30);
     store.outbox_attempt_failed(&claimed[1].id, "421 try later", Some(retry_at)).await.unwrap();
     store.outbox_attempt_failed(&rest[0].id, "550 no such user", None).await.unwrap();
@@ -563,20 +563,25 @@ pub async fn deliveries_are_recorded_in_one_batch(store: Arc<dyn Store>) {
     }
     let claimed = store.claim_outbox(t0(), t0() + Duration::seconds(60), 10).await.unwrap();
     assert_eq!(claimed.len(), 5);
-    let ids: Vec<OutboxId> = claimed.iter().take(4).map(|m| m.id.clone()).collect();
-    store.outbox_sent(&ids, t0() + Duration::seconds(1)).await.unwrap();
+    let sent: Vec<SentMail> = claimed
+        .iter()
+        .take(4)
+        .map(|m| SentMail { id: m.id.clone(), relay: Some("relay.example:25".into()) })
+        .collect();
+    store.outbox_sent(&sent, t0() + Duration::seconds(1)).await.unwrap();
     store.outbox_sent(&[], t0() + Duration::seconds(1)).await.unwrap();
 
     let backlog = store.outbox_backlog().await.unwrap();
     assert_eq!(backlog.queued, 1, "the fifth is still queued");
-    let mut sent = 0;
+    let mut delivered_count = 0;
     for id in &challenges {
         let delivery = store.challenge(&app.id, id).await.unwrap().unwrap().delivery.unwrap();
         if delivery.status == DeliveryStatus::Sent {
-            sent += 1;
+            assert_eq!(delivery.relay.as_deref(), Some("relay.example:25"));
+            delivered_count += 1;
         }
     }
-    assert_eq!(sent, 4);
+    assert_eq!(delivered_count, 4);
     let delivered: Vec<_> = store
         .events(None, 100)
         .await
@@ -625,7 +630,7 @@ pub async fn outbox_backlog_counts_what_waits(store: Arc<dyn Store>) {
     let lease = t0() + Duration::seconds(60);
     let claimed = store.claim_outbox(t0() + Duration::seconds(5), lease, 10).await.unwrap();
     assert_eq!(store.outbox_backlog().await.unwrap().queued, 2);
-    store.outbox_sent(std::slice::from_ref(&claimed[0].id), t0()).await.unwrap();
+    store.outbox_sent(&[SentMail::direct(&claimed[0].id)], t0()).await.unwrap();
     let left = store.outbox_backlog().await.unwrap();
     assert_eq!(left, OutboxBacklog { queued: 1, oldest_queued_at: Some(t0() + Duration::seconds(5)) });
     store.outbox_attempt_failed(&claimed[1].id, "550 no such user", None).await.unwrap();
@@ -763,7 +768,7 @@ pub async fn outbox_leases_renewed_in_flight_outlive_the_others(store: Arc<dyn S
     assert_eq!(again, ids[2..].to_vec(), "the messages whose leases lapsed, and only those");
 
     // What is settled is not renewed: sent, failed for good, or waiting for its retry.
-    store.outbox_sent(std::slice::from_ref(&ids[0]), later).await.unwrap();
+    store.outbox_sent(&[SentMail::direct(&ids[0])], later).await.unwrap();
     store.outbox_attempt_failed(&ids[2], "550 no such user", None).await.unwrap();
     store.outbox_attempt_failed(&ids[3], "451 later", Some(later + Duration::minutes(1))).await.unwrap();
     assert_eq!(store.renew_outbox_leases(&ids, later + lease).await.unwrap(), 1, "only the one in flight");
@@ -1369,7 +1374,7 @@ pub async fn every_challenge_transition_writes_its_events(store: Arc<dyn Store>)
     assert_eq!(events_since(&*store, &mut cursor, step(1)).await, [created]);
     let claimed = store.claim_outbox(step(2), step(62), 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    store.outbox_sent(std::slice::from_ref(&mail.id), step(2)).await.unwrap();
+    store.outbox_sent(&[SentMail::direct(&mail.id)], step(2)).await.unwrap();
     let delivered = seen(EventKind::ChallengeDelivered, &app, None, Some(c.id.as_str()), None);
     assert_eq!(events_since(&*store, &mut cursor, step(2)).await, [delivered]);
 

@@ -294,7 +294,7 @@ pub trait Store: Send + Sync + 'static {
     async fn release_leftover_outbox_leases(&self) -> StoreResult<u64>;
     /// Records acceptance of these messages by the mail server and drops their sealed bodies,
     /// in one write (the worker records deliveries in batches).
-    async fn outbox_sent(&self, ids: &[OutboxId], now: OffsetDateTime) -> StoreResult<()>;
+    async fn outbox_sent(&self, sent: &[SentMail], now: OffsetDateTime) -> StoreResult<()>;
     /// Records a failed attempt: another at `next_attempt_at`, or `failed` for good when `None`.
     async fn outbox_attempt_failed(
         &self,

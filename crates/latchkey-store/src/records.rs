@@ -66,6 +66,22 @@ pub struct Delivery {
     pub status: DeliveryStatus,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// The relay that took it (`host:port`), once sent through SMTP.
+    pub relay: Option<String>,
+}
+
+/// A message the mail server accepted, and through which relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMail {
+    pub id: OutboxId,
+    pub relay: Option<String>,
+}
+
+impl SentMail {
+    /// Sent with no relay to name (the development mailbox).
+    pub fn direct(id: &OutboxId) -> Self {
+        Self { id: id.clone(), relay: None }
+    }
 }
 
 /// An e-mail to queue; `sealed` is the message encrypted with the master key, because it

@@ -156,7 +156,7 @@ pub fn challenge(row: &dyn RowReader) -> Result<Challenge, StoreError> {
 }
 
 /// A challenge joined with its outbox row (columns `delivery_status`, `delivery_attempts`,
-/// `delivery_error`, null when no mail was queued).
+/// `delivery_error`, `delivery_relay`, null when no mail was queued).
 pub fn challenge_record(row: &dyn RowReader) -> Result<ChallengeRecord, StoreError> {
     let r = Reader { row, what: "challenge" };
     let delivery = match r.opt_text("delivery_status")? {
@@ -165,6 +165,7 @@ pub fn challenge_record(row: &dyn RowReader) -> Result<ChallengeRecord, StoreErr
             status: DeliveryStatus::parse(&status).ok_or_else(|| r.corrupt())?,
             attempts: r.count("delivery_attempts")?,
             last_error: r.opt_text("delivery_error")?,
+            relay: r.opt_text("delivery_relay")?,
         }),
     };
     Ok(ChallengeRecord { challenge: challenge(row)?, delivery })

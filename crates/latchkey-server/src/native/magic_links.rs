@@ -157,6 +157,8 @@ pub struct DeliveryView {
     pub status: &'static str,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// The SMTP relay that took the message (`host:port`), once sent.
+    pub relay: Option<String>,
 }
 
 /// Create a magic link: the e-mail is queued in the same transaction, or link and code are
@@ -185,10 +187,13 @@ async fn create_magic_link(
 fn magic_link_view(record: &ChallengeRecord, service: &Service) -> MagicLinkView {
     let c = &record.challenge;
     let delivery = match &record.delivery {
-        Some(d) => {
-            DeliveryView { status: d.status.as_str(), attempts: d.attempts, last_error: d.last_error.clone() }
-        }
-        None => DeliveryView { status: "not_sent", attempts: 0, last_error: None },
+        Some(d) => DeliveryView {
+            status: d.status.as_str(),
+            attempts: d.attempts,
+            last_error: d.last_error.clone(),
+            relay: d.relay.clone(),
+        },
+        None => DeliveryView { status: "not_sent", attempts: 0, last_error: None, relay: None },
     };
     MagicLinkView {
         id: c.id.to_string(),

@@ -50,16 +50,48 @@ const POSTGRES_DUPLICATES_PER_THOUSAND: usize = 10;
 /// Time for a second copy, if one were coming, after the last first copy.
 const SETTLE: Duration = Duration::from_secs(1);
 
+/// How the clients load the server before the kill.
+#[derive(Clone, Copy)]
+struct Pace {
+    clients: usize,
+    /// Each client's interval between two requests; `None`: the next as soon as the answer came.
+    every: Option<Duration>,
+    smtp_delay: Duration,
+    load: Duration,
+}
+
+/// The pace the debug build serves without running out of CPU.
+const PACED: Pace = Pace { clients: CLIENTS, every: Some(EVERY), smtp_delay: SMTP_DELAY, load: LOAD };
+
+/// As fast as the server goes: clients that never wait, an SMTP server that answers at once.
+/// For the release build, where delivery is fast enough for the mail of thousands of links to
+/// be in flight, or accepted and not yet recorded, at the kill.
+const FULL_SPEED: Pace =
+    Pace { clients: 32, every: None, smtp_delay: Duration::ZERO, load: Duration::from_secs(4) };
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_kill_9_under_load_every_link_is_mailed_soon_and_almost_never_twice_on_sqlite() {
-    crash_under_load(None, GOAL_DUPLICATES_PER_THOUSAND).await;
+    crash_under_load(None, GOAL_DUPLICATES_PER_THOUSAND, PACED).await;
+}
+
+/// At full speed the goal of one in a thousand is not met: the release build measured 36
+/// duplicates for 1,623 links (22 per thousand), nothing lost. A message is recorded as sent
+/// only after its `250`, in a batch with the others delivered meanwhile; every message between
+/// its `250` and the batch's commit at the kill is sent again. This bound keeps a regression
+/// visible; see `docs/mail.md`.
+const FULL_SPEED_DUPLICATES_PER_THOUSAND: usize = 50;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "slow (kill -9 at full speed); LATCHKEY_TEST_BINARY=target/release/latchkey runs it on the release build"]
+async fn after_kill_9_at_full_speed_every_link_is_mailed_and_few_twice_on_sqlite() {
+    crash_under_load(None, FULL_SPEED_DUPLICATES_PER_THOUSAND, FULL_SPEED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
 async fn after_kill_9_under_load_every_link_is_mailed_soon_and_almost_never_twice_on_postgres() {
     let db = TestDatabase::from_env().await;
-    crash_under_load(Some(db.url.clone()), POSTGRES_DUPLICATES_PER_THOUSAND).await;
+    crash_under_load(Some(db.url.clone()), POSTGRES_DUPLICATES_PER_THOUSAND, PACED).await;
 }
 
 /// What the clients saw before the kill.
@@ -71,11 +103,11 @@ struct Load {
     other: Vec<StatusCode>,
 }
 
-async fn crash_under_load(database_url: Option<String>, duplicates_per_thousand: usize) {
+async fn crash_under_load(database_url: Option<String>, duplicates_per_thousand: usize, pace: Pace) {
     let _alone = crate::helpers::ALONE.write().await;
     let dir = tempfile::tempdir().unwrap();
     // A relay that takes its time before each message, so that the kill finds mail in flight.
-    let sink = SmtpSink::start_with(SinkConfig { delay_before_data: SMTP_DELAY, ..Default::default() })
+    let sink = SmtpSink::start_with(SinkConfig { delay_before_data: pace.smtp_delay, ..Default::default() })
         .await
         .unwrap();
     let smtp_url = sink.url();
@@ -92,14 +124,16 @@ async fn crash_under_load(database_url: Option<String>, duplicates_per_thousand:
     let load = Arc::new(Mutex::new(Load::default()));
     let killed = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
-    for n in 0..CLIENTS {
+    for n in 0..pace.clients {
         let (http, base, load, killed) = (http.clone(), base.clone(), load.clone(), killed.clone());
         let client = Client { id: client.id.clone(), secret: client.secret.clone() };
         clients.push(tokio::spawn(async move {
             let caller = As::app(&client).on(&http, &base);
-            let mut pace = tokio::time::interval(EVERY);
+            let mut every = pace.every.map(tokio::time::interval);
             for i in 0.. {
-                pace.tick().await;
+                if let Some(every) = &mut every {
+                    every.tick().await;
+                }
                 let email = format!("crash-{n}-{i}@example.com");
                 let sent = caller
                     .post("/v1/magic-links")
@@ -117,7 +151,7 @@ async fn crash_under_load(database_url: Option<String>, duplicates_per_thousand:
             }
         }));
     }
-    tokio::time::sleep(LOAD).await;
+    tokio::time::sleep(pace.load).await;
     let arrived_before_kill = sink.mails().len();
     killed.store(true, Ordering::SeqCst);
     let killed_at = Instant::now();
@@ -151,12 +185,14 @@ async fn crash_under_load(database_url: Option<String>, duplicates_per_thousand:
     }
     let duplicates: usize = copies.values().map(|n| n - 1).sum();
     eprintln!(
-        "crash test ({}): {} links accepted in {LOAD:?} by {CLIENTS} clients; {arrived_before_kill} mails \
+        "crash test ({}): {} links accepted in {:?} by {} clients; {arrived_before_kill} mails \
          before the kill, {pending_at_kill} accepted links not yet mailed at the kill; after the restart \
          {} of {} arrived, the last {last_after_restart:?} after it; {} mails in all, {duplicates} \
          duplicates (same Message-ID)",
         if database_url.is_some() { "PostgreSQL" } else { "SQLite" },
         accepted.len(),
+        pace.load,
+        pace.clients,
         firsts.len(),
         accepted.len(),
         mails.len(),

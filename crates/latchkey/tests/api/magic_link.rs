@@ -156,7 +156,11 @@ async fn delivery_status_is_visible_and_revocation_ends_the_link(app: TestApp) {
     let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let mails = app.wait_for_mails(1).await;
     let status = app.magic_link_when(&client, &id, Duration::from_millis(2500), sent).await;
-    assert_eq!(status["delivery"], json!({ "status": "sent", "attempts": 1, "last_error": null }));
+    let relay = app.sink.addr().to_string();
+    assert_eq!(
+        status["delivery"],
+        json!({ "status": "sent", "attempts": 1, "last_error": null, "relay": relay })
+    );
 
     // Another application cannot see or revoke it.
     let other = app.client().await;

@@ -447,3 +447,62 @@ async fn mail_test_reports_the_smtp_conversation() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no SMTP server is configured"));
     assert_eq!(sink.mails().len(), 1);
 }
+
+mod relays {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refusing_relay_is_skipped_and_the_delivery_names_the_one_that_took_it_on_sqlite() {
+        super::a_refusing_relay_is_skipped(super::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL)"]
+    async fn a_refusing_relay_is_skipped_and_the_delivery_names_the_one_that_took_it_on_postgres() {
+        super::a_refusing_relay_is_skipped(super::Backend::Postgres).await;
+    }
+}
+
+/// Two relays: the first refuses connections (nothing listens on its port), then answers 4xx;
+/// the second takes the mail, and the magic link's delivery says so.
+async fn a_refusing_relay_is_skipped(backend: Backend) {
+    let first = SmtpSink::start().await.unwrap();
+    let first_url = first.url();
+    first.pause();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.smtp_url = Some(format!("{first_url},{}", c.smtp_url.as_deref().unwrap()));
+    })
+    .await;
+    let second = app.sink.addr().to_string();
+    let client = app.client().await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let res = app.request_link(&client, json!({ "email": random_email() })).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        ids.push(res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+        if ids.len() == 1 {
+            let link = app
+                .magic_link_when(&client, &ids[0], Duration::from_secs(10), |l| {
+                    l["delivery"]["status"] == "sent"
+                })
+                .await;
+            assert_eq!(link["delivery"]["relay"], json!(second), "{link}");
+            // Now the first relay is up but answers 4xx: skipped too.
+            first.resume().unwrap();
+            first.set_mode(SinkMode::RefuseTemporarily);
+        }
+    }
+    let link = app
+        .magic_link_when(&client, &ids[1], Duration::from_secs(10), |l| l["delivery"]["status"] == "sent")
+        .await;
+    assert_eq!(link["delivery"]["relay"], json!(second), "{link}");
+    assert_eq!(app.wait_for_mails(2).await.len(), 2);
+    assert!(first.mails().is_empty());
+
+    // Once the first relay accepts again, it is preferred, and named.
+    first.set_mode(SinkMode::Accept);
+    let res = app.request_link(&client, json!({ "email": random_email() })).await;
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let link = app
+        .magic_link_when(&client, &id, Duration::from_secs(10), |l| l["delivery"]["status"] == "sent")
+        .await;
+    assert_eq!(link["delivery"]["relay"], json!(first.addr().to_string()), "{link}");
+}

@@ -322,7 +322,7 @@ async fn assert_each_mailed_once(app: &TestApp, client: &Client, ids: &[String],
         let status = app.magic_link_when(client, id, left, |s| s["delivery"]["status"] != "queued").await;
         assert_eq!(
             status["delivery"],
-            json!({ "status": "sent", "attempts": 1, "last_error": null }),
+            json!({ "status": "sent", "attempts": 1, "last_error": null, "relay": app.sink.addr().to_string() }),
             "{id}"
         );
     }
