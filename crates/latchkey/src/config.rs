@@ -31,6 +31,9 @@ pub struct Config {
     pub dkim_selector: String,
     /// The algorithm of a generated DKIM key: `rsa-sha256` or `ed25519-sha256`.
     pub dkim_algorithm: String,
+    /// `IP:port` of the DNS server `latchkey mail test` asks for the published records.
+    /// Unset: the first nameserver of /etc/resolv.conf.
+    pub dns_server: Option<String>,
     pub admin_token: Option<String>,
     pub admin_token_file: Option<PathBuf>,
     pub secret_key: Option<String>,
@@ -71,6 +74,7 @@ impl Default for Config {
             dkim_private_key_file: None,
             dkim_selector: "latchkey".into(),
             dkim_algorithm: "rsa-sha256".into(),
+            dns_server: None,
             admin_token: None,
             admin_token_file: None,
             secret_key: None,
@@ -103,6 +107,7 @@ impl fmt::Debug for Config {
             .field("dkim_private_key_file", &self.dkim_private_key_file)
             .field("dkim_selector", &self.dkim_selector)
             .field("dkim_algorithm", &self.dkim_algorithm)
+            .field("dns_server", &self.dns_server)
             .field("admin_token", &hidden(&self.admin_token))
             .field("secret_key", &hidden(&self.secret_key))
             .field("sqlite_synchronous", &self.sqlite_synchronous)
@@ -137,6 +142,7 @@ const KEYS: &[&str] = &[
     "dkim_private_key_file",
     "dkim_selector",
     "dkim_algorithm",
+    "dns_server",
     "admin_token",
     "admin_token_file",
     "secret_key",

@@ -231,6 +231,49 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the records of the default sender's domain are published, when DNS answers.
+async fn report_dns(config: &Config, dkim: &latchkey_mail::DkimSigner) {
+    use latchkey::mail_dns::{is_published, lookup_txt, records, system_dns_server};
+    let domains: Vec<String> = latchkey_mail::sender_domain(&config.mail_from).into_iter().collect();
+    let server = match &config.dns_server {
+        Some(at) => at.parse().ok(),
+        None => system_dns_server(),
+    };
+    let Some(server) = server else {
+        println!(
+            "DNS: no DNS server to ask (LATCHKEY_DNS_SERVER, /etc/resolv.conf): cannot say whether the records are published"
+        );
+        return;
+    };
+    let wanted = records(&domains, config.smtp_url.as_deref(), dkim);
+    let answers = tokio::task::spawn_blocking(move || {
+        wanted
+            .into_iter()
+            .map(|r| {
+                let found = lookup_txt(server, &r.name, std::time::Duration::from_secs(2));
+                (r, found)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for (record, found) in answers {
+        match found {
+            Ok(found) if is_published(&record, &found) => {
+                println!("DNS: {} record of {}: published", record.purpose, record.name)
+            }
+            Ok(_) => println!(
+                "DNS: {} record of {}: NOT published (see `latchkey mail dns`)",
+                record.purpose, record.name
+            ),
+            Err(e) => {
+                println!("DNS: not reachable ({e}): cannot say whether the records are published");
+                return;
+            }
+        }
+    }
+}
+
 /// `latchkey mail dns`: the records of every sender domain, as zone-file lines.
 async fn mail_dns(config: &Config) -> anyhow::Result<()> {
     let core = open_core(config, &SystemClock).await?;
@@ -262,8 +305,8 @@ async fn mail_test(config: &Config, to: &str) -> anyhow::Result<()> {
         );
     }
     let core = open_core(config, &SystemClock).await?;
-    let dkim = latchkey::dkim::signer(config, &*core.store, &core.key, &SystemClock).await?;
-    let Some(mailer) = latchkey::run::smtp_mailer(config, Some(Arc::new(dkim)))? else {
+    let dkim = Arc::new(latchkey::dkim::signer(config, &*core.store, &core.key, &SystemClock).await?);
+    let Some(mailer) = latchkey::run::smtp_mailer(config, Some(dkim.clone()))? else {
         anyhow::bail!(
             "no SMTP server is configured (LATCHKEY_SMTP_URL): mail goes to the development mailbox"
         );
@@ -291,7 +334,9 @@ async fn mail_test(config: &Config, to: &str) -> anyhow::Result<()> {
     };
     println!("Sending a test message from {} to {to}", config.mail_from);
     println!("through {}", mailer.describe());
-    match mailer.send(&email).await {
+    let sent = mailer.send(&email).await;
+    report_dns(config, &dkim).await;
+    match sent {
         Ok(reply) => {
             println!("Accepted by the SMTP server: {reply}");
             println!("Message-ID: <{message_id}>");

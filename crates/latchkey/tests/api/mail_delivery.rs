@@ -506,3 +506,101 @@ async fn a_refusing_relay_is_skipped(backend: Backend) {
         .await;
     assert_eq!(link["delivery"]["relay"], json!(first.addr().to_string()), "{link}");
 }
+
+/// A DNS server on a loopback UDP port that answers TXT questions from `records` (lower-case
+/// names without the final dot) and NXDOMAIN for any other name.
+fn dns_server(records: std::collections::HashMap<String, String>) -> std::net::SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let query = &buf[..n];
+            let (mut at, mut labels) = (12, Vec::new());
+            while at < n && query[at] != 0 {
+                let len = query[at] as usize;
+                labels.push(String::from_utf8_lossy(&query[at + 1..at + 1 + len]).to_lowercase());
+                at += 1 + len;
+            }
+            let question_end = at + 5;
+            let value = records.get(&labels.join("."));
+            let mut answer = query[..2].to_vec();
+            answer.extend_from_slice(if value.is_some() { &[0x81, 0x80] } else { &[0x81, 0x83] });
+            answer.extend_from_slice(&[0, 1, 0, u8::from(value.is_some()), 0, 0, 0, 0]);
+            answer.extend_from_slice(&query[12..question_end]);
+            if let Some(value) = value {
+                let mut data = Vec::new();
+                for chunk in value.as_bytes().chunks(255) {
+                    data.push(chunk.len() as u8);
+                    data.extend_from_slice(chunk);
+                }
+                answer.extend_from_slice(&[0xc0, 12, 0, 16, 0, 1, 0, 0, 0, 60]);
+                answer.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                answer.extend_from_slice(&data);
+            }
+            let _ = socket.send_to(&answer, from);
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_test_reports_whether_the_records_are_published_when_dns_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start().await.unwrap();
+    let base_env = |dns: String| {
+        vec![
+            ("LATCHKEY_SMTP_URL".to_owned(), sink.url()),
+            ("LATCHKEY_MAIL_FROM".to_owned(), "Acme <hi@acme.example>".to_owned()),
+            ("LATCHKEY_SECRET_KEY".to_owned(), "mail-test-master-secret-0123456789abcdef".to_owned()),
+            ("LATCHKEY_DNS_SERVER".to_owned(), dns),
+        ]
+    };
+    let run = |envs: Vec<(String, String)>, args: &'static [&'static str]| {
+        let path = dir.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+            command.args(args).current_dir(&path).env_clear();
+            command.env("PATH", std::env::var_os("PATH").unwrap_or_default());
+            for (k, v) in &envs {
+                command.env(k, v);
+            }
+            command.output().expect("latchkey runs")
+        })
+    };
+
+    // The DKIM record as `latchkey mail dns` prints it for this database's key.
+    let out = run(base_env("127.0.0.1:9".into()), &["mail", "dns"]).await.unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    let dkim_line = printed.lines().find(|l| l.starts_with("latchkey._domainkey.acme.example.")).unwrap();
+    let dkim: String = dkim_line.split('"').skip(1).step_by(2).collect();
+
+    // SPF and DKIM published, DMARC not.
+    let dns = dns_server(
+        [
+            ("acme.example".to_owned(), "v=spf1 include:relay.example ~all".to_owned()),
+            ("latchkey._domainkey.acme.example".to_owned(), dkim),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let out = run(base_env(dns.to_string()), &["mail", "test", "--to", "ada@example.com"]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("DNS: SPF record of acme.example: published"), "{stdout}");
+    assert!(stdout.contains("DNS: DKIM record of latchkey._domainkey.acme.example: published"), "{stdout}");
+    assert!(stdout.contains("DNS: DMARC record of _dmarc.acme.example: NOT published"), "{stdout}");
+    assert_eq!(sink.wait_for(1, Duration::from_secs(5)).await.len(), 1);
+
+    // A DNS server that does not answer: said so, and the message still goes.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let out =
+        run(base_env(silent.local_addr().unwrap().to_string()), &["mail", "test", "--to", "ada@example.com"])
+            .await
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("DNS: not reachable") && stdout.contains("cannot say"), "{stdout}");
+    assert_eq!(sink.wait_for(2, Duration::from_secs(5)).await.len(), 2);
+}
