@@ -195,24 +195,33 @@ impl OutboxWorker {
         }
     }
 
-    /// Records delivered messages in batches: whatever was delivered while the previous
-    /// batch was being written goes in the next one, so that a busy outbox pays one write (one
-    /// statement on PostgreSQL, one job of the SQLite writer) for many messages.
+    /// Records delivered messages in batches: every message delivered by the time the recorder
+    /// looks goes in one write (one statement on PostgreSQL, one job of the SQLite writer). A
+    /// batch does not wait for the previous one's write: until its record is durable a crash
+    /// sends a message again, so the record goes out at once (SQLite's writer still commits
+    /// concurrent batches together).
     async fn record_sent(self: Arc<Self>, mut to_record: mpsc::UnboundedReceiver<Sent>) {
+        let mut writes = JoinSet::new();
         let mut batch: Vec<Sent> = Vec::new();
         while to_record.recv_many(&mut batch, 512).await > 0 {
-            let ids: Vec<SentMail> = batch.iter().map(|(mail, _)| mail.clone()).collect();
-            match self.store.outbox_sent(&ids, self.clock.now()).await {
-                Ok(()) => tracing::info!(messages = ids.len(), "outbox: delivered"),
-                // The leases run out and the messages are tried again: a duplicate is better than a loss.
-                Err(e) => {
-                    tracing::error!(error = %e, messages = ids.len(), "outbox: could not record the deliveries")
+            let this = self.clone();
+            let batch = std::mem::take(&mut batch);
+            writes.spawn(async move {
+                let sent: Vec<SentMail> = batch.iter().map(|(mail, _)| mail.clone()).collect();
+                match this.store.outbox_sent(&sent, this.clock.now()).await {
+                    Ok(()) => tracing::info!(messages = sent.len(), "outbox: delivered"),
+                    // The leases run out and the messages are tried again: a duplicate is better than a loss.
+                    Err(e) => {
+                        tracing::error!(error = %e, messages = sent.len(), "outbox: could not record the deliveries")
+                    }
                 }
-            }
-            for (_, done) in batch.drain(..) {
-                let _ = done.send(());
-            }
+                for (_, done) in batch {
+                    let _ = done.send(());
+                }
+            });
+            while writes.try_join_next().is_some() {}
         }
+        while writes.join_next().await.is_some() {}
     }
 
     async fn deliver(&self, message: OutboxMessage, sent: mpsc::UnboundedSender<Sent>) {
