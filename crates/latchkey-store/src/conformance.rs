@@ -691,7 +691,7 @@ pub async fn link_views_are_counted_kept_up_to_a_bound_and_purged_with_their_cha
     let delivered = t0() + Duration::seconds(10);
     let claimed = store.claim_outbox(delivered, delivered + Duration::seconds(6), 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    store.outbox_sent(&mail.id, delivered).await.unwrap();
+    store.outbox_sent(&[SentMail::direct(&mail.id)], delivered).await.unwrap();
 
     let at = |s: i64| t0() + Duration::seconds(s);
     let view =
