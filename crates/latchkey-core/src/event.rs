@@ -30,6 +30,9 @@ event_kinds! {
     ChallengeRejected => "challenge.rejected",
     ChallengeRevoked => "challenge.revoked",
     LinkViewed => "link.viewed",
+    MailSuppressed => "mail.suppressed",
+    SuppressionCreated => "suppression.created",
+    SuppressionDeleted => "suppression.deleted",
     TokenIssued => "token.issued",
     TokenRefreshed => "token.refreshed",
     TokenRevoked => "token.revoked",
@@ -141,6 +144,21 @@ impl Event {
     /// message itself when it belongs to none.
     pub fn challenge_delivered(app_id: Option<&AppId>, subject: &str, now: OffsetDateTime) -> Self {
         Self::about(EventKind::ChallengeDelivered, app_id, None, Some(subject), now)
+    }
+
+    /// A challenge's e-mail was not queued: its address is suppressed.
+    pub fn mail_suppressed(app_id: &AppId, challenge_id: &ChallengeId, now: OffsetDateTime) -> Self {
+        Self::about(EventKind::MailSuppressed, Some(app_id), None, Some(challenge_id.as_str()), now)
+    }
+
+    /// An address was suppressed: a delivery to it was refused for good.
+    pub fn suppression_created(app_id: Option<&AppId>, email: &str, now: OffsetDateTime) -> Self {
+        Self::about(EventKind::SuppressionCreated, app_id, None, Some(email), now)
+    }
+
+    /// The admin lifted an address's suppression.
+    pub fn suppression_deleted(email: &str, now: OffsetDateTime) -> Self {
+        Self::about(EventKind::SuppressionDeleted, None, None, Some(email), now)
     }
 
     /// A sign-in challenge was consumed, by its link or its code, signing `user_id` in.

@@ -6,6 +6,9 @@ use async_trait::async_trait;
 pub struct DeliveryError {
     /// The server refused the message for good (5xx); retrying will not help.
     pub permanent: bool,
+    /// The server refused the recipient's address for good (a 5xx to `RCPT TO`): a bounce,
+    /// after which the address is suppressed.
+    pub bounced: bool,
     /// For the outbox's `last_error`: the server's reply or the connection failure, never the message.
     pub message: String,
 }

@@ -8,8 +8,8 @@
 use crate::{Email, Mailer};
 use latchkey_core::id::OutboxId;
 use latchkey_core::secret::random_fraction;
-use latchkey_core::{Clock, MasterKey};
-use latchkey_store::{OutboxMessage, SentMail, Store};
+use latchkey_core::{Clock, EmailAddress, MasterKey};
+use latchkey_store::{OutboxMessage, SentMail, Store, Suppression};
 use metrics::{counter, histogram};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +18,9 @@ use time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::{self, JoinSet};
 use tokio::time::Instant;
+
+/// How long a bounced address gets no mail, by default.
+pub const DEFAULT_SUPPRESSION: Duration = Duration::days(30);
 
 /// Deliveries in flight at once, by default.
 pub const DEFAULT_BATCH: u32 = 256;
@@ -35,6 +38,8 @@ pub struct WorkerConfig {
     pub first_retry: Duration,
     pub max_retry: Duration,
     pub give_up_after: Duration,
+    /// How long an address that bounced (a 5xx to `RCPT TO`) gets no mail; zero: never suppressed.
+    pub suppress_for: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -46,6 +51,7 @@ impl Default for WorkerConfig {
             first_retry: Duration::seconds(10),
             max_retry: Duration::hours(1),
             give_up_after: Duration::hours(24),
+            suppress_for: DEFAULT_SUPPRESSION,
         }
     }
 }
@@ -234,6 +240,7 @@ impl OutboxWorker {
             Some(email) => self.mailer.deliver_via(email).await,
             None => Err(crate::DeliveryError {
                 permanent: true,
+                bounced: false,
                 message: "the queued message is unreadable".into(),
             }),
         };
@@ -256,6 +263,9 @@ impl OutboxWorker {
                 tracing::warn!(outbox_id = %message.id, error = %e.message, retry = next.is_some(), "outbox: delivery failed");
                 counter!("latchkey_mail_deliveries_total", "outcome" => if next.is_some() { "retried" } else { "failed" })
                     .increment(1);
+                if let Some(email) = email.as_ref().filter(|_| e.bounced) {
+                    self.suppress(&message, email, &e.message).await;
+                }
                 self.store.outbox_attempt_failed(&message.id, &e.message, next).await
             }
         };
@@ -267,6 +277,26 @@ impl OutboxWorker {
         if let Err(e) = recorded {
             // The lease runs out and the message is tried again: a duplicate is better than a loss.
             tracing::error!(outbox_id = %message.id, error = %e, "outbox: could not record the delivery outcome");
+        }
+    }
+}
+
+impl OutboxWorker {
+    /// Suppresses the address a message bounced from, for `suppress_for` (not at all when zero).
+    async fn suppress(&self, message: &OutboxMessage, email: &Email, reply: &str) {
+        if self.config.suppress_for <= Duration::ZERO {
+            return;
+        }
+        let Ok(address) = EmailAddress::parse(&email.to) else { return };
+        let now = self.clock.now();
+        let suppression =
+            Suppression { email: address, reason: reply.to_owned(), created_at: now, until: now + self.config.suppress_for };
+        match self.store.suppress(&suppression, message.app_id.as_ref()).await {
+            Ok(()) => {
+                counter!("latchkey_mail_suppressions_total").increment(1);
+                tracing::warn!(outbox_id = %message.id, until = %suppression.until, "outbox: the address bounced and is suppressed");
+            }
+            Err(e) => tracing::error!(outbox_id = %message.id, error = %e, "outbox: could not suppress a bounced address"),
         }
     }
 }

@@ -99,6 +99,17 @@ pub struct SmtpSink {
     #[cfg(any(test, feature = "test-sink-tls"))]
     tls: Option<tls::SinkCertificates>,
     listener: Mutex<Option<JoinHandle<()>>>,
+    /// While paused: the port, bound but not listening, so that connections are refused and
+    /// no other socket takes it before [`Self::resume`].
+    held: Mutex<Option<TcpSocket>>,
+}
+
+/// A socket whose port a paused sink can hold while its listener closes.
+fn port_socket() -> std::io::Result<TcpSocket> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    Ok(socket)
 }
 
 impl Drop for SmtpSink {
@@ -115,7 +126,9 @@ impl SmtpSink {
     }
 
     pub async fn start_with(config: SinkConfig) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let socket = port_socket()?;
+        socket.bind("127.0.0.1:0".parse().expect("an address"))?;
+        let listener = socket.listen(128)?;
         let addr = listener.local_addr()?;
         let sink = Self {
             addr,
@@ -124,6 +137,7 @@ impl SmtpSink {
             tls: (config.tls != SinkTls::None).then(tls::SinkCertificates::generate),
             config: Arc::new(config),
             listener: Mutex::new(None),
+            held: Mutex::new(None),
         };
         sink.listen(listener);
         Ok(sink)
@@ -206,17 +220,28 @@ impl SmtpSink {
         }
     }
 
-    /// The server goes down: connections are refused until [`Self::resume`].
+    /// The server goes down: connections are refused until [`Self::resume`]. The port stays
+    /// bound meanwhile (both sockets may share it: the old listener closes a moment later).
     pub fn pause(&self) {
         self.stop_listening();
         self.close_connections();
+        let held = port_socket().and_then(|socket| socket.bind(self.addr).map(|()| socket));
+        match held {
+            Ok(socket) => *self.held.lock().expect("sink lock") = Some(socket),
+            Err(e) => eprintln!("sink: could not hold port {} while paused: {e}", self.addr),
+        }
     }
 
     /// Back up, on the same port.
     pub fn resume(&self) -> std::io::Result<()> {
-        let socket = TcpSocket::new_v4()?;
-        socket.set_reuseaddr(true)?;
-        socket.bind(self.addr)?;
+        let socket = match self.held.lock().expect("sink lock").take() {
+            Some(socket) => socket,
+            None => {
+                let socket = port_socket()?;
+                socket.bind(self.addr)?;
+                socket
+            }
+        };
         self.listen(socket.listen(128)?);
         Ok(())
     }

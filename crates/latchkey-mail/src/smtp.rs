@@ -230,6 +230,7 @@ impl Relay {
             // The connection in hand is dropped with the future: it is never reused mid-command.
             Err(_) => Err(DeliveryError {
                 permanent: false,
+                bounced: false,
                 message: format!("the SMTP server did not finish within {} seconds", deadline.as_secs()),
             }),
         }
@@ -314,10 +315,11 @@ impl Settings {
 fn delivery_error(failure: Failure) -> DeliveryError {
     match failure {
         Failure::Refused(reply) => {
-            DeliveryError { permanent: is_permanent(reply.code), message: reply.describe() }
+            let permanent = is_permanent(reply.code);
+            DeliveryError { permanent, bounced: permanent && reply.to_recipient, message: reply.describe() }
         }
-        Failure::Network { message, .. } => DeliveryError { permanent: false, message },
-        Failure::Unsendable(message) => DeliveryError { permanent: true, message },
+        Failure::Network { message, .. } => DeliveryError { permanent: false, bounced: false, message },
+        Failure::Unsendable(message) => DeliveryError { permanent: true, bounced: false, message },
     }
 }
 
@@ -329,7 +331,7 @@ fn is_permanent(code: u16) -> bool {
 }
 
 fn permanent(message: impl Into<String>) -> DeliveryError {
-    DeliveryError { permanent: true, message: message.into() }
+    DeliveryError { permanent: true, bounced: false, message: message.into() }
 }
 
 /// The message as it goes on the wire: multipart text and HTML, `Date` at sending, the outbox

@@ -14,11 +14,16 @@ use lettre::transport::smtp::client::{AsyncNetworkStream, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use std::time::Duration;
 
+/// Where `RCPT TO` comes among the envelope's commands.
+const RCPT: usize = 1;
+
 /// A server's reply: its code and its text lines joined.
 #[derive(Debug, Clone)]
 pub(crate) struct Reply {
     pub code: u16,
     pub text: String,
+    /// The answer to `RCPT TO`: a refusal of it is about the address itself.
+    pub to_recipient: bool,
 }
 
 impl Reply {
@@ -101,7 +106,8 @@ impl Connection {
         Ok(conn)
     }
 
-    /// Sends one message; the reply is the server's acceptance of its body.
+    /// Sends one message; the reply is the server's acceptance of its body. `MAIL FROM`,
+    /// `RCPT TO` and `DATA` go in that order (in one write when the server pipelines).
     pub async fn send(&mut self, from: &str, to: &str, data: &[u8]) -> Result<Reply, Failure> {
         let mut params = String::new();
         if !(from.is_ascii() && to.is_ascii()) {
@@ -125,21 +131,21 @@ impl Connection {
         if self.pipelining {
             self.write(commands.concat().as_bytes(), true).await?;
             let mut refusal = None;
-            for _ in 0..commands.len() {
+            for i in 0..commands.len() {
                 let reply = self.reply(true).await?;
                 if !reply.positive() && refusal.is_none() {
-                    refusal = Some(reply);
+                    refusal = Some(Reply { to_recipient: i == RCPT, ..reply });
                 }
             }
             if let Some(refusal) = refusal {
                 return Err(self.reset(refusal).await);
             }
         } else {
-            for command in &commands {
+            for (i, command) in commands.iter().enumerate() {
                 self.write(command.as_bytes(), true).await?;
                 let reply = self.reply(true).await?;
                 if !reply.positive() {
-                    return Err(self.reset(reply).await);
+                    return Err(self.reset(Reply { to_recipient: i == RCPT, ..reply }).await);
                 }
             }
         }
@@ -231,7 +237,7 @@ impl Connection {
             let more = line.as_bytes().get(3) == Some(&b'-');
             lines.push(line.get(4..).unwrap_or_default().to_owned());
             if !more {
-                return Ok(Reply { code, text: lines.join("\n") });
+                return Ok(Reply { code, text: lines.join("\n"), to_recipient: false });
             }
             if lines.len() > 100 {
                 return Err(Failure::network("the server's reply is too long", before_body));

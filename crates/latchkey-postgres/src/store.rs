@@ -12,11 +12,11 @@ use latchkey_core::rate_limit::{self, RateLimit, RateLimitKind, RateLimited};
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::signing::SigningAlg;
 use latchkey_core::{Application, Challenge, EmailAddress, User};
-use latchkey_store::OutboxBacklog;
+use latchkey_store::{DeliveryStatus, OutboxBacklog};
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
     ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage, RecordedView,
-    RegistrationOutcome, RotateOutcome, SentMail, Store, StoreError, StoreResult, StoredDkimKey, StoredSigningKey, TokenOutcome,
+    RegistrationOutcome, RotateOutcome, MailFate, SentMail, Store, StoreError, StoreResult, StoredDkimKey, StoredSigningKey, Suppression, TokenOutcome,
 };
 use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, Row};
@@ -579,12 +579,14 @@ impl Store for PostgresStore {
         mail: Option<&NewOutboxMessage>,
         limits: &[RateLimit],
         now: OffsetDateTime,
-    ) -> StoreResult<Result<(), RateLimited>> {
+    ) -> StoreResult<Result<MailFate, RateLimited>> {
         // One statement, atomic without a transaction of its own: the counters, then (unless
         // refused) the challenge, its e-mail and its event, which are written from the
-        // challenge's row and so only when it was.
+        // challenge's row and so only when it was. An e-mail to a suppressed address is
+        // written `suppressed` without its body, with an event of its own.
         macro_rules! create_sql {
-            ($mail:literal) => {
+            // Each part is a list of string pieces, each followed by a comma.
+            ([$($mail:tt)*], [$($answer:tt)*]) => {
                 concat!(
                     "WITH counted AS (SELECT latchkey_count_hits($1, $2, $3, $4, $5) AS refused), \
                      challenge AS ( \
@@ -598,18 +600,29 @@ impl Store for PostgresStore {
                      logged AS (INSERT INTO events (",
                     event_columns!(),
                     ") SELECT $30, $31, $32, $33, $34, $35, $36 FROM challenge)",
-                    $mail,
-                    " SELECT refused FROM counted"
+                    $($mail)*
+                    " SELECT refused",
+                    $($answer)*
+                    " FROM counted"
                 )
             };
         }
-        const PLAIN: &str = create_sql!("");
+        const PLAIN: &str = create_sql!([], []);
         const WITH_MAIL: &str = create_sql!(
-            ", queued AS (INSERT INTO outbox (id, app_id, challenge_id, sealed, status, attempts, \
-               next_attempt_at, created_at) SELECT $37, $38, $39, $40, $42, 0, $41, $41 FROM challenge)"
+            [", suppressed AS (SELECT EXISTS (SELECT 1 FROM suppressions WHERE email = $9 AND until > $43) AS yes), \
+             queued AS (INSERT INTO outbox (id, app_id, challenge_id, sealed, status, attempts, \
+               next_attempt_at, created_at) \
+               SELECT $37, $38, $39, CASE WHEN s.yes THEN NULL ELSE $40 END, \
+                 CASE WHEN s.yes THEN 'suppressed' ELSE $42 END, 0, $41, $41 \
+               FROM challenge, suppressed s RETURNING status), \
+             noted AS (INSERT INTO events (",
+            event_columns!(),
+            ") SELECT $44, $45, $46, $47, $48, $49, $50 FROM queued WHERE status = 'suppressed')",],
+            [", (SELECT status FROM queued) AS mail_status",]
         );
         let hits = Hits::new(limits, now);
         let event = Event::challenge_created(&c.app_id, &c.id, c.created_at);
+        let suppressed = Event::mail_suppressed(&c.app_id, &c.id, now);
         let query = hits
             .bind(sqlx::query(if mail.is_some() { WITH_MAIL } else { PLAIN }))
             .bind(c.id.as_str())
@@ -644,11 +657,24 @@ impl Store for PostgresStore {
                 .bind(m.challenge_id.as_ref().map(|c| c.as_str()))
                 .bind(&m.sealed)
                 .bind(millis(m.created_at))
-                .bind(m.initial_status().as_str());
+                .bind(m.initial_status().as_str())
+                .bind(millis(now));
+            query = bind_event(query, &suppressed);
         }
         let row = query.fetch_one_on(&self.pool).await?;
         let refused: Option<i32> = row.try_get("refused").map_err(map_err)?;
-        Ok(hits.outcome(refused))
+        let fate = match mail {
+            None => MailFate::NoMail,
+            Some(_) => {
+                let status: Option<String> = row.try_get("mail_status").map_err(map_err)?;
+                if status.as_deref() == Some(DeliveryStatus::Suppressed.as_str()) {
+                    MailFate::Suppressed
+                } else {
+                    MailFate::Written
+                }
+            }
+        };
+        Ok(hits.outcome(refused).map(|()| fate))
     }
 
     async fn hit_rate_limits(
@@ -906,7 +932,7 @@ impl Store for PostgresStore {
                  FOR UPDATE SKIP LOCKED
                ), leased AS (
                  UPDATE outbox o SET lease_until = $2 FROM due WHERE o.id = due.id
-                 RETURNING o.id, o.sealed, o.attempts, o.created_at
+                 RETURNING o.id, o.app_id, o.sealed, o.attempts, o.created_at
                )
                SELECT * FROM leased ORDER BY created_at, id COLLATE "C""#,
         )
@@ -1014,6 +1040,67 @@ impl Store for PostgresStore {
             .fetch_all_on(&self.pool)
             .await?;
         all(&rows, rows::signing_key)
+    }
+
+    async fn suppress(&self, suppression: &Suppression, app_id: Option<&AppId>) -> StoreResult<()> {
+        const SUPPRESS: &str = concat!(
+            "WITH suppressed AS (INSERT INTO suppressions (email, reason, created_at, until) VALUES ($1, $2, $3, $4) \
+               ON CONFLICT (email) DO UPDATE SET reason = excluded.reason, created_at = excluded.created_at, \
+               until = excluded.until) \
+             INSERT INTO events (",
+            event_columns!(),
+            ") VALUES ($5, $6, $7, $8, $9, $10, $11)"
+        );
+        let s = suppression;
+        let event = Event::suppression_created(app_id, s.email.as_str(), s.created_at);
+        let query = sqlx::query(SUPPRESS)
+            .bind(s.email.as_str())
+            .bind(&s.reason)
+            .bind(millis(s.created_at))
+            .bind(millis(s.until));
+        bind_event(query, &event).execute_on(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn suppression(&self, email: &EmailAddress, now: OffsetDateTime) -> StoreResult<Option<Suppression>> {
+        let row = sqlx::query("SELECT * FROM suppressions WHERE email = $1 AND until > $2")
+            .bind(email.as_str())
+            .bind(millis(now))
+            .fetch_optional_on(&self.pool)
+            .await?;
+        one(row, rows::suppression)
+    }
+
+    async fn list_suppressions(
+        &self,
+        after: Option<&EmailAddress>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<Suppression>> {
+        let rows = sqlx::query(
+            "SELECT * FROM suppressions WHERE email > COALESCE($1::text, '') AND until > $2 ORDER BY email LIMIT $3",
+        )
+        .bind(after.map(|a| a.as_str()))
+        .bind(millis(now))
+        .bind(i64::from(limit))
+        .fetch_all_on(&self.pool)
+        .await?;
+        all(&rows, rows::suppression)
+    }
+
+    async fn delete_suppression(&self, email: &EmailAddress, now: OffsetDateTime) -> StoreResult<bool> {
+        const DELETE: &str = concat!(
+            "WITH lifted AS (DELETE FROM suppressions WHERE email = $1 AND until > $2 RETURNING email), \
+             logged AS (INSERT INTO events (",
+            event_columns!(),
+            ") SELECT $3, $4, $5, $6, $7, $8, $9 FROM lifted) \
+             SELECT count(*) AS lifted FROM lifted"
+        );
+        let event = Event::suppression_deleted(email.as_str(), now);
+        let query = sqlx::query(DELETE).bind(email.as_str()).bind(millis(now));
+        let row = bind_event(query, &event).fetch_one_on(&self.pool).await?;
+        let lifted: i64 = row.try_get("lifted").map_err(map_err)?;
+        Ok(lifted > 0)
     }
 
     async fn dkim_key(&self, selector: &str) -> StoreResult<Option<StoredDkimKey>> {
@@ -1313,7 +1400,7 @@ impl Store for PostgresStore {
         // row someone is writing right now (a rate-limit window being reopened, say) instead of
         // waiting for it; and FOR UPDATE re-checks the condition on the newest row version, so
         // a row brought back to life meanwhile is not deleted.
-        let statements: [(&str, i64); 8] = [
+        let statements: [(&str, i64); 9] = [
             (
                 "DELETE FROM hosted_requests WHERE id IN \
                  (SELECT id FROM hosted_requests WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
@@ -1331,7 +1418,8 @@ impl Store for PostgresStore {
             ),
             (
                 "DELETE FROM outbox WHERE id IN \
-                 (SELECT id FROM outbox WHERE status <> 'queued' AND created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                 (SELECT id FROM outbox WHERE status <> 'queued' AND COALESCE(sent_at, next_attempt_at) < $1 LIMIT $2 \
+                  FOR UPDATE SKIP LOCKED)",
                 day_ago,
             ),
             (
@@ -1353,6 +1441,11 @@ impl Store for PostgresStore {
                 "DELETE FROM leases WHERE name IN \
                  (SELECT name FROM leases WHERE until < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
                 day_ago,
+            ),
+            (
+                "DELETE FROM suppressions WHERE email IN \
+                 (SELECT email FROM suppressions WHERE until <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                now_ms,
             ),
         ];
         let mut total = 0;

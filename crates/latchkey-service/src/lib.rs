@@ -23,6 +23,7 @@ mod organizations;
 mod refusal;
 mod registrations;
 mod sign_in_requests;
+mod suppressions;
 mod templates;
 mod tokens;
 mod users;

@@ -13,7 +13,7 @@ use latchkey_core::{Application, Challenge, ChallengeStatus, EmailAddress, Opaqu
 use latchkey_mail::Locale;
 use latchkey_mail::compose;
 use latchkey_mail::templates::{LoginMail, MailContext, Wording};
-use latchkey_store::{ChallengeRecord, NewOutboxMessage};
+use latchkey_store::{ChallengeRecord, MailFate, NewOutboxMessage};
 use time::OffsetDateTime;
 
 /// An organization named by the caller: its id (`org_…`) or its slug.
@@ -226,10 +226,13 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let limits =
             app.settings.rate_limits.for_request(&app.id, &challenge.email, challenge.client_ip.as_deref());
-        self.store.create_challenge(challenge, mail.as_ref(), &limits, now).await?.map_err(rate_limited)?;
+        let fate =
+            self.store.create_challenge(challenge, mail.as_ref(), &limits, now).await?.map_err(rate_limited)?;
         metrics::challenge_created(challenge);
-        if mail.as_ref().is_some_and(|m| !m.held) {
-            self.outbox_wake.notify_one();
+        match fate {
+            MailFate::Written if mail.as_ref().is_some_and(|m| !m.held) => self.outbox_wake.notify_one(),
+            MailFate::Suppressed => metrics::mail_suppressed(),
+            _ => {}
         }
         Ok(())
     }

@@ -14,6 +14,11 @@ pub fn challenge_created(challenge: &Challenge) {
         .increment(1);
 }
 
+/// A challenge's e-mail was not queued: its address is suppressed.
+pub fn mail_suppressed() {
+    counter!("latchkey_mail_suppressed_total").increment(1);
+}
+
 /// How a challenge was used up.
 #[derive(Debug, Clone, Copy)]
 pub enum Consumed {

@@ -17,6 +17,7 @@ pub enum Resource {
     User,
     Organization,
     Template,
+    Suppression,
     DemoApplication,
 }
 
@@ -33,6 +34,7 @@ impl Resource {
             Self::User => "user",
             Self::Organization => "organization",
             Self::Template => "template",
+            Self::Suppression => "suppression",
             Self::DemoApplication => "demo application",
         }
     }

@@ -38,11 +38,25 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// The items read with `limit`: when they fill it, the next page starts after the last
+    /// one, whose cursor is `cursor`.
+    pub(crate) fn read(items: Vec<T>, limit: PageSize, cursor: impl Fn(&T) -> String) -> Self {
+        let full = items.len() == limit.0 as usize;
+        let next = full.then(|| items.last().map(cursor)).flatten();
+        Self { items, next }
+    }
+}
+
 /// How many items a page holds: 1 to [`MAX_PAGE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageSize(u32);
 
 impl PageSize {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
     pub fn parse(limit: Option<u32>) -> Result<Self, Refusal> {
         match limit.unwrap_or(DEFAULT_PAGE) {
             n @ 1..=MAX_PAGE => Ok(Self(n)),
@@ -104,9 +118,7 @@ impl Service {
         limit: PageSize,
     ) -> Result<Page<User>, ServiceError> {
         let items = self.store.list_users(after, limit.0).await?;
-        let next =
-            (items.len() == limit.0 as usize).then(|| items.last().map(|u| u.id.to_string())).flatten();
-        Ok(Page { items, next })
+        Ok(Page::read(items, limit, |u| u.id.to_string()))
     }
 
     pub async fn update_user(&self, id: &UserId, change: UserChange) -> Result<User, ServiceError> {
@@ -164,8 +176,6 @@ impl Service {
             return Err(Refusal::invalid("after", "after must be an event id").into());
         }
         let items = self.store.events(after, limit.0).await?;
-        let next =
-            (items.len() == limit.0 as usize).then(|| items.last().map(|e| e.id.to_string())).flatten();
-        Ok(Page { items, next })
+        Ok(Page::read(items, limit, |e| e.id.to_string()))
     }
 }

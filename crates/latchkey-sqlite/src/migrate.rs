@@ -24,7 +24,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, sql: include_str!("../migrations/0007_redirect_uri_given.sql") },
     Migration { version: 8, sql: include_str!("../migrations/0008_hosted_sign_in.sql") },
     Migration { version: 10, sql: include_str!("../migrations/0010_link_views.sql") },
-    Migration { version: 11, sql: include_str!("../migrations/0011_dkim_keys.sql") },
+    Migration { version: 11, sql: include_str!("../migrations/0011_mail.sql") },
 ];
 
 /// Applies every migration not applied yet; runs inside a write transaction, so that two

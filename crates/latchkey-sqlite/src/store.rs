@@ -23,7 +23,7 @@ use latchkey_store::OutboxBacklog;
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
     ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage, RecordedView,
-    RegistrationOutcome, RotateOutcome, SentMail, Store, StoreError, StoreResult, StoredDkimKey, StoredSigningKey, TokenOutcome,
+    RegistrationOutcome, RotateOutcome, MailFate, SentMail, Suppression, Store, StoreError, StoreResult, StoredDkimKey, StoredSigningKey, TokenOutcome,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -219,9 +219,9 @@ fn count_hits(
 }
 
 /// A rate-limit outcome as a job's answer: a refusal undoes the job's writes.
-fn keep_unless_refused(outcome: Result<(), RateLimited>) -> Write<Result<(), RateLimited>> {
+fn keep_unless_refused<T>(outcome: Result<T, RateLimited>) -> Write<Result<T, RateLimited>> {
     match outcome {
-        Ok(()) => Write::Keep(Ok(())),
+        Ok(kept) => Write::Keep(Ok(kept)),
         Err(refused) => Write::Undo(Err(refused)),
     }
 }
@@ -370,12 +370,21 @@ fn insert_mail(conn: &Connection, m: &NewOutboxMessage) -> StoreResult<()> {
             m.id.as_str(),
             m.app_id.as_ref().map(|a| a.as_str()),
             m.challenge_id.as_ref().map(|c| c.as_str()),
-            m.sealed,
+            (!m.sealed.is_empty()).then_some(&m.sealed),
             millis(m.created_at),
             m.initial_status().as_str(),
         ],
     )?;
     Ok(())
+}
+
+fn is_suppressed(conn: &Connection, email: &EmailAddress, now: OffsetDateTime) -> StoreResult<bool> {
+    let found: Vec<i64> = column(
+        conn,
+        "SELECT 1 FROM suppressions WHERE email = ?1 AND until > ?2",
+        params![email.as_str(), millis(now)],
+    )?;
+    Ok(!found.is_empty())
 }
 
 fn challenge_by_link(conn: &Connection, link_hash: &[u8]) -> StoreResult<Option<Challenge>> {
@@ -746,23 +755,32 @@ impl Store for SqliteStore {
         mail: Option<&NewOutboxMessage>,
         limits: &[RateLimit],
         now: OffsetDateTime,
-    ) -> StoreResult<Result<(), RateLimited>> {
+    ) -> StoreResult<Result<MailFate, RateLimited>> {
         let (challenge, mail, limits) = (challenge.clone(), mail.cloned(), limits.to_vec());
         self.inner
             .writer
             .write_or_undo(move |c| {
                 if let Err(refused) = count_hits(c, &limits, now)? {
-                    return Ok(keep_unless_refused(Err(refused)));
+                    return Ok(Write::Undo(Err(refused)));
                 }
                 insert_challenge(c, &challenge)?;
-                if let Some(mail) = &mail {
-                    insert_mail(c, mail)?;
-                }
+                let fate = match &mail {
+                    None => MailFate::NoMail,
+                    Some(mail) if is_suppressed(c, &challenge.email, now)? => {
+                        insert_mail(c, &mail.suppressed())?;
+                        insert_event(c, &Event::mail_suppressed(&challenge.app_id, &challenge.id, now))?;
+                        MailFate::Suppressed
+                    }
+                    Some(mail) => {
+                        insert_mail(c, mail)?;
+                        MailFate::Written
+                    }
+                };
                 insert_event(
                     c,
                     &Event::challenge_created(&challenge.app_id, &challenge.id, challenge.created_at),
                 )?;
-                Ok(Write::Keep(Ok(())))
+                Ok(Write::Keep(Ok(fate)))
             })
             .await
     }
@@ -1372,7 +1390,7 @@ impl Store for SqliteStore {
         let now_ms = millis(now);
         let day_ago = millis(now - time::Duration::days(1));
         // One batch per job, so that requests' writes go in between.
-        let statements: [(&'static str, i64); 8] = [
+        let statements: [(&'static str, i64); 9] = [
             (
                 "DELETE FROM hosted_requests WHERE id IN (SELECT id FROM hosted_requests WHERE expires_at < ?1 LIMIT 2000)",
                 day_ago,
@@ -1386,7 +1404,7 @@ impl Store for SqliteStore {
                 day_ago,
             ),
             (
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE status <> 'queued' AND created_at < ?1 LIMIT 2000)",
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE status <> 'queued' AND COALESCE(sent_at, next_attempt_at) < ?1 LIMIT 2000)",
                 day_ago,
             ),
             (
@@ -1404,6 +1422,10 @@ impl Store for SqliteStore {
             (
                 "DELETE FROM leases WHERE name IN (SELECT name FROM leases WHERE until < ?1 LIMIT 2000)",
                 day_ago,
+            ),
+            (
+                "DELETE FROM suppressions WHERE email IN (SELECT email FROM suppressions WHERE until <= ?1 LIMIT 2000)",
+                now_ms,
             ),
         ];
         let mut total = 0;
@@ -1432,7 +1454,7 @@ impl Store for SqliteStore {
                     "UPDATE outbox SET lease_until = ?2 WHERE id IN ( \
                        SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?1 \
                        AND (lease_until IS NULL OR lease_until <= ?1) ORDER BY next_attempt_at LIMIT ?3) \
-                     RETURNING id, sealed, attempts, created_at",
+                     RETURNING id, app_id, sealed, attempts, created_at",
                     params![millis(now), millis(lease_until), i64::from(limit)],
                     rows::outbox_message,
                 )
@@ -1545,6 +1567,64 @@ impl Store for SqliteStore {
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         self.read(|c| all(c, "SELECT * FROM signing_keys ORDER BY created_at, kid", [], rows::signing_key))
+    }
+
+    async fn suppress(&self, suppression: &Suppression, app_id: Option<&AppId>) -> StoreResult<()> {
+        let (s, app_id) = (suppression.clone(), app_id.cloned());
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO suppressions (email, reason, created_at, until) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (email) DO UPDATE SET reason = excluded.reason, created_at = excluded.created_at, \
+                 until = excluded.until",
+                params![s.email.as_str(), s.reason, millis(s.created_at), millis(s.until)],
+            )?;
+            insert_event(c, &Event::suppression_created(app_id.as_ref(), s.email.as_str(), s.created_at))
+        })
+        .await
+    }
+
+    async fn suppression(&self, email: &EmailAddress, now: OffsetDateTime) -> StoreResult<Option<Suppression>> {
+        self.read(|c| {
+            one(
+                c,
+                "SELECT * FROM suppressions WHERE email = ?1 AND until > ?2",
+                params![email.as_str(), millis(now)],
+                rows::suppression,
+            )
+        })
+    }
+
+    async fn list_suppressions(
+        &self,
+        after: Option<&EmailAddress>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<Suppression>> {
+        self.read(|c| {
+            all(
+                c,
+                "SELECT * FROM suppressions WHERE (?1 IS NULL OR email > ?1) AND until > ?2 ORDER BY email LIMIT ?3",
+                params![after.map(|a| a.as_str()), millis(now), i64::from(limit)],
+                rows::suppression,
+            )
+        })
+    }
+
+    async fn delete_suppression(&self, email: &EmailAddress, now: OffsetDateTime) -> StoreResult<bool> {
+        let email = email.clone();
+        self.write(move |c| {
+            let deleted = exec(
+                c,
+                "DELETE FROM suppressions WHERE email = ?1 AND until > ?2",
+                params![email.as_str(), millis(now)],
+            )?;
+            if deleted > 0 {
+                insert_event(c, &Event::suppression_deleted(email.as_str(), now))?;
+            }
+            Ok(deleted > 0)
+        })
+        .await
     }
 
     async fn dkim_key(&self, selector: &str) -> StoreResult<Option<StoredDkimKey>> {

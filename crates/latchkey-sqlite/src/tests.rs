@@ -136,8 +136,8 @@ async fn a_refused_rate_limit_counts_nothing_while_its_neighbours_commit() {
     drop(release);
 
     assert!(refused_call.await.unwrap().is_err(), "over the limit");
-    assert_eq!(plain_call.await.unwrap(), Ok(()));
-    assert_eq!(counted_call.await.unwrap(), Ok(()));
+    assert_eq!(plain_call.await.unwrap(), Ok(latchkey_store::MailFate::NoMail));
+    assert_eq!(counted_call.await.unwrap(), Ok(latchkey_store::MailFate::NoMail));
     assert_eq!(commits(&store) - held, 2);
 
     assert!(

@@ -7,7 +7,7 @@
 use crate::OutboxBacklog;
 use crate::{
     ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, OtpOutcome, RecordedView,
-    RegistrationOutcome, RotateOutcome, SentMail, Store, StoredDkimKey, StoredSigningKey, TokenOutcome,
+    RegistrationOutcome, RotateOutcome, MailFate, SentMail, Store, StoredDkimKey, StoredSigningKey, TokenOutcome,
 };
 use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, otp_subject};
@@ -828,7 +828,7 @@ pub async fn rate_limits_count_per_window_and_refuse_without_writing(store: Arc<
     let at = t0() + Duration::seconds(10);
     for i in 0..2 {
         let (c, _) = challenge(&app, &format!("l{i}@example.com"), at);
-        assert_eq!(store.create_challenge(&c, None, &limits, at).await.unwrap(), Ok(()));
+        assert_eq!(store.create_challenge(&c, None, &limits, at).await.unwrap(), Ok(MailFate::NoMail));
     }
     let (refused, token) = challenge(&app, "l2@example.com", at);
     let outcome = store.create_challenge(&refused, None, &limits, at).await.unwrap();

@@ -57,14 +57,15 @@ pub trait Store: Send + Sync + 'static {
     // Challenges.
     /// Counts the request against `limits` and, unless one is exceeded, writes the challenge,
     /// its e-mail (when given) and a `challenge.created` event, all in one transaction. A
-    /// refused request counts nothing and writes nothing.
+    /// refused request counts nothing and writes nothing. An e-mail to an address suppressed
+    /// at `now` is written `suppressed`, without its body, with a `mail.suppressed` event.
     async fn create_challenge(
         &self,
         challenge: &Challenge,
         mail: Option<&NewOutboxMessage>,
         limits: &[RateLimit],
         now: OffsetDateTime,
-    ) -> StoreResult<Result<(), RateLimited>>;
+    ) -> StoreResult<Result<MailFate, RateLimited>>;
     /// Counts a request against `limits` without writing anything else.
     async fn hit_rate_limits(
         &self,
@@ -257,8 +258,9 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
         until: OffsetDateTime,
     ) -> StoreResult<bool>;
-    /// Deletes what has expired: challenges and their mail a day after expiry, codes, refresh
-    /// tokens and rate-limit windows once expired. Returns the rows deleted.
+    /// Deletes what has expired: challenges a day after expiry, a message's record a day after
+    /// its last attempt (or its writing, when never attempted), codes, refresh tokens, rate-limit
+    /// windows and suppressions once expired. Returns the rows deleted.
     async fn purge_expired(&self, now: OffsetDateTime) -> StoreResult<u64>;
 
     // The outbox.
@@ -302,6 +304,23 @@ pub trait Store: Send + Sync + 'static {
         error: &str,
         next_attempt_at: Option<OffsetDateTime>,
     ) -> StoreResult<()>;
+
+    // Suppressions.
+    /// Suppresses an address until `suppression.until`, replacing any earlier suppression of
+    /// it, with a `suppression.created` event.
+    async fn suppress(&self, suppression: &Suppression, app_id: Option<&AppId>) -> StoreResult<()>;
+    /// The address's suppression, when it lasts beyond `now`.
+    async fn suppression(&self, email: &EmailAddress, now: OffsetDateTime) -> StoreResult<Option<Suppression>>;
+    /// The suppressions lasting beyond `now`, by address, after `after`: at most `limit`.
+    async fn list_suppressions(
+        &self,
+        after: Option<&EmailAddress>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<Suppression>>;
+    /// Lifts the address's suppression, with a `suppression.deleted` event; `false` when none
+    /// lasted beyond `now`.
+    async fn delete_suppression(&self, email: &EmailAddress, now: OffsetDateTime) -> StoreResult<bool>;
 
     // Signing keys.
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;

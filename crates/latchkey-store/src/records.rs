@@ -2,7 +2,7 @@ use latchkey_core::challenge::AuthorizationCode;
 use latchkey_core::id::{AppId, ChallengeId, FamilyId, OutboxId, SecretId, UserId};
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::signing::SigningAlg;
-use latchkey_core::{Challenge, ChallengeStatus, User};
+use latchkey_core::{Challenge, ChallengeStatus, EmailAddress, User};
 use time::OffsetDateTime;
 
 #[derive(Debug, Clone)]
@@ -38,6 +38,8 @@ pub enum DeliveryStatus {
     Queued,
     Sent,
     Failed,
+    /// Never to be sent: its address was suppressed when it was written.
+    Suppressed,
 }
 
 impl DeliveryStatus {
@@ -47,6 +49,7 @@ impl DeliveryStatus {
             Self::Queued => "queued",
             Self::Sent => "sent",
             Self::Failed => "failed",
+            Self::Suppressed => "suppressed",
         }
     }
 
@@ -56,6 +59,7 @@ impl DeliveryStatus {
             "queued" => Some(Self::Queued),
             "sent" => Some(Self::Sent),
             "failed" => Some(Self::Failed),
+            "suppressed" => Some(Self::Suppressed),
             _ => None,
         }
     }
@@ -68,6 +72,28 @@ pub struct Delivery {
     pub last_error: Option<String>,
     /// The relay that took it (`host:port`), once sent through SMTP.
     pub relay: Option<String>,
+}
+
+/// What [`crate::Store::create_challenge`] did with the challenge's e-mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailFate {
+    /// It was given none.
+    NoMail,
+    /// Written as given: queued, or held.
+    Written,
+    /// Written `suppressed`, without its body: its address is suppressed.
+    Suppressed,
+}
+
+/// An address no e-mail is sent to until `until`, because a delivery to it was refused for
+/// good (a 5xx).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppression {
+    pub email: EmailAddress,
+    /// The mail server's refusal.
+    pub reason: String,
+    pub created_at: OffsetDateTime,
+    pub until: OffsetDateTime,
 }
 
 /// A message the mail server accepted, and through which relay.
@@ -98,9 +124,20 @@ pub struct NewOutboxMessage {
 }
 
 impl NewOutboxMessage {
+    /// This message as written for a suppressed address: without its body, never to be sent.
+    pub fn suppressed(&self) -> Self {
+        Self { sealed: Vec::new(), ..self.clone() }
+    }
+
     /// The status the message is written with.
     pub fn initial_status(&self) -> DeliveryStatus {
-        if self.held { DeliveryStatus::Held } else { DeliveryStatus::Queued }
+        if self.sealed.is_empty() {
+            DeliveryStatus::Suppressed
+        } else if self.held {
+            DeliveryStatus::Held
+        } else {
+            DeliveryStatus::Queued
+        }
     }
 }
 
@@ -115,6 +152,7 @@ pub struct OutboxBacklog {
 #[derive(Debug, Clone)]
 pub struct OutboxMessage {
     pub id: OutboxId,
+    pub app_id: Option<AppId>,
     pub sealed: Vec<u8>,
     /// Attempts before this one.
     pub attempts: u32,

@@ -3,7 +3,7 @@
 //! records and check what they read.
 
 use crate::{
-    ChallengeRecord, ClientSecret, Delivery, DeliveryStatus, OutboxMessage, StoreError, StoredDkimKey,
+    ChallengeRecord, ClientSecret, Delivery, DeliveryStatus, OutboxMessage, StoreError, StoredDkimKey, Suppression,
     StoredSigningKey,
 };
 use latchkey_core::application::AppSettings;
@@ -226,6 +226,7 @@ pub fn outbox_message(row: &dyn RowReader) -> Result<OutboxMessage, StoreError> 
     let r = Reader { row, what: "outbox message" };
     Ok(OutboxMessage {
         id: r.id("id")?,
+        app_id: r.opt_text("app_id")?.map(Id::from_trusted),
         sealed: r.bytes("sealed")?,
         attempts: r.count("attempts")?,
         created_at: r.time("created_at")?,
@@ -250,6 +251,16 @@ pub fn dkim_key(row: &dyn RowReader) -> Result<StoredDkimKey, StoreError> {
         algorithm: r.text("algorithm")?,
         sealed_pkcs8: r.bytes("sealed_pkcs8")?,
         created_at: r.time("created_at")?,
+    })
+}
+
+pub fn suppression(row: &dyn RowReader) -> Result<Suppression, StoreError> {
+    let r = Reader { row, what: "suppression" };
+    Ok(Suppression {
+        email: EmailAddress::from_trusted(r.text("email")?),
+        reason: r.text("reason")?,
+        created_at: r.time("created_at")?,
+        until: r.time("until")?,
     })
 }
 

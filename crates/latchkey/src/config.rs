@@ -60,6 +60,9 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Seconds a browser session of the hosted sign-in lasts (default 7 days).
     pub session_lifetime_secs: u64,
+    /// Seconds an address whose mail bounced (a 5xx to `RCPT TO`) gets no mail (default 30
+    /// days; 0: never suppressed).
+    pub mail_suppression_secs: u64,
 }
 
 impl Default for Config {
@@ -89,6 +92,7 @@ impl Default for Config {
             metrics_listen: None,
             shutdown_grace_ms: 30_000,
             session_lifetime_secs: 7 * 24 * 60 * 60,
+            mail_suppression_secs: 30 * 24 * 60 * 60,
         }
     }
 }
@@ -117,6 +121,7 @@ impl fmt::Debug for Config {
             .field("metrics_listen", &self.metrics_listen)
             .field("shutdown_grace_ms", &self.shutdown_grace_ms)
             .field("session_lifetime_secs", &self.session_lifetime_secs)
+            .field("mail_suppression_secs", &self.mail_suppression_secs)
             .finish_non_exhaustive()
     }
 }
@@ -195,6 +200,9 @@ impl Config {
         }
         if !(60..=400 * 24 * 60 * 60).contains(&self.session_lifetime_secs) {
             bail!("LATCHKEY_SESSION_LIFETIME_SECS must be between 60 seconds and 400 days");
+        }
+        if self.mail_suppression_secs > 10 * 365 * 24 * 60 * 60 {
+            bail!("LATCHKEY_MAIL_SUPPRESSION_SECS must be at most ten years");
         }
         Ok(())
     }

@@ -214,8 +214,9 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         Err(e) => tracing::warn!(error = %e, "outbox: could not take back the leases of an earlier run"),
     }
     let (shutdown, signal) = watch::channel(false);
-    let worker =
-        OutboxWorker::new(store.clone(), mailer, key, options.clock.clone(), wake, options.worker.clone());
+    let suppress_for = time::Duration::seconds(config.mail_suppression_secs as i64);
+    let worker_config = WorkerConfig { suppress_for, ..options.worker.clone() };
+    let worker = OutboxWorker::new(store.clone(), mailer, key, options.clock.clone(), wake, worker_config);
     // The worker runs in a task of its own, so that even a panic of it turns readiness false.
     let worker_running = service.outbox_worker_flag();
     worker_running.store(true, std::sync::atomic::Ordering::Relaxed);

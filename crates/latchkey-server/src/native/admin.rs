@@ -45,11 +45,11 @@ fn user_id(value: &str) -> Result<UserId> {
 /// A page of a collection: after this cursor, at most `limit` items.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ListQuery {
+pub(super) struct ListQuery {
     /// The `next_cursor` of the previous page.
-    after: Option<String>,
+    pub after: Option<String>,
     /// 1 to 100 (default 50).
-    limit: Option<u32>,
+    pub limit: Option<u32>,
 }
 
 /// A user.
@@ -147,7 +147,7 @@ pub struct RotatedKeyView {
 }
 
 /// Query strings are parsed here so that a bad one answers like a bad body.
-fn query<T>(q: std::result::Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T> {
+pub(super) fn query<T>(q: std::result::Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T> {
     q.map(|Query(q)| q).map_err(|e| NativeError::Body(BodyError::Malformed(e.body_text())))
 }
 

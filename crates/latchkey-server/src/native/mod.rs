@@ -10,6 +10,7 @@ mod openapi;
 mod pages;
 mod parse;
 mod registrations;
+mod suppressions;
 mod templates;
 
 pub use applications::{ApplicationBody, application_json, created_application_json};
@@ -44,6 +45,7 @@ fn api() -> OpenApiRouter<Arc<Service>> {
         .merge(admin::routes())
         .merge(templates::routes())
         .merge(pages::routes())
+        .merge(suppressions::routes())
 }
 
 /// A whole collection.

@@ -9,3 +9,12 @@ CREATE TABLE dkim_keys (
 
 -- Which relay took a sent message (`host:port`), when several are configured.
 ALTER TABLE outbox ADD COLUMN relay TEXT;
+
+-- Addresses no mail is sent to until `until`: a delivery to them was refused for good (a 5xx).
+-- An e-mail for one is written `suppressed`, without its body, and never sent.
+CREATE TABLE suppressions (
+    email      TEXT COLLATE "C" PRIMARY KEY,
+    reason     TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    until      BIGINT NOT NULL
+);
