@@ -289,14 +289,20 @@ impl OutboxWorker {
         }
         let Ok(address) = EmailAddress::parse(&email.to) else { return };
         let now = self.clock.now();
-        let suppression =
-            Suppression { email: address, reason: reply.to_owned(), created_at: now, until: now + self.config.suppress_for };
+        let suppression = Suppression {
+            email: address,
+            reason: reply.to_owned(),
+            created_at: now,
+            until: now + self.config.suppress_for,
+        };
         match self.store.suppress(&suppression, message.app_id.as_ref()).await {
             Ok(()) => {
                 counter!("latchkey_mail_suppressions_total").increment(1);
                 tracing::warn!(outbox_id = %message.id, until = %suppression.until, "outbox: the address bounced and is suppressed");
             }
-            Err(e) => tracing::error!(outbox_id = %message.id, error = %e, "outbox: could not suppress a bounced address"),
+            Err(e) => {
+                tracing::error!(outbox_id = %message.id, error = %e, "outbox: could not suppress a bounced address")
+            }
         }
     }
 }

@@ -89,6 +89,8 @@ struct Shared {
     connections: AtomicUsize,
     auth_failures: AtomicUsize,
     sessions: Mutex<Vec<AbortHandle>>,
+    /// Addresses refused at `RCPT TO` with a 550, as a server does a mailbox it does not have.
+    unknown: Mutex<Vec<String>>,
 }
 
 /// A running sink; it stops when dropped.
@@ -197,6 +199,16 @@ impl SmtpSink {
 
     pub fn set_mode(&self, mode: SinkMode) {
         *self.shared.mode.lock().expect("sink lock") = Some(mode);
+    }
+
+    /// From now on, `RCPT TO` this address is refused for good (550 5.1.1), as for a mailbox
+    /// that does not exist; `false`: accepted again.
+    pub fn set_unknown(&self, address: &str, unknown: bool) {
+        let mut addresses = self.shared.unknown.lock().expect("sink lock");
+        addresses.retain(|a| a != address);
+        if unknown {
+            addresses.push(address.to_owned());
+        }
     }
 
     pub fn mails(&self) -> Vec<ReceivedMail> {
@@ -384,9 +396,15 @@ impl Session {
                     "250 OK\r\n".into()
                 }
                 "RCPT" => {
-                    rcpt_to.push(angle(&command));
-                    "250 OK\r\n".into()
+                    let to = angle(&command);
+                    if self.shared.unknown.lock().expect("sink lock").contains(&to) {
+                        "550 5.1.1 No such mailbox here\r\n".into()
+                    } else {
+                        rcpt_to.push(to);
+                        "250 OK\r\n".into()
+                    }
                 }
+                "DATA" if rcpt_to.is_empty() => "554 5.5.1 No valid recipients\r\n".into(),
                 "DATA" => {
                     if !self.config.delay_before_data.is_zero() {
                         tokio::time::sleep(self.config.delay_before_data).await;

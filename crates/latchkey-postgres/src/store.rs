@@ -12,12 +12,13 @@ use latchkey_core::rate_limit::{self, RateLimit, RateLimitKind, RateLimited};
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::signing::SigningAlg;
 use latchkey_core::{Application, Challenge, EmailAddress, User};
-use latchkey_store::{DeliveryStatus, OutboxBacklog};
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
-    ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage, RecordedView,
-    RegistrationOutcome, RotateOutcome, MailFate, SentMail, Store, StoreError, StoreResult, StoredDkimKey, StoredSigningKey, Suppression, TokenOutcome,
+    ChallengeRecord, ClientSecret, ConsumeOutcome, MailFate, NewOutboxMessage, OtpOutcome, OutboxMessage,
+    RecordedView, RegistrationOutcome, RotateOutcome, SentMail, Store, StoreError, StoreResult,
+    StoredDkimKey, StoredSigningKey, Suppression, TokenOutcome,
 };
+use latchkey_store::{DeliveryStatus, OutboxBacklog};
 use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, Row};
 use std::str::FromStr;
@@ -609,15 +610,17 @@ impl Store for PostgresStore {
         }
         const PLAIN: &str = create_sql!([], []);
         const WITH_MAIL: &str = create_sql!(
-            [", suppressed AS (SELECT EXISTS (SELECT 1 FROM suppressions WHERE email = $9 AND until > $43) AS yes), \
+            [
+                ", suppressed AS (SELECT EXISTS (SELECT 1 FROM suppressions WHERE email = $9 AND until > $43) AS yes), \
              queued AS (INSERT INTO outbox (id, app_id, challenge_id, sealed, status, attempts, \
                next_attempt_at, created_at) \
                SELECT $37, $38, $39, CASE WHEN s.yes THEN NULL ELSE $40 END, \
                  CASE WHEN s.yes THEN 'suppressed' ELSE $42 END, 0, $41, $41 \
                FROM challenge, suppressed s RETURNING status), \
              noted AS (INSERT INTO events (",
-            event_columns!(),
-            ") SELECT $44, $45, $46, $47, $48, $49, $50 FROM queued WHERE status = 'suppressed')",],
+                event_columns!(),
+                ") SELECT $44, $45, $46, $47, $48, $49, $50 FROM queued WHERE status = 'suppressed')",
+            ],
             [", (SELECT status FROM queued) AS mail_status",]
         );
         let hits = Hits::new(limits, now);
@@ -1062,7 +1065,11 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn suppression(&self, email: &EmailAddress, now: OffsetDateTime) -> StoreResult<Option<Suppression>> {
+    async fn suppression(
+        &self,
+        email: &EmailAddress,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Suppression>> {
         let row = sqlx::query("SELECT * FROM suppressions WHERE email = $1 AND until > $2")
             .bind(email.as_str())
             .bind(millis(now))

@@ -226,8 +226,11 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let limits =
             app.settings.rate_limits.for_request(&app.id, &challenge.email, challenge.client_ip.as_deref());
-        let fate =
-            self.store.create_challenge(challenge, mail.as_ref(), &limits, now).await?.map_err(rate_limited)?;
+        let fate = self
+            .store
+            .create_challenge(challenge, mail.as_ref(), &limits, now)
+            .await?
+            .map_err(rate_limited)?;
         metrics::challenge_created(challenge);
         match fate {
             MailFate::Written if mail.as_ref().is_some_and(|m| !m.held) => self.outbox_wake.notify_one(),

@@ -22,8 +22,9 @@ use latchkey_core::{Application, Challenge, EmailAddress, User};
 use latchkey_store::OutboxBacklog;
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
-    ChallengeRecord, ClientSecret, ConsumeOutcome, NewOutboxMessage, OtpOutcome, OutboxMessage, RecordedView,
-    RegistrationOutcome, RotateOutcome, MailFate, SentMail, Suppression, Store, StoreError, StoreResult, StoredDkimKey, StoredSigningKey, TokenOutcome,
+    ChallengeRecord, ClientSecret, ConsumeOutcome, MailFate, NewOutboxMessage, OtpOutcome, OutboxMessage,
+    RecordedView, RegistrationOutcome, RotateOutcome, SentMail, Store, StoreError, StoreResult,
+    StoredDkimKey, StoredSigningKey, Suppression, TokenOutcome,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -1584,7 +1585,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn suppression(&self, email: &EmailAddress, now: OffsetDateTime) -> StoreResult<Option<Suppression>> {
+    async fn suppression(
+        &self,
+        email: &EmailAddress,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Suppression>> {
         self.read(|c| {
             one(
                 c,

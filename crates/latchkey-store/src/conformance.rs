@@ -6,8 +6,8 @@
 
 use crate::OutboxBacklog;
 use crate::{
-    ClientSecret, ConsumeOutcome, DeliveryStatus, NewOutboxMessage, OtpOutcome, RecordedView,
-    RegistrationOutcome, RotateOutcome, MailFate, SentMail, Store, StoredDkimKey, StoredSigningKey, TokenOutcome,
+    ClientSecret, ConsumeOutcome, DeliveryStatus, MailFate, NewOutboxMessage, OtpOutcome, RecordedView,
+    RegistrationOutcome, RotateOutcome, SentMail, Store, StoredDkimKey, StoredSigningKey, TokenOutcome,
 };
 use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, otp_subject};

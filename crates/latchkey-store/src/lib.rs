@@ -310,7 +310,11 @@ pub trait Store: Send + Sync + 'static {
     /// it, with a `suppression.created` event.
     async fn suppress(&self, suppression: &Suppression, app_id: Option<&AppId>) -> StoreResult<()>;
     /// The address's suppression, when it lasts beyond `now`.
-    async fn suppression(&self, email: &EmailAddress, now: OffsetDateTime) -> StoreResult<Option<Suppression>>;
+    async fn suppression(
+        &self,
+        email: &EmailAddress,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Suppression>>;
     /// The suppressions lasting beyond `now`, by address, after `after`: at most `limit`.
     async fn list_suppressions(
         &self,

@@ -3,8 +3,8 @@
 //! records and check what they read.
 
 use crate::{
-    ChallengeRecord, ClientSecret, Delivery, DeliveryStatus, OutboxMessage, StoreError, StoredDkimKey, Suppression,
-    StoredSigningKey,
+    ChallengeRecord, ClientSecret, Delivery, DeliveryStatus, OutboxMessage, StoreError, StoredDkimKey,
+    StoredSigningKey, Suppression,
 };
 use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, AuthorizationCode, Purpose};

@@ -147,7 +147,9 @@ pub struct RotatedKeyView {
 }
 
 /// Query strings are parsed here so that a bad one answers like a bad body.
-pub(super) fn query<T>(q: std::result::Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T> {
+pub(super) fn query<T>(
+    q: std::result::Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T> {
     q.map(|Query(q)| q).map_err(|e| NativeError::Body(BodyError::Malformed(e.body_text())))
 }
 

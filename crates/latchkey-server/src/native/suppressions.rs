@@ -15,7 +15,9 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn routes() -> OpenApiRouter<Arc<Service>> {
-    OpenApiRouter::new().routes(routes!(list_suppressions)).routes(routes!(read_suppression, delete_suppression))
+    OpenApiRouter::new()
+        .routes(routes!(list_suppressions))
+        .routes(routes!(read_suppression, delete_suppression))
 }
 
 /// An address that gets no e-mail until `until`, because a delivery to it bounced.
@@ -60,7 +62,9 @@ async fn list_suppressions(
     let after = q
         .after
         .as_deref()
-        .map(|a| EmailAddress::parse(a).map_err(|_| NativeError::field("after", "after must be an e-mail address")))
+        .map(|a| {
+            EmailAddress::parse(a).map_err(|_| NativeError::field("after", "after must be an e-mail address"))
+        })
         .transpose()?;
     Ok(Json(CursorPage::of(service.list_suppressions(after.as_ref(), limit).await?, suppression_view)))
 }

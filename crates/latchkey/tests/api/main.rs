@@ -33,6 +33,7 @@ mod sdk_dkim;
 mod sdk_openid_client;
 mod sdk_workos;
 mod shutdown;
+mod suppressions;
 mod transmit;
 mod users_and_events;
 mod workos;
