@@ -4,11 +4,11 @@
 //! case (`#[ignore = "…"]` for a database a plain `cargo test` does not have: the cases are then
 //! reported as ignored, and fail when run without it, never pass without having run).
 
-use crate::OutboxBacklog;
 use crate::{
     ClientSecret, ConsumeOutcome, DeliveryStatus, MailFate, NewOutboxMessage, OtpOutcome, RecordedView,
     RegistrationOutcome, RotateOutcome, SentMail, Store, StoredDkimKey, StoredSigningKey, TokenOutcome,
 };
+use crate::{OutboxBacklog, Suppression};
 use latchkey_core::application::AppSettings;
 use latchkey_core::challenge::{AuthMethod, otp_subject};
 use latchkey_core::challenge::{ChallengeRequest, NewAuthorizationCode, Purpose};
@@ -58,6 +58,7 @@ macro_rules! conformance_tests {
             link_views_are_counted_kept_up_to_a_bound_and_purged_with_their_challenge,
             signing_keys_round_trip,
             a_dkim_key_is_stored_once_per_selector,
+            a_suppressed_address_gets_its_mail_written_suppressed_until_lifted_or_over,
             deleting_an_application_removes_what_it_owns,
             rate_limits_count_per_window_and_refuse_without_writing,
             codes_consume_once_count_wrong_guesses_and_race_the_link,
@@ -593,6 +594,98 @@ pub async fn deliveries_are_recorded_in_one_batch(store: Arc<dyn Store>) {
     let left =
         store.claim_outbox(t0() + Duration::seconds(61), t0() + Duration::seconds(120), 10).await.unwrap();
     assert_eq!(left.len(), 1, "sent messages are not handed out again");
+}
+
+pub async fn a_suppressed_address_gets_its_mail_written_suppressed_until_lifted_or_over(
+    store: Arc<dyn Store>,
+) {
+    let app = app_in(&*store, "Suppressing").await;
+    let address = |s: &str| EmailAddress::parse(s).unwrap();
+    let suppression = |email: &str, until: OffsetDateTime| Suppression {
+        email: address(email),
+        reason: "550 5.1.1 no such mailbox".into(),
+        created_at: t0(),
+        until,
+    };
+    let month = t0() + Duration::days(30);
+    store.suppress(&suppression("gone@example.com", t0() + Duration::days(1)), Some(&app.id)).await.unwrap();
+    // Suppressed again: the later one replaces the earlier.
+    store.suppress(&suppression("gone@example.com", month), Some(&app.id)).await.unwrap();
+    store.suppress(&suppression("also-gone@example.com", month), None).await.unwrap();
+    store.suppress(&suppression("was-gone@example.com", t0()), None).await.unwrap();
+    let found = store.suppression(&address("gone@example.com"), t0()).await.unwrap();
+    assert_eq!(found, Some(suppression("gone@example.com", month)));
+    assert_eq!(store.suppression(&address("was-gone@example.com"), t0()).await.unwrap(), None, "over");
+    let listed = store.list_suppressions(None, 10, t0()).await.unwrap();
+    let emails: Vec<_> = listed.iter().map(|s| s.email.as_str().to_owned()).collect();
+    assert_eq!(emails, ["also-gone@example.com", "gone@example.com"], "in force, by address");
+    let first = address("also-gone@example.com");
+    let rest = store.list_suppressions(Some(&first), 10, t0()).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].email.as_str(), "gone@example.com");
+
+    // Mail for a suppressed address is written suppressed, without its body, and never claimed.
+    let (quiet, _) = challenge(&app, "gone@example.com", t0());
+    let (held, _) = challenge(&app, "gone@example.com", t0());
+    let (loud, _) = challenge(&app, "here@example.com", t0());
+    let fate = |c: &Challenge, mail: NewOutboxMessage| {
+        let store = store.clone();
+        let c = c.clone();
+        async move { store.create_challenge(&c, Some(&mail), &[], t0()).await.unwrap().unwrap() }
+    };
+    assert_eq!(fate(&quiet, mail_for(&app, &quiet)).await, MailFate::Suppressed);
+    assert_eq!(
+        fate(&held, NewOutboxMessage { held: true, ..mail_for(&app, &held) }).await,
+        MailFate::Suppressed
+    );
+    assert_eq!(fate(&loud, mail_for(&app, &loud)).await, MailFate::Written);
+    let (plain, _) = challenge(&app, "gone@example.com", t0());
+    assert_eq!(store.create_challenge(&plain, None, &[], t0()).await.unwrap(), Ok(MailFate::NoMail));
+    for c in [&quiet, &held] {
+        let delivery = store.challenge(&app.id, &c.id).await.unwrap().unwrap().delivery.unwrap();
+        assert_eq!((delivery.status, delivery.attempts), (DeliveryStatus::Suppressed, 0));
+    }
+    assert!(!store.release_held_mail(&app.id, &held.id, t0()).await.unwrap(), "nothing held to release");
+    let claimed = store.claim_outbox(t0(), t0() + Duration::minutes(1), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "only the other address's mail");
+    assert_eq!(claimed[0].app_id.as_ref(), Some(&app.id));
+
+    let events = store.events(None, 100).await.unwrap();
+    let of = |kind: EventKind| events.iter().filter(|e| e.kind == kind).collect::<Vec<_>>();
+    let mut noted: Vec<_> =
+        of(EventKind::MailSuppressed).iter().map(|e| e.subject.clone().unwrap()).collect();
+    let mut expected = vec![quiet.id.to_string(), held.id.to_string()];
+    noted.sort();
+    expected.sort();
+    assert_eq!(noted, expected);
+    assert_eq!(of(EventKind::SuppressionCreated).len(), 4);
+
+    // Lifted: gone from the list, and the next e-mail is written as given.
+    assert!(store.delete_suppression(&address("gone@example.com"), t0()).await.unwrap());
+    assert!(!store.delete_suppression(&address("gone@example.com"), t0()).await.unwrap(), "once");
+    assert!(!store.delete_suppression(&address("was-gone@example.com"), t0()).await.unwrap(), "over already");
+    let (after, _) = challenge(&app, "gone@example.com", t0());
+    assert_eq!(fate(&after, mail_for(&app, &after)).await, MailFate::Written);
+    assert_eq!(
+        store
+            .events(None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == EventKind::SuppressionDeleted)
+            .count(),
+        1
+    );
+
+    // Once over, a suppression no longer counts, and the purge removes it.
+    let later = month + Duration::seconds(1);
+    let (late, _) = challenge(&app, "also-gone@example.com", later);
+    assert_eq!(
+        store.create_challenge(&late, Some(&mail_for(&app, &late)), &[], later).await.unwrap(),
+        Ok(MailFate::Written)
+    );
+    store.purge_expired(later).await.unwrap();
+    assert!(store.list_suppressions(None, 10, t0()).await.unwrap().is_empty(), "purged");
 }
 
 pub async fn a_dkim_key_is_stored_once_per_selector(store: Arc<dyn Store>) {

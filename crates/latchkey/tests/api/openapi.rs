@@ -45,6 +45,9 @@ const NATIVE: &[(&str, &str)] = &[
     ("patch", "/v1/organizations/{id}"),
     ("delete", "/v1/organizations/{id}"),
     ("get", "/v1/events"),
+    ("get", "/v1/suppressions"),
+    ("get", "/v1/suppressions/{email}"),
+    ("delete", "/v1/suppressions/{email}"),
     ("post", "/v1/keys/rotate"),
 ];
 
