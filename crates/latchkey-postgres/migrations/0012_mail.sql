@@ -18,13 +18,3 @@ CREATE TABLE suppressions (
     created_at BIGINT NOT NULL,
     until      BIGINT NOT NULL
 );
-
--- The sealed bodies of messages not sent yet, apart from their state (as on SQLite, where
--- leasing a message would otherwise rewrite its body). A body is deleted once its message is
--- sent or has failed for good.
-CREATE TABLE outbox_bodies (
-    id     TEXT PRIMARY KEY REFERENCES outbox (id) ON DELETE CASCADE,
-    sealed BYTEA NOT NULL
-);
-INSERT INTO outbox_bodies (id, sealed) SELECT id, sealed FROM outbox WHERE sealed IS NOT NULL;
-ALTER TABLE outbox DROP COLUMN sealed;

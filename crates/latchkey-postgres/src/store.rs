@@ -612,12 +612,11 @@ impl Store for PostgresStore {
         const WITH_MAIL: &str = create_sql!(
             [
                 ", suppressed AS (SELECT EXISTS (SELECT 1 FROM suppressions WHERE email = $9 AND until > $43) AS yes), \
-             queued AS (INSERT INTO outbox (id, app_id, challenge_id, status, attempts, next_attempt_at, \
-               created_at) \
-               SELECT $37, $38, $39, CASE WHEN s.yes THEN 'suppressed' ELSE $42 END, 0, $41, $41 \
-               FROM challenge, suppressed s RETURNING id, status), \
-             bodied AS (INSERT INTO outbox_bodies (id, sealed) SELECT id, $40 FROM queued \
-               WHERE status <> 'suppressed'), \
+             queued AS (INSERT INTO outbox (id, app_id, challenge_id, sealed, status, attempts, \
+               next_attempt_at, created_at) \
+               SELECT $37, $38, $39, CASE WHEN s.yes THEN NULL ELSE $40 END, \
+                 CASE WHEN s.yes THEN 'suppressed' ELSE $42 END, 0, $41, $41 \
+               FROM challenge, suppressed s RETURNING status), \
              noted AS (INSERT INTO events (",
                 event_columns!(),
                 ") SELECT $44, $45, $46, $47, $48, $49, $50 FROM queued WHERE status = 'suppressed')",
@@ -936,11 +935,9 @@ impl Store for PostgresStore {
                  FOR UPDATE SKIP LOCKED
                ), leased AS (
                  UPDATE outbox o SET lease_until = $2 FROM due WHERE o.id = due.id
-                 RETURNING o.id, o.app_id, o.attempts, o.created_at
+                 RETURNING o.id, o.app_id, o.sealed, o.attempts, o.created_at
                )
-               SELECT l.*, COALESCE(b.sealed, ''::bytea) AS sealed
-               FROM leased l LEFT JOIN outbox_bodies b ON b.id = l.id
-               ORDER BY l.created_at, l.id COLLATE "C""#,
+               SELECT * FROM leased ORDER BY created_at, id COLLATE "C""#,
         )
         .bind(millis(now))
         .bind(millis(lease_until))
@@ -1000,9 +997,8 @@ impl Store for PostgresStore {
             format!(
                 "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)), \
                  sent AS ( \
-                   UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, \
-                   lease_until = NULL, last_error = NULL, relay = $3 WHERE id = $1 RETURNING app_id, challenge_id), \
-                 gone AS (DELETE FROM outbox_bodies WHERE id = $1) \
+                   UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, sealed = NULL, \
+                   lease_until = NULL, last_error = NULL, relay = $3 WHERE id = $1 RETURNING app_id, challenge_id) \
                  INSERT INTO events ({}) SELECT {event} FROM sent s, quick",
                 event_columns!()
             )
@@ -1032,8 +1028,7 @@ impl Store for PostgresStore {
             .bind(error)
             .bind(millis(at)),
             None => sqlx::query(
-                "WITH gone AS (DELETE FROM outbox_bodies WHERE id = $1) \
-                 UPDATE outbox SET attempts = attempts + 1, last_error = $2, status = 'failed', \
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, status = 'failed', sealed = NULL, \
                  lease_until = NULL WHERE id = $1",
             )
             .bind(id.as_str())

@@ -18,13 +18,3 @@ CREATE TABLE suppressions (
     created_at INTEGER NOT NULL,
     until      INTEGER NOT NULL
 );
-
--- The sealed bodies of messages not sent yet, apart from their state: leasing a message and
--- recording its outcome then rewrite a small row, not the body with its overflow pages. A body
--- is deleted once its message is sent or has failed for good.
-CREATE TABLE outbox_bodies (
-    id     TEXT PRIMARY KEY REFERENCES outbox (id) ON DELETE CASCADE,
-    sealed BLOB NOT NULL
-);
-INSERT INTO outbox_bodies (id, sealed) SELECT id, sealed FROM outbox WHERE sealed IS NOT NULL;
-ALTER TABLE outbox DROP COLUMN sealed;

@@ -66,15 +66,6 @@ pub(crate) fn apply(conn: &Connection) -> StoreResult<()> {
     Ok(())
 }
 
-/// Applies the migrations up to `last` only: a database as an earlier build left it.
-#[cfg(test)]
-pub(crate) fn apply_until(conn: &Connection, last: i64) -> StoreResult<()> {
-    for migration in MIGRATIONS.iter().filter(|m| m.version <= last) {
-        conn.execute_batch(migration.sql).map_err(map_err)?;
-    }
-    conn.execute_batch(&format!("PRAGMA user_version = {last}")).map_err(map_err)
-}
-
 /// The versions sqlx recorded as applied, if this file was ever migrated by it.
 fn sqlx_versions(conn: &Connection) -> StoreResult<Vec<i64>> {
     let exists: bool = conn

@@ -365,29 +365,17 @@ fn insert_challenge(conn: &Connection, c: &Challenge) -> StoreResult<()> {
 fn insert_mail(conn: &Connection, m: &NewOutboxMessage) -> StoreResult<()> {
     exec(
         conn,
-        "INSERT INTO outbox (id, app_id, challenge_id, status, attempts, next_attempt_at, created_at) \
-         VALUES (?1, ?2, ?3, ?5, 0, ?4, ?4)",
+        "INSERT INTO outbox (id, app_id, challenge_id, sealed, status, attempts, next_attempt_at, \
+         created_at) VALUES (?1, ?2, ?3, ?4, ?6, 0, ?5, ?5)",
         params![
             m.id.as_str(),
             m.app_id.as_ref().map(|a| a.as_str()),
             m.challenge_id.as_ref().map(|c| c.as_str()),
+            (!m.sealed.is_empty()).then_some(&m.sealed),
             millis(m.created_at),
             m.initial_status().as_str(),
         ],
     )?;
-    if !m.sealed.is_empty() {
-        exec(
-            conn,
-            "INSERT INTO outbox_bodies (id, sealed) VALUES (?1, ?2)",
-            params![m.id.as_str(), m.sealed],
-        )?;
-    }
-    Ok(())
-}
-
-/// Drops a message's body once it will not be sent again.
-fn drop_body(conn: &Connection, id: &OutboxId) -> StoreResult<()> {
-    exec(conn, "DELETE FROM outbox_bodies WHERE id = ?1", [id.as_str()])?;
     Ok(())
 }
 
@@ -1462,25 +1450,15 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<OutboxMessage>> {
         let mut messages = self
             .write(move |c| {
-                let mut leased = all(
+                all(
                     c,
                     "UPDATE outbox SET lease_until = ?2 WHERE id IN ( \
                        SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?1 \
                        AND (lease_until IS NULL OR lease_until <= ?1) ORDER BY next_attempt_at LIMIT ?3) \
-                     RETURNING id, app_id, X'' AS sealed, attempts, created_at",
+                     RETURNING id, app_id, sealed, attempts, created_at",
                     params![millis(now), millis(lease_until), i64::from(limit)],
                     rows::outbox_message,
-                )?;
-                // A message without a body (which nothing writes) keeps the empty one, and
-                // fails as unreadable.
-                for message in &mut leased {
-                    let body: Vec<Vec<u8>> =
-                        column(c, "SELECT sealed FROM outbox_bodies WHERE id = ?1", [message.id.as_str()])?;
-                    if let Some(sealed) = body.into_iter().next() {
-                        message.sealed = sealed;
-                    }
-                }
-                Ok(leased)
+                )
             })
             .await?;
         messages
@@ -1542,7 +1520,7 @@ impl Store for SqliteStore {
             for SentMail { id, relay } in &sent {
                 let sent: Option<(Option<String>, Option<String>)> = c
                     .prepare_cached(
-                        "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, \
+                        "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, sealed = NULL, \
                          lease_until = NULL, last_error = NULL, relay = ?3 WHERE id = ?1 RETURNING app_id, challenge_id",
                     )
                     .and_then(|mut stmt| {
@@ -1550,7 +1528,6 @@ impl Store for SqliteStore {
                             .optional()
                     })
                     .map_err(map_err)?;
-                drop_body(c, id)?;
                 if let Some((app_id, challenge_id)) = sent {
                     let app_id = app_id.map(AppId::from_trusted);
                     let subject = challenge_id.unwrap_or_else(|| id.to_string());
@@ -1577,15 +1554,12 @@ impl Store for SqliteStore {
                      lease_until = NULL WHERE id = ?1",
                     params![id.as_str(), error, millis(at)],
                 ),
-                None => {
-                    drop_body(c, &id)?;
-                    exec(
-                        c,
-                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, status = 'failed', \
-                         lease_until = NULL WHERE id = ?1",
-                        params![id.as_str(), error],
-                    )
-                }
+                None => exec(
+                    c,
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, status = 'failed', sealed = NULL, \
+                     lease_until = NULL WHERE id = ?1",
+                    params![id.as_str(), error],
+                ),
             }?;
             Ok(())
         })

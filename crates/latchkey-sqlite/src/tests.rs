@@ -282,35 +282,6 @@ async fn a_database_partly_migrated_by_the_previous_version_gets_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queued_bodies_move_to_their_own_table_and_leave_once_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v10.db");
-    {
-        // As the last build before the bodies' table left it: a body in the outbox row.
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        crate::migrate::apply_until(&conn, 10).unwrap();
-        conn.execute_batch(
-            "INSERT INTO outbox (id, sealed, status, attempts, next_attempt_at, created_at) \
-             VALUES ('out_old', X'0102030405', 'queued', 0, 0, 0)",
-        )
-        .unwrap();
-    }
-    let store = open(&path).await;
-    assert_eq!(user_version(&store), crate::migrate::latest_version());
-    let claimed = store.claim_outbox(t0(), t0() + Duration::minutes(1), 10).await.unwrap();
-    assert_eq!(claimed.len(), 1);
-    assert_eq!((claimed[0].id.as_str(), claimed[0].sealed.as_slice()), ("out_old", &[1, 2, 3, 4, 5][..]));
-    store.outbox_sent(&[latchkey_store::SentMail::direct(&claimed[0].id)], t0()).await.unwrap();
-    let bodies: i64 = store
-        .write(|c| {
-            c.query_row("SELECT count(*) FROM outbox_bodies", [], |r| r.get(0)).map_err(crate::error::map_err)
-        })
-        .await
-        .unwrap();
-    assert_eq!(bodies, 0, "a sent message's body is dropped");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_from_a_newer_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("newer.db");
