@@ -23,7 +23,7 @@ pub use dkim::{DkimAlgorithm, DkimKeyError, DkimSigner, GeneratedKey, sender_dom
 pub use email::Email;
 pub use locale::{InvalidLocale, Locale, MAX_LOCALE_LEN};
 pub use mailer::{DeliveryError, Mailer};
-pub use outbox::{OutboxWorker, WorkerConfig, backoff};
+pub use outbox::{DEFAULT_SUPPRESSION, OutboxWorker, WorkerConfig, backoff};
 pub use smtp::{SmtpConfigError, SmtpMailer, SmtpOptions};
 
 #[cfg(test)]

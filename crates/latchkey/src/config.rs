@@ -92,7 +92,7 @@ impl Default for Config {
             metrics_listen: None,
             shutdown_grace_ms: 30_000,
             session_lifetime_secs: 7 * 24 * 60 * 60,
-            mail_suppression_secs: 30 * 24 * 60 * 60,
+            mail_suppression_secs: latchkey_mail::DEFAULT_SUPPRESSION.whole_seconds() as u64,
         }
     }
 }
