@@ -279,9 +279,7 @@ impl OutboxWorker {
             tracing::error!(outbox_id = %message.id, error = %e, "outbox: could not record the delivery outcome");
         }
     }
-}
 
-impl OutboxWorker {
     /// Suppresses the address a message bounced from, for `suppress_for` (not at all when zero).
     async fn suppress(&self, message: &OutboxMessage, email: &Email, reply: &str) {
         if self.config.suppress_for <= Duration::ZERO {
