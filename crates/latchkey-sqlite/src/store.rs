@@ -22,9 +22,9 @@ use latchkey_core::{Application, Challenge, EmailAddress, User};
 use latchkey_store::OutboxBacklog;
 use latchkey_store::rows::{self, RowReader, millis};
 use latchkey_store::{
-    ChallengeRecord, ClientSecret, ConsumeOutcome, MailFate, NewOutboxMessage, OtpOutcome, OutboxMessage,
-    RecordedView, RegistrationOutcome, RotateOutcome, SentMail, Store, StoreError, StoreResult,
-    StoredDkimKey, StoredSigningKey, Suppression, TokenOutcome,
+    ChallengeRecord, ClientSecret, ConsumeOutcome, DeliveryStatus, MailFate, NewOutboxMessage, OtpOutcome,
+    OutboxMessage, RecordedView, RegistrationOutcome, RotateOutcome, SentMail, Store, StoreError,
+    StoreResult, StoredDkimKey, StoredSigningKey, Suppression, TokenOutcome,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -362,7 +362,8 @@ fn insert_challenge(conn: &Connection, c: &Challenge) -> StoreResult<()> {
     Ok(())
 }
 
-fn insert_mail(conn: &Connection, m: &NewOutboxMessage) -> StoreResult<()> {
+/// Writes a message with `status`: its initial one, or `suppressed`, which keeps no body.
+fn insert_mail(conn: &Connection, m: &NewOutboxMessage, status: DeliveryStatus) -> StoreResult<()> {
     exec(
         conn,
         "INSERT INTO outbox (id, app_id, challenge_id, sealed, status, attempts, next_attempt_at, \
@@ -371,9 +372,9 @@ fn insert_mail(conn: &Connection, m: &NewOutboxMessage) -> StoreResult<()> {
             m.id.as_str(),
             m.app_id.as_ref().map(|a| a.as_str()),
             m.challenge_id.as_ref().map(|c| c.as_str()),
-            (!m.sealed.is_empty()).then_some(&m.sealed),
+            (status != DeliveryStatus::Suppressed).then_some(&m.sealed),
             millis(m.created_at),
-            m.initial_status().as_str(),
+            status.as_str(),
         ],
     )?;
     Ok(())
@@ -762,18 +763,18 @@ impl Store for SqliteStore {
             .writer
             .write_or_undo(move |c| {
                 if let Err(refused) = count_hits(c, &limits, now)? {
-                    return Ok(Write::Undo(Err(refused)));
+                    return Ok(keep_unless_refused(Err(refused)));
                 }
                 insert_challenge(c, &challenge)?;
                 let fate = match &mail {
                     None => MailFate::NoMail,
                     Some(mail) if is_suppressed(c, &challenge.email, now)? => {
-                        insert_mail(c, &mail.suppressed())?;
+                        insert_mail(c, mail, DeliveryStatus::Suppressed)?;
                         insert_event(c, &Event::mail_suppressed(&challenge.app_id, &challenge.id, now))?;
                         MailFate::Suppressed
                     }
                     Some(mail) => {
-                        insert_mail(c, mail)?;
+                        insert_mail(c, mail, mail.initial_status())?;
                         MailFate::Written
                     }
                 };

@@ -124,20 +124,9 @@ pub struct NewOutboxMessage {
 }
 
 impl NewOutboxMessage {
-    /// This message as written for a suppressed address: without its body, never to be sent.
-    pub fn suppressed(&self) -> Self {
-        Self { sealed: Vec::new(), ..self.clone() }
-    }
-
     /// The status the message is written with.
     pub fn initial_status(&self) -> DeliveryStatus {
-        if self.sealed.is_empty() {
-            DeliveryStatus::Suppressed
-        } else if self.held {
-            DeliveryStatus::Held
-        } else {
-            DeliveryStatus::Queued
-        }
+        if self.held { DeliveryStatus::Held } else { DeliveryStatus::Queued }
     }
 }
 
