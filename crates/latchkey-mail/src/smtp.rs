@@ -61,6 +61,7 @@ impl Default for SmtpOptions {
 /// message; a 5xx about the message ends its attempt (another relay would refuse it too).
 pub struct SmtpMailer {
     relays: Vec<Relay>,
+    dkim: Option<Arc<DkimSigner>>,
 }
 
 struct Relay {
@@ -112,7 +113,7 @@ impl SmtpMailer {
         if relays.is_empty() {
             return Err(SmtpConfigError::Url);
         }
-        Ok(Self { relays })
+        Ok(Self { relays, dkim: options.dkim })
     }
 
     /// Where and how messages go, for people: `smtp://host:587 (STARTTLS required, as alice)`;
@@ -134,7 +135,7 @@ impl SmtpMailer {
         let from = envelope.from().map(|a| a.to_string()).unwrap_or_default();
         let to = envelope.to().first().map(|a| a.to_string()).ok_or_else(|| permanent("no recipient"))?;
         let mut data = message.formatted();
-        if let Some(signer) = &self.relays[0].settings.options.dkim {
+        if let Some(signer) = &self.dkim {
             let domain =
                 crate::dkim::sender_domain(&from).ok_or_else(|| permanent("invalid sender address"))?;
             let now = std::time::SystemTime::now()

@@ -154,13 +154,12 @@ impl Connection {
         if reply.positive() { Ok(reply) } else { Err(Failure::Refused(reply)) }
     }
 
-    /// After a refused command the conversation starts over for the next message.
+    /// After a refused command the conversation starts over for the next message. The refusal
+    /// is what the caller needs: a connection that could not reset fails its next use before
+    /// the body, and that message goes on a new connection.
     async fn reset(&mut self, refusal: Reply) -> Failure {
-        match self.command("RSET\r\n").await {
-            Ok(_) => Failure::Refused(refusal),
-            // The refusal is what the caller needs; a connection that cannot reset is dropped.
-            Err(_) => Failure::Refused(refusal),
-        }
+        let _ = self.command("RSET\r\n").await;
+        Failure::Refused(refusal)
     }
 
     pub async fn quit(mut self) {
