@@ -299,18 +299,15 @@ async fn mail_dns(config: &Config) -> anyhow::Result<()> {
 async fn mail_test(config: &Config, to: &str) -> anyhow::Result<()> {
     let to = latchkey_core::EmailAddress::parse(to)
         .map_err(|_| anyhow::anyhow!("{to:?} is not an e-mail address"))?;
+    const NO_SMTP: &str =
+        "no SMTP server is configured (LATCHKEY_SMTP_URL): mail goes to the development mailbox";
+    // Checked before the database is opened for the DKIM key.
     if config.smtp_url.is_none() {
-        anyhow::bail!(
-            "no SMTP server is configured (LATCHKEY_SMTP_URL): mail goes to the development mailbox"
-        );
+        anyhow::bail!(NO_SMTP);
     }
     let core = open_core(config, &SystemClock).await?;
     let dkim = Arc::new(latchkey::dkim::signer(config, &*core.store, &core.key, &SystemClock).await?);
-    let Some(mailer) = latchkey::run::smtp_mailer(config, Some(dkim.clone()))? else {
-        anyhow::bail!(
-            "no SMTP server is configured (LATCHKEY_SMTP_URL): mail goes to the development mailbox"
-        );
-    };
+    let mailer = latchkey::run::smtp_mailer(config, Some(dkim.clone()))?.context(NO_SMTP)?;
     let public = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
     let host = url::Url::parse(&public).ok().and_then(|u| u.host_str().map(str::to_owned));
     let message_id = format!(
